@@ -1,0 +1,16 @@
+# One image for every fieldops process; docker-compose.yml picks the command.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY fieldops ./fieldops
+COPY ingest ./ingest
+COPY predict ./predict
+COPY dispatch ./dispatch
+COPY web ./web
+COPY simulators ./simulators
+COPY bench ./bench
+RUN pip install . && useradd --system --create-home fieldops && mkdir -p /data && chown fieldops /data
+USER fieldops
+ENV FIELDOPS_DATA_DIR=/data
+ENTRYPOINT ["fieldops"]

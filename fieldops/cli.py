@@ -1,0 +1,49 @@
+"""The ``fieldops`` command. Each service package contributes its subcommands through ``register``.
+
+A command module defines ``register(subparsers)`` and sets ``func(args, settings) -> int`` on the
+parsers it adds; modules are imported only when the command line is parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fieldops.config import ConfigError, load_settings
+from fieldops.logs import setup as setup_logging
+
+log = logging.getLogger(__name__)
+
+COMMAND_MODULES = (
+    "fieldops.db.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldops", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="override FIELDOPS_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"fieldops: configuration error: {exc}\n")
+        return 2
+    setup_logging(args.log_level or settings.log_level, getattr(args, "process_name", ""))
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Connections and the psycopg 3 pool. The only place that opens database connections."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+def connect(conninfo: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:
+    """One connection; the caller closes it."""
+    return psycopg.connect(conninfo, autocommit=autocommit, **kwargs)
+
+
+def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops") -> ConnectionPool:
+    """An opened pool whose connections are checked before use."""
+    pool = ConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        check=ConnectionPool.check_connection,
+        kwargs={"application_name": name},
+    )
+    pool.open(wait=True, timeout=30)
+    return pool
+
+
+def wait_ready(conninfo: str, timeout_s: float = 30.0) -> None:
+    """Block until the server accepts connections, or raise the last error after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with psycopg.connect(conninfo, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

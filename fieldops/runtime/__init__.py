@@ -1,0 +1,1 @@
+"""Local service processes (PostgreSQL, Mosquitto) managed for tests, benches and the demo."""

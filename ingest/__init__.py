@@ -1,0 +1,1 @@
+"""Ingest: device telemetry, status and events over MQTT into PostgreSQL, at least once, never lost."""
