@@ -1,13 +1,14 @@
 """The ``fieldops`` command. Each service package contributes its subcommands through ``register``.
 
-A command module defines ``register(subparsers)`` and sets ``func(args, settings) -> int`` on the
-parsers it adds; modules are imported only when the command line is parsed.
+Each package in ``COMMAND_PACKAGES`` that has a ``commands`` module defines
+``register(subparsers)`` there and sets ``func(args, settings) -> int`` on the parsers it adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 
@@ -16,8 +17,15 @@ from fieldops.logs import setup as setup_logging
 
 log = logging.getLogger(__name__)
 
-COMMAND_MODULES = (
-    "fieldops.db.commands",
+COMMAND_PACKAGES = (
+    "fieldops.db",
+    "fieldops.service",
+    "ingest",
+    "simulators",
+    "predict",
+    "dispatch",
+    "web",
+    "fieldops.up",
 )
 
 
@@ -25,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldops", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="override FIELDOPS_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for package in COMMAND_PACKAGES:
+        name = f"{package}.commands"
+        if importlib.util.find_spec(package) and importlib.util.find_spec(name):
+            importlib.import_module(name).register(sub)
     return parser
 
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 MAX_METRICS = 8  # metric slots per device model; telemetry stores one real[] of this many at most
+
+
+class Priority(IntEnum):
+    """P1 is the most urgent."""
+
+    CRITICAL = 1
+    HIGH = 2
+    NORMAL = 3
+    LOW = 4
 
 
 class JobStatus(StrEnum):
