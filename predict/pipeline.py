@@ -13,10 +13,9 @@ import numpy as np
 import psycopg
 from threadpoolctl import threadpool_limits
 
-from predict import csvio, data, registry
+from predict import csvio, data, plots, registry
 from predict import features as F
 from predict import model as M
-from predict import plots
 
 log = logging.getLogger(__name__)
 
