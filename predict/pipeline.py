@@ -93,6 +93,35 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     return run, version, promoted
 
 
+def evaluate_db(conn: psycopg.Connection, model: M.FailureModel, *, days: float = 90,
+                every: int = 2, plot_dir: Path | None = None,
+                progress: M.Progress = M._quiet) -> dict:
+    """A stored model on the held-out devices of the current data, with the baseline and plots."""
+    progress("loading telemetry, events and jobs")
+    ds, _, _, _ = load_dataset(conn, days=days, horizon_h=model.horizon, settle_h=DEFAULT_SETTLE_H,
+                               every=every)
+    return _evaluate(ds, model, plot_dir, progress)
+
+
+def _evaluate(ds: M.Dataset, model: M.FailureModel, plot_dir: Path | None, progress: M.Progress,
+              unit: str = "h") -> dict:
+    tr, te, _ = M.split(ds, 0.3, 0.5)
+    test = ds.subset(te)
+    with threadpool_limits(1):
+        progress(f"scoring {int(te.sum())} held-out samples")
+        x = F.compute(ds.grid, model.spec, test.dev, test.step)
+        metrics = M.evaluate(model, test, x)
+        baseline = M.score_metrics(test, M.baseline_scores(ds, tr)[te], 0.5)
+        metrics["baseline"] = {k: v for k, v in baseline.items() if k != "leads"}
+        progress(f"model: {M.format_metrics(metrics)}; baseline: {M.format_metrics(baseline)}")
+        if plot_dir is not None:
+            keep = test.labels.keep
+            p, _ = model.predict(x)
+            plots.save_all(plot_dir, test.labels.y[keep], p[keep], metrics["leads"], baseline, metrics,
+                           model.classifier, x[keep], F.feature_names(model.spec), unit=unit)
+    return metrics
+
+
 # ---------------------------------------------------------------- CSV
 
 
@@ -147,3 +176,15 @@ def score_csv(model: M.FailureModel, telemetry: Path) -> list[tuple[str, float, 
         x = F.compute(grid, model.spec, dev, step)
         p, rul = model.predict(x)
     return [(d, float(pi), float(ri)) for d, pi, ri in zip(readings.device_ids, p, rul, strict=True)]
+
+
+def evaluate_csv(model: M.FailureModel, telemetry: Path, failures_path: Path,
+                 plot_dir: Path | None = None, progress: M.Progress = M._quiet) -> dict:
+    """A model file on the held-out devices of a CSV file set."""
+    names = model.metric_names[0] if model.metric_names else None
+    readings = csvio.read_readings(telemetry, metric_names=names)
+    failures = csvio.read_failures(failures_path, readings)
+    csvio.with_resets(readings, failures)
+    ds = M.build_dataset(readings.grid, failures, [[] for _ in readings.device_ids], model.horizon,
+                         model.horizon / 3.0)
+    return _evaluate(ds, model, plot_dir, progress, unit="h" if readings.iso_time else "ts units")
