@@ -96,33 +96,53 @@ def last_reset_time(grid: Grid, dev: np.ndarray, step: np.ndarray) -> np.ndarray
 
 def _cumsum(a: np.ndarray) -> np.ndarray:
     """Cumulative sum along axis 1 with a leading zero step."""
-    pad = np.zeros((a.shape[0], 1) + a.shape[2:], dtype=np.float64)
-    return np.concatenate([pad, np.cumsum(a, axis=1, dtype=np.float64)], axis=1)
+    out = np.zeros((a.shape[0], a.shape[1] + 1) + a.shape[2:], dtype=np.float64)
+    np.cumsum(a, axis=1, dtype=np.float64, out=out[:, 1:])
+    return out
+
+
+def _cumsum_last(a: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum (float64) along the last axis of ``[D, M, T]``."""
+    d, m, t = a.shape
+    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=np.float64).reshape(d, m, t)
 
 
 class _Sums:
-    """Prefix sums of count, x, x^2, t, t^2, t*x per metric, for O(1) window statistics."""
+    """Prefix sums of count, x, x^2, t, t^2, t*x per metric, for O(1) window statistics.
+
+    Values are centred on each device's first reading per metric (added back to the mean), which
+    keeps the sums of squares free of cancellation; arrays are laid out ``[D, M, T]``.
+    """
 
     def __init__(self, values: np.ndarray) -> None:
-        present = ~np.isnan(values)
-        x = np.where(present, values, 0.0)
-        tau = np.arange(values.shape[1], dtype=np.float64)[None, :, None] * present
-        self.n = _cumsum(present.astype(np.float64))
-        self.s = _cumsum(x)
-        self.q = _cumsum(x * x)
-        self.t = _cumsum(tau)
-        self.tt = _cumsum(tau * tau)
-        self.tx = _cumsum(tau * x)
+        v = np.ascontiguousarray(values.transpose(0, 2, 1))  # [D, M, T]
+        present = ~np.isnan(v)
+        first = np.argmax(present, axis=2)
+        ref = np.take_along_axis(v, first[:, :, None], axis=2)
+        ref = np.where(np.isnan(ref), 0.0, ref)
+        x = np.where(present, v - ref, 0.0)
+        p = present.astype(np.float64)
+        tau = np.arange(v.shape[2], dtype=np.float64) * p
+        self.ref = ref[:, :, 0]
+        self.n = _cumsum_last(p)
+        self.s = _cumsum_last(x)
+        self.q = _cumsum_last(x * x)
+        self.t = _cumsum_last(tau)
+        self.tt = _cumsum_last(tau * tau)
+        self.tx = _cumsum_last(tau * x)
 
     def window(self, dev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
         """Mean, std and slope per step over steps ``[lo, hi)`` of each sample; NaN where empty."""
 
-        def take(c: np.ndarray) -> np.ndarray:
-            return c[dev, hi] - c[dev, lo]
+        has_lo = (lo > 0)[:, None]
+        last, before = hi - 1, np.maximum(lo - 1, 0)
+
+        def take(c: np.ndarray) -> np.ndarray:  # sum over [lo, hi) = C[hi-1] - C[lo-1]
+            return c[dev, :, last] - np.where(has_lo, c[dev, :, before], 0.0)
 
         n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, s / n, np.nan)
+            mean = np.where(n > 0, s / n, np.nan) + self.ref[dev]
             var = np.where(n > 1, (q - s * s / np.maximum(n, 1)) / np.maximum(n - 1, 1), np.nan)
             std = np.sqrt(np.maximum(var, 0.0))
             den = n * tt - t * t

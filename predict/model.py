@@ -82,6 +82,24 @@ def device_split(device_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
     return out
 
 
+def validation_devices(ds: Dataset, share: float) -> np.ndarray:
+    """Per grid device: held out for validation. Stratified so that both sides get devices with
+    failures when there are at least two such devices."""
+    out = np.zeros(len(ds.grid.device_ids), dtype=bool)
+    present = np.unique(ds.dev[ds.labels.keep])
+    failing = np.unique(ds.dev[ds.labels.keep & ds.labels.y])
+    for group in (failing, np.setdiff1d(present, failing)):
+        if len(group) == 0:
+            continue
+        h = np.array([int.from_bytes(hashlib.sha256(f"validation:{ds.grid.device_ids[i]}".encode()).digest()[:4],
+                                     "big") for i in group])
+        ordered = group[np.argsort(h)]
+        k = int(round(len(group) * share))
+        k = min(max(k, 1), len(group) - 1) if len(group) >= 2 else 0
+        out[ordered[:k]] = True
+    return out
+
+
 # ---------------------------------------------------------------- the artifact
 
 
@@ -249,10 +267,9 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     x_all = F.compute(ds.grid, spec, ds.dev, ds.step)
     x_tr, x_te = x_all[tr_mask], x_all[te_mask]
     keep = train_ds.labels.keep
-    is_val_dev = device_split(ds.grid.device_ids, 0.25, "validation")
-    val = is_val_dev[train_ds.dev]
-    fit_rows, val_rows = keep & ~val, keep & val
     y = train_ds.labels.y
+    val = validation_devices(train_ds, share=0.25)[train_ds.dev]
+    fit_rows, val_rows = keep & ~val, keep & val
     if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
         raise ValueError(
             f"too few failures to train: {int(y[keep].sum())} positive samples "
