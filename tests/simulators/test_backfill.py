@@ -23,3 +23,24 @@ def test_backfill_200_devices_30_days_at_10_minutes(db, db_url, capsys):
     assert 0.95 * 200 * 30 * 144 < result.readings <= 200 * 30 * 144
     assert telemetry.count(db) == result.readings
     assert result.failures == len(store.failures(db))
+
+
+def test_backfilled_repairs_are_completed_jobs_with_matching_findings(db, db_url):
+    from simulators.history import JobHistory
+
+    seed.seed_data(db, now=END, secret="s", devices=40, technicians=6)
+    db.commit()
+    result = backfill(db_url, days=60, devices=40, seed=3, end=END, recorder=JobHistory(db))
+    db.rollback()
+    truth = {(r.device_id, r.job_id): r for r in store.repairs(db)}
+    rows = db.execute(
+        "SELECT device_id, id, status, finding, finding_mode FROM jobs "
+        "WHERE type = 'repair' AND status IN ('completed', 'unresolved')"
+    ).fetchall()
+    assert result.failures > 0 and rows
+    for device_id, job_id, status, finding, mode in rows:
+        restored = truth[(device_id, job_id)].restored_mode
+        if status == "completed":
+            assert (finding, mode) == ("fault_confirmed", restored)
+        else:
+            assert restored is None
