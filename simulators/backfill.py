@@ -121,8 +121,6 @@ class _History:
     def _answer(self, failure, end_ts: float) -> list[tuple[float, Visit]]:
         """The visits that follow a failure: maybe an unsuccessful first one, then the fix."""
         rng, sim = self.rng, self.sim
-        self.events.append(store.FaultEvent(self.device_id, _dt(failure.failed_ts), failure.fault_code,
-                                            failure.mode, _dt(failure.failed_ts + 120)))
         self.failures.append(store.FailureTruth(self.device_id, failure.mode, failure.fault_code,
                                                 _dt(failure.onset_ts), _dt(failure.failed_ts), None,
                                                 "backfill"))
@@ -140,7 +138,12 @@ class _History:
         end = arrive + duration
         out.append((end, Visit(self.device_id, sim.spec.code, _dt(arrive), _dt(end), failure.mode, parts,
                                False, failure.mode, _dt(failure.failed_ts), "repaired")))
-        return [(t, v) for t, v in out if t < end_ts]
+        out = [(t, v) for t, v in out if t < end_ts]
+        # A fault answered within the range is history (handled); the last one may still be open.
+        handled = _dt(failure.failed_ts + 120) if out else None
+        self.events.append(store.FaultEvent(self.device_id, _dt(failure.failed_ts), failure.fault_code,
+                                            failure.mode, handled))
+        return out
 
     def _finish(self, visit: Visit, restored: str | None) -> None:
         visit = replace(visit, restored_mode=restored)

@@ -170,23 +170,23 @@ def _chiller() -> ModelSpec:
             MetricPhysics(42.0, 18.0, 0.25, 0.8),  # oil temperature
         ),
         modes=(
-            ModeSpec(fm["refrigerant_leak"], "CH-E21", 420, 35, 12.0, (
+            ModeSpec(fm["refrigerant_leak"], "CH-E21", 420, 35, 30.0, (
                 Effect("evaporator_pressure_bar", -1.1, 1.0),
                 Effect("chw_supply_temp_c", 2.5, 2.0, load_scaled=True),
                 Effect("compressor_current_a", 25.0, 1.5, load_scaled=True),
             ), (("chw_supply_temp_c", 14.0), ("evaporator_pressure_bar", 1.2)), warning_days=20),
-            ModeSpec(fm["bearing_wear"], "CH-E37", 600, 25, 8.0, (
+            ModeSpec(fm["bearing_wear"], "CH-E37", 600, 25, 25.0, (
                 Effect("vibration_mm_s", 5.0, 1.5),
                 Effect("oil_temp_c", 9.0, 3.0),
                 Effect("compressor_current_a", 8.0, 3.0, load_scaled=True),
             ), (("vibration_mm_s", 14.0),), warning_days=12),
-            ModeSpec(fm["condenser_fouling"], "CH-E12", 300, 40, 20.0, (
+            ModeSpec(fm["condenser_fouling"], "CH-E12", 300, 40, 30.0, (
                 Effect("condenser_pressure_bar", 4.0, 1.2, load_scaled=True),
                 Effect("compressor_current_a", 30.0, 1.5, load_scaled=True),
                 Effect("oil_temp_c", 5.0, 1.5),
             ), (("condenser_pressure_bar", 23.0),), pm_resets=True, warning_days=25),
-            ModeSpec(fm["contactor_failure"], "CH-E05", 900, 2, 1.5, (
-                Effect("compressor_current_a", 12.0, 6.0),
+            ModeSpec(fm["contactor_failure"], "CH-E05", 900, 2, 10.0, (
+                Effect("compressor_current_a", 25.0, 5.0),
             ), (("compressor_current_a", 0.0),), warning_days=0.3),
         ),
         profile="comfort_cooling",
@@ -230,22 +230,22 @@ def _air_compressor() -> ModelSpec:
             MetricPhysics(2.0, 95.0, 0.0, 1.0),
         ),
         modes=(
-            ModeSpec(fm["filter_clogging"], "AC-W10", 120, 30, 25.0, (
+            ModeSpec(fm["filter_clogging"], "AC-W10", 120, 30, 40.0, (
                 Effect("intake_filter_dp_mbar", 120.0, 1.0),
                 Effect("discharge_temp_c", 6.0, 2.0),
                 Effect("motor_current_a", 6.0, 1.5, load_scaled=True),
             ), (("intake_filter_dp_mbar", 190.0), ("discharge_pressure_bar", 4.5)),
                 pm_resets=True, warning_days=25),
-            ModeSpec(fm["bearing_wear"], "AC-E31", 700, 30, 8.0, (
+            ModeSpec(fm["bearing_wear"], "AC-E31", 700, 30, 25.0, (
                 Effect("vibration_mm_s", 6.0, 1.8),
                 Effect("discharge_temp_c", 8.0, 3.0),
             ), (("vibration_mm_s", 16.0),), warning_days=14),
-            ModeSpec(fm["oil_leak"], "AC-E44", 500, 20, 10.0, (
+            ModeSpec(fm["oil_leak"], "AC-E44", 500, 20, 25.0, (
                 Effect("oil_pressure_bar", -1.4, 1.2),
                 Effect("discharge_temp_c", 22.0, 2.5),
             ), (("oil_pressure_bar", 0.6), ("discharge_temp_c", 112.0)), warning_days=10),
-            ModeSpec(fm["motor_winding_fault"], "AC-E02", 1100, 3, 1.2, (
-                Effect("motor_current_a", 9.0, 5.0, load_scaled=True),
+            ModeSpec(fm["motor_winding_fault"], "AC-E02", 1100, 3, 10.0, (
+                Effect("motor_current_a", 12.0, 5.0),
                 Effect("vibration_mm_s", 0.6, 4.0),
             ), (("motor_current_a", 0.0),), warning_days=0.5),
         ),
@@ -289,19 +289,19 @@ def _elevator_drive() -> ModelSpec:
             MetricPhysics(27.0, 8.0, 0.35, 0.4),
         ),
         modes=(
-            ModeSpec(fm["door_operator_wear"], "EL-E61", 240, 30, 15.0, (
+            ModeSpec(fm["door_operator_wear"], "EL-E61", 240, 30, 30.0, (
                 Effect("door_cycle_time_s", 4.5, 1.3),
                 Effect("motor_current_a", 1.5, 2.0, load_scaled=True),
             ), (("door_cycle_time_s", 14.0), ("trips_per_h", 0.0)), pm_resets=True, warning_days=20),
-            ModeSpec(fm["bearing_wear"], "EL-E33", 800, 30, 8.0, (
+            ModeSpec(fm["bearing_wear"], "EL-E33", 800, 30, 25.0, (
                 Effect("vibration_mm_s", 4.0, 1.7),
                 Effect("motor_temp_c", 10.0, 3.0),
             ), (("vibration_mm_s", 9.0), ("trips_per_h", 0.0)), warning_days=14),
-            ModeSpec(fm["encoder_fault"], "EL-E72", 700, 10, 4.0, (
+            ModeSpec(fm["encoder_fault"], "EL-E72", 700, 10, 12.0, (
                 Effect("leveling_error_mm", 18.0, 3.0),
                 Effect("vibration_mm_s", 0.4, 2.0),
             ), (("leveling_error_mm", 45.0), ("trips_per_h", 0.0)), warning_days=3),
-            ModeSpec(fm["igbt_failure"], "EL-E90", 1200, 2, 1.0, (
+            ModeSpec(fm["igbt_failure"], "EL-E90", 1200, 2, 10.0, (
                 Effect("cabinet_temp_c", 4.0, 5.0),
             ), (("motor_current_a", 0.0), ("trips_per_h", 0.0)), warning_days=0.4),
         ),
