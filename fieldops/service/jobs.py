@@ -253,7 +253,7 @@ def _enum(value: Any, kind: type, name: str) -> Any:
 
 def _resolve(conn: psycopg.Connection, req: JobRequest) -> _Resolved:
     """Validate a request against the database and fill defaults from the failure mode."""
-    if not isinstance(req.priority, int) or not 1 <= req.priority <= 4:
+    if isinstance(req.priority, bool) or not isinstance(req.priority, int) or not 1 <= req.priority <= 4:
         raise ServiceError("priority", f"must be 1 (critical) .. 4 (low), got {req.priority!r}")
     if req.estimated_duration_s is not None and req.estimated_duration_s <= 0:
         raise ServiceError("estimated_duration_s", "must be positive")
@@ -369,8 +369,8 @@ def create_job(conn: psycopg.Connection, request: JobRequest, *, actor: str, now
     source = _enum(request.source, JobSource, "source")
     job_type = _enum(request.type, JobType, "type")
     resolved = _resolve(conn, request)
-    if request.parent_job_id is not None:
-        get_job(conn, request.parent_job_id)
+    if request.parent_job_id is not None and not _load(conn, "id = %s", (request.parent_job_id,)):
+        raise NotFoundError("parent_job_id", f"job {request.parent_job_id} does not exist")
     for _attempt in range(3):
         existing = _find_open_duplicate(conn, resolved.device_id, resolved.site_id, request.failure_mode)
         if existing is not None:
@@ -677,7 +677,8 @@ def process_device_events(
     severity 'fault' opens a repair job (failure mode from payload 'mode' when present); code
     'offline' opens an inspection job per device, except when ``storm_devices`` or more devices of
     one site went offline within ``storm_window_s``: then one site job (device NULL, mode
-    'site_offline') covers them all. Other events are marked handled without a job.
+    'site_offline') covers them all and absorbs (cancels) their still unscheduled per-device
+    offline jobs. Other events are marked handled without a job.
     """
     rows = conn.execute(
         "SELECT e.id, e.device_id, d.site_id, e.ts, e.code, e.severity, e.payload FROM device_events e "
@@ -700,16 +701,17 @@ def process_device_events(
         if _is_storm(conn, site_id, site_rows, storm_devices, storm_window_s):
             storms.append(site_id)
             devices = sorted({r[1] for r in site_rows})
-            record(create_job(conn, JobRequest(
+            site_job = create_job(conn, JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.INSPECTION, site_id=site_id,
                 failure_mode=SITE_OFFLINE_MODE, priority=Priority.HIGH,
                 required_skills=frozenset({"network"}),
                 explanation=f"{len(devices)} devices at site {site_id} went offline together",
                 evidence={"device_ids": devices, "event_ids": [r[0] for r in site_rows]},
-            ), actor="device-events", now=now))
+            ), actor="device-events", now=now)
+            record(site_job)
+            _absorb_device_offline_jobs(conn, site_id, site_job.id, now)
             for r in site_rows:
-                r_id = r[0]
-                _mark_handled(conn, r_id, now)
+                _mark_handled(conn, r[0], now)
             continue
         for r in site_rows:
             record(create_job(conn, JobRequest(
@@ -727,8 +729,7 @@ def process_device_events(
             record(create_job(conn, JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
                 failure_mode=str(mode) if mode else None,
-                priority=int(payload.get("priority", Priority.HIGH)) if isinstance(payload, dict)
-                and payload.get("priority") in (1, 2, 3, 4) else Priority.HIGH,
+                priority=_event_priority(payload),
                 explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
                 evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
             ), actor="device-events", now=now))
@@ -737,6 +738,24 @@ def process_device_events(
         log.info("device events: %d handled, %d jobs opened, %d merged, %d storms",
                  len(rows), len(created), len(merged), len(storms))
     return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms))
+
+
+def _event_priority(payload: Any) -> int:
+    """Priority from an event payload's 'priority' (1..4) when present, else high."""
+    given = payload.get("priority") if isinstance(payload, dict) else None
+    return given if given in (1, 2, 3, 4) and not isinstance(given, bool) else Priority.HIGH
+
+
+def _absorb_device_offline_jobs(conn: psycopg.Connection, site_id: int, site_job_id: int, now: datetime) -> None:
+    """Cancel the site's not yet scheduled per-device offline jobs: the site job covers them."""
+    rows = conn.execute(
+        "SELECT j.id, j.version FROM jobs j WHERE j.site_id = %s AND j.device_id IS NOT NULL "
+        "AND j.failure_mode = %s AND j.status = 'new' ORDER BY j.id",
+        (site_id, OFFLINE_CODE),
+    ).fetchall()
+    for job_id, version in rows:
+        transition(conn, job_id, S.CANCELLED, expected_version=version, actor="device-events", now=now,
+                   note=f"collapsed into site job {site_job_id}")
 
 
 def _is_storm(conn: psycopg.Connection, site_id: int, site_rows: list[tuple], storm_devices: int,

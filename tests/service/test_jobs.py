@@ -121,6 +121,7 @@ def test_get_job_unknown_names_job_id(db: psycopg.Connection) -> None:
     ({"device_id": 999}, "device_id"),
     ({"priority": 0}, "priority"),
     ({"priority": 5}, "priority"),
+    ({"priority": True}, "priority"),
     ({"estimated_duration_s": -5}, "estimated_duration_s"),
     ({"required_parts": (PartQuantity("NOPE-1", 1),)}, "required_parts"),
     ({"source": "rumour"}, "source"),
@@ -159,3 +160,9 @@ def test_as_domain_carries_planning_fields(db: psycopg.Connection, world: World)
     job = jobs.create_job(db, customer_request(world), actor="a", now=T0)
     domain = job.as_domain()
     assert (domain.id, domain.required_parts, domain.response_due) == (job.id, job.required_parts, job.response_due)
+
+
+def test_unknown_parent_job_names_parent_job_id(db: psycopg.Connection, world: World) -> None:
+    with pytest.raises(NotFoundError) as err:
+        jobs.create_job(db, customer_request(world, source=JobSource.FOLLOW_UP, parent_job_id=77), actor="a", now=T0)
+    assert err.value.field == "parent_job_id"
