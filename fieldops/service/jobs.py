@@ -666,6 +666,7 @@ class EventSummary:
     created: tuple[int, ...]
     merged: tuple[int, ...]
     storms: tuple[int, ...]  # site ids collapsed into one site job
+    failed: tuple[int, ...] = ()  # event ids that could not open a job (logged, still handled)
 
 
 def process_device_events(
@@ -689,55 +690,65 @@ def process_device_events(
     created: list[int] = []
     merged: list[int] = []
     storms: list[int] = []
+    failed: list[int] = []
     offline_by_site: dict[int, list[tuple]] = {}
     for row in rows:
         if row[4] == OFFLINE_CODE:
             offline_by_site.setdefault(row[2], []).append(row)
 
-    def record(job: Job) -> None:
-        (created if job.version == 1 else merged).append(job.id)
+    def open_for(request: JobRequest, event_ids: list[int]) -> Job | None:
+        """Open or merge one job in a savepoint; a refused request is logged and counted, not fatal."""
+        job = None
+        try:
+            with conn.transaction():
+                job = create_job(conn, request, actor="device-events", now=now)
+        except ServiceError as exc:
+            log.warning("device events %s: no job (%s)", event_ids, exc)
+            failed.extend(event_ids)
+        else:
+            (created if job.version == 1 else merged).append(job.id)
+        for event_id in event_ids:
+            _mark_handled(conn, event_id, now)
+        return job
 
     for site_id, site_rows in offline_by_site.items():
         if _is_storm(conn, site_id, site_rows, storm_devices, storm_window_s):
             storms.append(site_id)
             devices = sorted({r[1] for r in site_rows})
-            site_job = create_job(conn, JobRequest(
+            site_job = open_for(JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.INSPECTION, site_id=site_id,
                 failure_mode=SITE_OFFLINE_MODE, priority=Priority.HIGH,
                 required_skills=frozenset({"network"}),
                 explanation=f"{len(devices)} devices at site {site_id} went offline together",
                 evidence={"device_ids": devices, "event_ids": [r[0] for r in site_rows]},
-            ), actor="device-events", now=now)
-            record(site_job)
-            _absorb_device_offline_jobs(conn, site_id, site_job.id, now)
-            for r in site_rows:
-                _mark_handled(conn, r[0], now)
+            ), [r[0] for r in site_rows])
+            if site_job is not None:
+                _absorb_device_offline_jobs(conn, site_id, site_job.id, now)
             continue
         for r in site_rows:
-            record(create_job(conn, JobRequest(
+            open_for(JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.INSPECTION, device_id=r[1], failure_mode=OFFLINE_CODE,
                 priority=Priority.NORMAL, required_skills=frozenset({"network"}),
                 explanation=f"device {r[1]} offline since {r[3].isoformat()}",
                 evidence={"event_id": r[0], "code": r[4], "ts": r[3].isoformat()},
-            ), actor="device-events", now=now))
-            _mark_handled(conn, r[0], now)
+            ), [r[0]])
     for event_id, device_id, _site, ts, code, severity, payload in rows:
         if code == OFFLINE_CODE:
             continue
-        if severity == "fault":
-            mode = payload.get("mode") if isinstance(payload, dict) else None
-            record(create_job(conn, JobRequest(
-                source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
-                failure_mode=str(mode) if mode else None,
-                priority=_event_priority(payload),
-                explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
-                evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
-            ), actor="device-events", now=now))
-        _mark_handled(conn, event_id, now)
+        if severity != "fault":
+            _mark_handled(conn, event_id, now)
+            continue
+        mode = payload.get("mode") if isinstance(payload, dict) else None
+        open_for(JobRequest(
+            source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
+            failure_mode=str(mode) if mode else None, priority=_event_priority(payload),
+            explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
+            evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
+        ), [event_id])
     if rows:
-        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms",
-                 len(rows), len(created), len(merged), len(storms))
-    return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms))
+        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms, %d refused",
+                 len(rows), len(created), len(merged), len(storms), len(failed))
+    return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms), tuple(failed))
 
 
 def _event_priority(payload: Any) -> int:

@@ -113,3 +113,12 @@ def test_fault_payload_priority_is_used(db: psycopg.Connection, world: World) ->
     jobs.process_device_events(db, T0)
     assert jobs.open_jobs(db)[0].priority == Priority.CRITICAL
 
+
+
+def test_event_that_cannot_open_a_job_is_counted_not_fatal(db: psycopg.Connection, world: World) -> None:
+    db.execute("DELETE FROM sla_terms WHERE priority = 2")  # P2 jobs now have no SLA terms
+    bad = device_event(db, world.device.id, "E1", "fault", payload='{"mode": "bearing_wear", "priority": 2}')
+    device_event(db, world.device.id, "E2", "fault", payload='{"mode": "motor_fault", "priority": 1}')
+    summary = jobs.process_device_events(db, T0)
+    assert (summary.handled, summary.failed, len(summary.created)) == (2, (bad,), 1)
+    assert db.execute("SELECT count(*) FROM device_events WHERE handled_at IS NULL").fetchone()[0] == 0
