@@ -1,8 +1,8 @@
 """Prediction bench: backfill simulator history, train, evaluate on held-out devices, score.
 
 ``python -m bench.predict [--devices 500 --days 90]`` starts a private PostgreSQL (or reuses
-``--pg-dir`` with its data), seeds the fleet, backfills history (visits recorded as completed
-jobs, the way an export from an older system would arrive), trains with the hold-out evaluation
+``--pg-dir`` with its data), seeds the fleet, backfills history (repairs and preventive visits
+recorded as completed jobs through the service layer), trains with the hold-out evaluation
 and the threshold-rule baseline, then scores every device. Prints one JSON line.
 """
 
@@ -26,23 +26,11 @@ from fieldops.runtime.postgres import LocalPostgres
 from predict import data, pipeline, registry, scorer
 from predict import features as F
 from simulators import seed
-from simulators.backfill import Visit, backfill
+from simulators.backfill import backfill
+from simulators.history import JobHistory
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 DB = "bench_predict"
-
-
-def record_jobs(conn: psycopg.Connection, visits: list[Visit]) -> int:
-    rows = []
-    for v in visits:
-        if v.preventive:
-            rows.append(data.HistoricJob(v.device_id, "preventive", "preventive_schedule", v.start, v.end,
-                                         True, "other", None, None, v.note))
-        else:
-            fixed = v.restored_mode is not None
-            rows.append(data.HistoricJob(v.device_id, "repair", "fault_event", v.start, v.end, fixed,
-                                         "fault_confirmed", v.finding, v.restored_mode, v.note))
-    return data.import_completed_jobs(conn, rows)
 
 
 def log(msg: str) -> None:
@@ -81,7 +69,7 @@ def main() -> int:
                 conn.commit()
                 log(f"backfilling {args.devices} devices x {args.days:g} days")
                 result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                                  seed=11, end=END, recorder=record_jobs)
+                                  seed=11, end=END, recorder=JobHistory(conn))
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")

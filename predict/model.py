@@ -160,14 +160,18 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
 # ---------------------------------------------------------------- alerts and events
 
 
-def alert_events(ds: Dataset, score: np.ndarray, threshold: float) -> dict[str, float]:
+def alert_events(ds: Dataset, score: np.ndarray, threshold: float,
+                 max_lead: float | None = None) -> dict[str, float]:
     """Operational view: alerts grouped into episodes per device (as one open job would be).
 
-    An episode starts at the first alerting sample and ends at the next failure or reset; it is a
-    true alert when a failure follows its start within the horizon. A failure is caught when an
-    episode started in the horizon before it; its lead time is failure minus episode start.
-    Returns precision, recall, median lead time and the lead times.
+    An episode starts at the first alerting sample between two resets (failures, repairs,
+    services) and lasts until the next one. It is a true alert when the device fails within
+    ``max_lead`` of the episode's start (default: the larger of 7 days and twice the horizon; a
+    proactive job opened then still finds the developing fault), a false alert otherwise. A
+    failure is caught when an episode started in the ``max_lead`` before it; its lead time is
+    failure minus episode start. Returns precision, recall, median lead time and the lead times.
     """
+    window = max_lead if max_lead is not None else max(168.0 * ds.horizon / 72.0, 2.0 * ds.horizon)
     lab = ds.labels
     tp = fp = 0
     leads: list[float] = []
@@ -194,13 +198,13 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float) -> dict[str, 
             if len(hits) == 0:
                 continue
             start = t[hits[0]]
-            if next_fail - start <= ds.horizon:
+            if next_fail - start <= window:
                 tp += 1
                 caught.add((int(i), float(next_fail)))
                 leads.append(float(next_fail - start))
             else:
                 fp += 1
-    # failures that the test samples could have caught: with a kept sample in the horizon before
+    # failures that the samples could have caught: with a kept sample in the horizon before
     total = 0
     for f in ds.failures:
         sel = (ds.dev == f.device_index) & lab.keep & (ds.time < f.time) & (ds.time >= f.time - ds.horizon)
