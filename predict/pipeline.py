@@ -80,9 +80,13 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     if current is not None:
         entry, old = current
         active_version = entry.version
-        with threadpool_limits(1):
-            active_metrics = M.evaluate(old, run.result.test)
-        progress(f"active model v{entry.version} on this hold-out: {M.format_metrics(active_metrics)}")
+        try:
+            with threadpool_limits(1):
+                active_metrics = M.evaluate(old, run.result.test)
+            progress(f"active model v{entry.version} on this hold-out: {M.format_metrics(active_metrics)}")
+        except (AttributeError, ValueError, TypeError) as exc:  # built by other feature code
+            log.warning("active model v%d cannot score this data (%s); it is replaced", entry.version, exc)
+            active_metrics = None
     params = {"spec": asdict(spec),
               "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days,
               "estimator": run.result.model.estimator, "threshold": run.result.model.threshold,
