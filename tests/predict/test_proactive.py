@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
+
 from fieldops.domain import JobStatus
 from fieldops.service import jobs
 from predict import data, scorer
@@ -82,3 +84,19 @@ def test_no_fault_found_is_a_service_visit_not_a_failure(db):
     fleet = data.load(db, T0 - timedelta(days=2), T0 + timedelta(days=2), [dev.id], n_slots=3)
     assert fleet.failures == []
     assert fleet.repairs == [[data.hours(T0 + timedelta(hours=20))]]
+
+
+def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
+    from predict import features as F
+
+    spec = F.FeatureSpec(windows=(6, 168), extreme_windows=(6,), n_slots=2, n_counts=1)
+    names = F.feature_names(spec)
+    x = np.full(len(names), np.nan)
+    values = {"m0:base_mean": 50.0, "m0:mean_168": 51.0, "m0:z_168": 0.5, "m0:trend_168": 0.2,
+              "m1:base_mean": 2.0, "m1:mean_168": 2.8, "m1:z_168": 6.0, "m1:trend_168": 4.0,
+              "c0:count_24": 3.0}
+    for k, v in values.items():
+        x[names.index(k)] = v
+    text = scorer.explain(x, names, ["oil_temp_c", "vibration_mm_s"], spec)
+    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 after the last service)")
+    assert "3 error events in 24 h" in text
