@@ -94,11 +94,15 @@ def main() -> int:
                          grid.resets * reps, np.tile(grid.installed, reps), np.tile(grid.group, reps),
                          grid.slot_names)
             with threadpool_limits(1):
-                t = time.perf_counter()
-                step = big.last_steps()
-                x = F.compute(big, model.spec, np.arange(len(step)), step)
-                model.predict(x)
-                bulk_s = time.perf_counter() - t
+                passes = []
+                for _ in range(2):  # the scorer runs continuously: report the warm pass
+                    t = time.perf_counter()
+                    step = big.last_steps()
+                    x = F.compute(big, model.spec, np.arange(len(step)), step)
+                    model.predict(x)
+                    model.mode_proba(x)
+                    passes.append(time.perf_counter() - t)
+                bulk_s = passes[-1]
             entry = registry.load(conn, version)[0]
         m, b = model.metrics, model.metrics["baseline"]
         out = {
@@ -117,7 +121,7 @@ def main() -> int:
         }
         print(json.dumps(out))  # noqa: T201
     finally:
-        cluster.stop("fast") if hasattr(cluster, "stop") else None
+        cluster.stop("fast")
         if tmp is not None:
             tmp.cleanup()
     return 0

@@ -138,7 +138,7 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
             if finding == "fault_confirmed":
                 confirmed.append((i, hours(done), mode))
             repairs[i].append(hours(done))
-        failures += _confirmed_without_event(confirmed, repairs, fault_times)
+        failures += _confirmed_without_event(confirmed, fault_times)
     per_dev = [list(r) for r in repairs]
     for f in failures:
         per_dev[f.device_index].append(f.time)
@@ -151,13 +151,14 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
     return Fleet(grid, failures, repairs, [r[3] for r in devs], [r[1] for r in devs])
 
 
-def _confirmed_without_event(confirmed: list[tuple[int, float, str]], repairs: list[list[float]],
+def _confirmed_without_event(confirmed: list[tuple[int, float, str]],
                              fault_times: dict[int, list[float]]) -> list[Failure]:
     """Failures found by technicians (e.g. on proactive jobs) that no fault event reported: a
-    confirming job answers a fault event when one lies between the previous repair and the job."""
+    confirming job answers a fault event when one lies between the device's previous confirming
+    job and this one."""
     out = []
     for i, t, mode in confirmed:
-        before = [r for r in repairs[i] if r < t]
+        before = [c for j, c, _ in confirmed if j == i and c < t]  # the previous confirmed fault
         prev = max(before) if before else -np.inf
         if not any(prev < f <= t for f in fault_times.get(i, [])):
             out.append(Failure(i, t, mode))
