@@ -119,7 +119,7 @@ def main() -> int:
             "scored_devices_per_s_with_db": round(len(preds) / e2e_s),
             "backfill_s": round(backfill_s, 1), "model_version": entry.version, "promoted": promoted,
         }
-        print(json.dumps(out))  # noqa: T201
+        print(json.dumps(registry.json_safe(out)))  # noqa: T201
     finally:
         cluster.stop("fast")
         if tmp is not None:

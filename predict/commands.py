@@ -99,7 +99,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _public(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "leads"}
+    """Metrics as strict JSON (NaN becomes null), without the list of lead times."""
+    return registry.json_safe({k: v for k, v in metrics.items() if k != "leads"})
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
