@@ -213,6 +213,7 @@ def feature_names(spec: FeatureSpec) -> list[str]:
         for w in spec.extreme_windows:
             names += [f"m{m}:zmin_{w}", f"m{m}:zmax_{w}"]
         names += [f"m{m}:fleet_{w}" for w in spec.windows]
+        names += [f"m{m}:fleet_shift_{w}" for w in spec.windows]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
     return names
@@ -226,7 +227,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     ``baseline_lookback`` steps since the last reset); per window mean, std, the mean's distance
     from the baseline in baseline standard deviations (z) and the change over the window along
     the least-squares slope, also in baseline standard deviations (trend); min and max over short
-    windows as z. Then event counts per window, the device's age, the time since its last reset
+    windows as z; the fleet-relative mean per window (see :func:`fleet_relative`) and its shift
+    from the device's own fleet-relative baseline. Then event counts per window, the device's age, the time since its last reset
     and the share of the last 24 steps with data.
     """
     dev = np.asarray(dev, dtype=np.int64)
@@ -258,6 +260,7 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
         per_window[w] = sums.window(dev, np.maximum(lo_reset, hi - w), hi)
     fleet_sums = _Sums(fleet_relative(values, grid.group, spec.fleet_min_devices))
     fleet = {w: fleet_sums.window(dev, np.maximum(lo_reset, hi - w), hi)["mean"] for w in spec.windows}
+    fleet_base = fleet_sums.window(dev, base_lo, np.minimum(base_lo + spec.baseline_len, hi))["mean"]
     ext = {w: _extremes(values, dev, step, lo_reset, w) for w in spec.extreme_windows}
 
     col = 4
@@ -280,6 +283,9 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 col += 2
             for w in spec.windows:
                 out[:, col] = fleet[w][:, m]
+                col += 1
+            for w in spec.windows:  # against the fleet, relative to the device's own baseline
+                out[:, col] = fleet[w][:, m] - fleet_base[:, m]
                 col += 1
     if spec.n_counts:
         csum = _cumsum(grid.counts[:, :, : spec.n_counts])
