@@ -125,3 +125,32 @@ def set_device_status(conn: psycopg.Connection, device_id: int, status: str, ts:
         "WHERE id = %s",
         (status, ts, ts, device_id),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedJob:
+    """A completed job as the simulated device experiences it: what was found and what was fitted."""
+
+    job_id: int
+    device_id: int
+    preventive: bool
+    completed_at: datetime
+    finding_mode: str | None
+    parts: dict[str, int]
+
+
+def completed_jobs(conn: psycopg.Connection, device_ids: Sequence[int], exclude: set[int],
+                   since: datetime) -> list[CompletedJob]:
+    """Completed jobs of these devices finished at or after ``since`` and not in ``exclude``."""
+    rows = conn.execute(
+        "SELECT j.id, j.device_id, j.type = 'preventive', j.completed_at, "
+        "CASE WHEN j.finding = 'fault_confirmed' THEN j.finding_mode END, "
+        "coalesce((SELECT jsonb_object_agg(p.sku, u.qty) FROM (SELECT part_id, sum(quantity) AS qty "
+        "FROM job_parts_used WHERE job_id = j.id GROUP BY part_id) u JOIN parts p ON p.id = u.part_id), "
+        "'{}'::jsonb) "
+        "FROM jobs j WHERE j.status = 'completed' AND j.device_id = ANY(%s) AND j.completed_at >= %s "
+        "ORDER BY j.completed_at, j.id",
+        (list(device_ids), since),
+    ).fetchall()
+    return [CompletedJob(r[0], r[1], r[2], r[3], r[4], {k: int(v) for k, v in r[5].items()})
+            for r in rows if r[0] not in exclude]
