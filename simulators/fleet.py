@@ -50,6 +50,7 @@ class FleetConfig:
     horizon_s: float = 600.0  # simulated seconds generated ahead per device
     keepalive_s: int = 60
     repair_poll_s: float = 2.0  # real seconds between polls for completed jobs
+    state_every_s: float = 30.0  # real seconds between saves of the hidden state (ground truth)
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= MAX_INFLIGHT:
@@ -110,6 +111,7 @@ class Fleet:
         self._applied: set[int] = set()
         self._poll_at = 0.0
         self._misc_at = 0.0
+        self._state_at = 0.0
         self._started = clock.now()
         password = passwords if callable(passwords) else passwords.__getitem__
         now = clock.now().timestamp()
@@ -333,6 +335,14 @@ class Fleet:
             return 0
         for job in done:
             self._apply(by_id[job.device_id], job)
+        if time.monotonic() >= self._state_at:
+            self._state_at = time.monotonic() + self.config.state_every_s
+            at = self.clock.now()
+            store.save_device_state(self._db, [
+                (u.device.id, at, u.sim.failed_mode,
+                 {ms.code: round(float(h), 4) for ms, h in zip(u.sim.spec.modes, u.sim.h, strict=True)})
+                for u in self.units.values()
+            ])
         self._db.commit()
         return len(done)
 
