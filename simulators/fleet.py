@@ -95,6 +95,7 @@ class _Unit:
     outbox: deque = field(default_factory=deque)
     inflight: int = 0
     connected: bool = False
+    powered: bool = True
     retry_at: float = 0.0
 
 
@@ -152,7 +153,7 @@ class Fleet:
         unit = self.units[serial]
         unit.connected = False
         unit.inflight = 0
-        unit.retry_at = time.monotonic() + 2.0
+        unit.retry_at = time.monotonic() + 2.0 if unit.powered else 0.0
         self._unregister(unit)
         log.info("device %s disconnected (%s)", serial, reason_code)
 
@@ -198,7 +199,7 @@ class Fleet:
         for key, _ in self.selector.select(timeout_s):
             key.data.client.loop_read(100)
         for unit in self.units.values():
-            if unit.client.want_write():
+            if unit.powered and unit.client.want_write():
                 unit.client.loop_write()
         now = time.monotonic()
         if now >= self._misc_at:
@@ -220,12 +221,11 @@ class Fleet:
         self._register(unit)
 
     def power_loss(self, serial: str) -> None:
-        """Cut a device off without a clean disconnect: the broker publishes its last will."""
+        """Cut a device off without a clean disconnect (it stays off): the broker publishes its will."""
         unit = self.units[serial]
         sock = unit.client.socket()
         self._unregister(unit)
-        unit.connected = False
-        unit.retry_at = 0.0
+        unit.connected, unit.powered, unit.retry_at = False, False, 0.0
         if sock is not None:
             sock.close()
 
@@ -303,8 +303,9 @@ class Fleet:
     def step(self, io_timeout_s: float = 0.05) -> None:
         now_ts = self.clock.now().timestamp()
         for unit in self.units.values():
-            self._release(unit, now_ts)
-            self._send(unit, now_ts)
+            if unit.powered:
+                self._release(unit, now_ts)
+                self._send(unit, now_ts)
         self._io(io_timeout_s)
         if self.conninfo and time.monotonic() >= self._poll_at:
             self._poll_at = time.monotonic() + self.config.repair_poll_s
