@@ -187,11 +187,12 @@ class Fleet:
             self._io(0.05)
 
     def _open(self, unit: _Unit) -> None:
+        """Connect (or reconnect) one device; on failure, try again a few seconds later."""
         try:
             unit.client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         except OSError as exc:
             log.warning("device %s: cannot connect (%s)", unit.device.serial, exc)
-            unit.retry_at = time.monotonic() + 2.0
+            unit.retry_at = time.monotonic() + 5.0
             return
         self._register(unit)
 
@@ -209,16 +210,7 @@ class Fleet:
                     unit.client.loop_misc()
                 elif unit.retry_at and now >= unit.retry_at:
                     unit.retry_at = 0.0
-                    self._reconnect(unit)
-
-    def _reconnect(self, unit: _Unit) -> None:
-        try:
-            unit.client.reconnect()
-        except OSError as exc:
-            log.info("device %s: reconnect failed (%s)", unit.device.serial, exc)
-            unit.retry_at = time.monotonic() + 5.0
-            return
-        self._register(unit)
+                    self._open(unit)
 
     def power_loss(self, serial: str) -> None:
         """Cut a device off without a clean disconnect (it stays off): the broker publishes its will."""

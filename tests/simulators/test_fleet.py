@@ -186,3 +186,17 @@ def test_a_wrong_repair_leaves_the_live_device_failed(failed_chiller, db):
     _complete(db, chiller, "refrigerant_leak", "bearing_wear", (PartQuantity("BRG-CH-6312", 2),))
     assert fleet.poll_repairs() == 1
     assert fleet.units[chiller.serial].sim.failed_mode == "refrigerant_leak"
+
+
+def test_devices_reconnect_after_a_broker_restart(world, mqtt_broker):
+    fleet = make_fleet(world, mqtt_broker)
+    fleet.connect()
+    try:
+        mqtt_broker.restart()
+        deadline = time.monotonic() + 20
+        while fleet.stats.connects < 2 * len(world) and time.monotonic() < deadline:
+            fleet.step(0.05)
+        assert fleet.stats.connects == 2 * len(world)
+        assert all(u.connected for u in fleet.units.values())
+    finally:
+        fleet.close()
