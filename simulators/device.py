@@ -121,6 +121,12 @@ class DeviceSim:
         self.h[:] = 0.0
         self.onset[j] = ts
 
+    def set_failed(self, mode: str, failed_ts: float) -> None:
+        """Start in the failed state of ``mode`` (continuing a history whose fault is still open)."""
+        j = self.spec.mode_index(mode)
+        self.h[j] = 1.0
+        self.failed, self.failed_ts = j, failed_ts
+
     # ------------------------------------------------------------ generation
 
     def advance(self, ts: np.ndarray) -> Block:

@@ -123,6 +123,17 @@ class Fleet:
             unit = _Unit(dev, DeviceSim(spec, dev.serial, config.seed, now), self._client(dev, password(dev.serial)),
                          interval, now + phase, tuple(m.name for m in spec.model.metrics))
             self.units[dev.serial] = unit
+        if conninfo:
+            self._resume_open_faults()
+
+    def _resume_open_faults(self) -> None:
+        """Units whose failure (e.g. from the backfill) is not repaired yet start failed."""
+        by_id = {u.device.id: u for u in self.units.values()}
+        with psycopg.connect(self.conninfo) as conn:
+            for device_id, (mode, failed_at) in store.open_failures(conn, list(by_id)).items():
+                unit = by_id[device_id]
+                unit.sim.set_failed(mode, failed_at.timestamp())
+                log.info("device %s resumes failed (%s since %s)", unit.device.serial, mode, failed_at)
 
     # ------------------------------------------------------------ MQTT plumbing
 

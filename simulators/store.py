@@ -186,3 +186,13 @@ def record_position(conn: psycopg.Connection, technician_id: int, lat: float, lo
         "UPDATE technicians SET last_lat = %s, last_lon = %s, last_position_at = %s WHERE id = %s",
         (lat, lon, at, technician_id),
     )
+
+
+def open_failures(conn: psycopg.Connection, device_ids: Sequence[int]) -> dict[int, tuple[str, datetime]]:
+    """Device -> (mode, failed_at) of its latest failure not yet repaired."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (device_id) device_id, mode, failed_at FROM simulator.failures "
+        "WHERE device_id = ANY(%s) AND repaired_at IS NULL ORDER BY device_id, failed_at DESC",
+        (list(device_ids),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}

@@ -200,3 +200,16 @@ def test_devices_reconnect_after_a_broker_restart(world, mqtt_broker):
         assert all(u.connected for u in fleet.units.values())
     finally:
         fleet.close()
+
+
+def test_a_fault_left_open_by_the_history_continues_live(world, db, db_url, mqtt_broker):
+    device = world[0]
+    mode = {"chiller": "refrigerant_leak", "air_compressor": "oil_leak",
+            "elevator_drive": "door_operator_wear"}[device.model_code]
+    failed = datetime.now(UTC) - timedelta(hours=3)
+    store.record_failures(db, [store.FailureTruth(device.id, mode, "X", failed - timedelta(days=9), failed,
+                                                  None, "backfill")])
+    db.commit()
+    fleet = make_fleet(world, mqtt_broker, conninfo=db_url)
+    assert fleet.units[device.serial].sim.failed_mode == mode
+    assert fleet.units[world[1].serial].sim.failed_mode is None
