@@ -21,6 +21,6 @@ def test_seed_data_then_backfill_from_the_command_line(db, db_url, monkeypatch, 
     assert filled["devices"] == 6 and filled["readings"] == telemetry.count(db) > 6 * 2 * 140
 
 
-def test_technicians_command_signs_in_and_stops(db, db_url, monkeypatch, capsys):
+def test_technicians_command_runs_and_stops(db, db_url, monkeypatch, capsys):
     run(monkeypatch, capsys, db_url, "simulate", "seed-data", "--devices", "2", "--technicians", "2")
     assert cli.main(["simulate", "technicians", "--duration-s", "0.5"]) == 0
