@@ -161,7 +161,8 @@ def run_cycle(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
     flagged = sla.refresh_at_risk(conn)
     conn.commit()
     return {"at": now.isoformat(), "events": summary.handled, "created": len(summary.created),
-            "merged": len(summary.merged), "storms": len(summary.storms), "preventive": len(opened),
+            "merged": len(summary.merged), "storms": len(summary.storms), "refused": len(summary.failed),
+            "preventive": len(opened),
             "breaches": len(breaches), "at_risk_changed": flagged}
 
 
