@@ -27,6 +27,7 @@ from fieldops.clock import Clock
 from fieldops.db.repo import catalog
 from fieldops.domain import GeoPoint, JobStatus, PartQuantity, Technician
 from fieldops.service import jobs, parts
+from fieldops.service.errors import ConflictError, ServiceError
 from simulators import store
 
 log = logging.getLogger(__name__)
@@ -118,14 +119,26 @@ class InProcessJobsClient:
     def change_status(self, technician_id: int, stop: Stop, to: JobStatus, at: datetime, where: GeoPoint,
                       *, finding: str | None = None, finding_mode: str | None = None,
                       parts_used: tuple[PartQuantity, ...] = (), note: str | None = None) -> Stop:
-        try:
-            job = jobs.transition(self.conn, stop.job_id, to, expected_version=stop.version,
-                                  actor=f"technician:{technician_id}", now=at, lat=where.lat, lon=where.lon,
-                                  finding=finding, finding_mode=finding_mode, parts_used=parts_used, note=note)
-            self.conn.commit()
-        except Exception:
-            self.conn.rollback()
-            raise
+        version = stop.version
+        for attempt in range(2):
+            try:
+                job = jobs.transition(self.conn, stop.job_id, to, expected_version=version,
+                                      actor=f"technician:{technician_id}", now=at, lat=where.lat, lon=where.lon,
+                                      finding=finding, finding_mode=finding_mode, parts_used=parts_used,
+                                      note=note)
+                self.conn.commit()
+                break
+            except ConflictError:
+                # Re-planned meanwhile (a new version): like the phone, reload and retry if still ours.
+                self.conn.rollback()
+                current = jobs.get_job(self.conn, stop.job_id)
+                self.conn.commit()
+                if attempt or current.status != stop.status or current.technician_id != technician_id:
+                    raise
+                version = current.version
+            except Exception:
+                self.conn.rollback()
+                raise
         return Stop(job.id, job.version, job.status, stop.device_id, stop.location, job.planned_arrival,
                     job.estimated_duration_s, job.failure_mode, stop.required_parts, stop.preventive)
 
@@ -190,7 +203,13 @@ class TechnicianSim:
             guard = 0
             while tech.next_at <= now and guard < 20:
                 guard += 1
-                self._act(tech, tech.next_at if tech.next_at > 0 else now, now)
+                try:
+                    self._act(tech, tech.next_at if tech.next_at > 0 else now, now)
+                except ServiceError as exc:  # the job changed under us: drop it, fetch the route again
+                    log.warning("technician %s: %s; back to the route", tech.info.name, exc)
+                    if tech.stop is not None:
+                        tech.done.append(tech.stop.job_id)
+                    tech.stop, tech.state, tech.next_at = None, "idle", now + 60.0
             if tech.state == "driving" and time.monotonic() - tech.posted_at >= self.position_every_s:
                 tech.posted_at = time.monotonic()
                 self.client.post_position(tech.info.id, self.clock.now(), self._position(tech, now))

@@ -102,3 +102,29 @@ def test_nothing_wrong_is_reported_as_no_fault_found(db, db_url, world):
     job = open_job(db, tech, device, mode_of(device), failed=False)
     work(db_url, lambda: not status(db, job.id).is_open)
     assert status(db, job.id).finding == "no_fault_found"
+
+
+def test_a_job_cancelled_on_the_way_does_not_stop_the_technician(db, db_url, world):
+    tech, device = world
+    job = open_job(db, tech, device, mode_of(device))
+    clock = Clock(speed=300.0, real_anchor=utcnow(), sim_anchor=MONDAY_9)
+    client = InProcessJobsClient(db_url)
+    sim = TechnicianSim(client, client.technicians(), clock, position_every_s=0.05)
+    try:
+        while status(db, job.id).status is not JobStatus.EN_ROUTE:
+            sim.step()
+        jobs.transition(db, job.id, JobStatus.CANCELLED, expected_version=None, actor="dispatcher",
+                        now=MONDAY_9)
+        other = catalog.devices(db)[1]
+        second = jobs.create_job(db, jobs.JobRequest(source=JobSource.CUSTOMER, device_id=other.id,
+                                                     estimated_duration_s=300), actor="test", now=MONDAY_9)
+        jobs.assign(db, second.id, tech.id, MONDAY_9, actor="test", now=MONDAY_9)
+        db.commit()
+        deadline = time.monotonic() + 30
+        while status(db, second.id).is_open and time.monotonic() < deadline:
+            sim.step()
+            time.sleep(0.01)
+    finally:
+        client.close()
+    assert status(db, job.id).status is JobStatus.CANCELLED
+    assert status(db, second.id).status is JobStatus.COMPLETED
