@@ -279,11 +279,28 @@ class Fleet:
         unit.client.publish(topic(unit.device.serial, Channel.EVENTS), json.dumps(payload), qos=1)
         self.stats.events += 1
         log.info("device %s failed: %s (%s)", unit.device.serial, f.mode, f.fault_code)
-        if self._db is not None:
-            store.record_failures(self._db, [store.FailureTruth(
-                unit.device.id, f.mode, f.fault_code, datetime.fromtimestamp(f.onset_ts, UTC),
-                datetime.fromtimestamp(f.failed_ts, UTC), None, "fleet")])
+        if self.conninfo:
+            try:
+                self._connection()
+                store.record_failures(self._db, [store.FailureTruth(
+                    unit.device.id, f.mode, f.fault_code, datetime.fromtimestamp(f.onset_ts, UTC),
+                    datetime.fromtimestamp(f.failed_ts, UTC), None, "fleet")])
+                self._db.commit()
+            except psycopg.Error as exc:
+                log.warning("fleet: ground truth of %s not recorded (%s)", unit.device.serial, exc)
+                self._drop_db()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._db is None:
+            self._db = psycopg.connect(self.conninfo)
+            self._applied = store.applied_job_ids(self._db)
             self._db.commit()
+        return self._db
+
+    def _drop_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = None
 
     def _send(self, unit: _Unit, now_ts: float) -> None:
         cfg = self.config
@@ -312,7 +329,11 @@ class Fleet:
         self._io(io_timeout_s)
         if self.conninfo and time.monotonic() >= self._poll_at:
             self._poll_at = time.monotonic() + self.config.repair_poll_s
-            self.poll_repairs()
+            try:
+                self.poll_repairs()
+            except psycopg.Error as exc:  # the database is away: keep publishing, try again later
+                log.warning("fleet: polling repairs failed (%s); retrying", exc)
+                self._drop_db()
 
     def run(self, duration_s: float | None = None) -> FleetStats:
         """Step until ``duration_s`` real seconds have passed (forever when None)."""
@@ -325,10 +346,7 @@ class Fleet:
 
     def poll_repairs(self) -> int:
         """Apply completed jobs of our devices: a matching finding and parts restore the device."""
-        if self._db is None:
-            self._db = psycopg.connect(self.conninfo)
-            self._applied = store.applied_job_ids(self._db)
-            self._db.commit()
+        self._connection()
         by_id = {u.device.id: u for u in self.units.values()}
         try:
             done = store.completed_jobs(self._db, list(by_id), self._applied, self._started)
