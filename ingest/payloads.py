@@ -284,7 +284,7 @@ def _check_device(doc: dict, device: DeviceRef) -> None:
 
 def _json(payload: bytes) -> object:
     try:
-        return json.loads(payload)
+        return json.loads(payload.decode())
     except UnicodeDecodeError:
         raise PayloadError("payload: not valid UTF-8") from None
     except RecursionError:
