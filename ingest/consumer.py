@@ -106,6 +106,7 @@ class Consumer:
                               max_payload_bytes=config.max_payload_bytes,
                               max_future_s=config.max_future_s)
         self.subscribed = threading.Event()
+        self.subscribe_count = 0  # subscriptions granted, one per (re)connect
         self._client = self._make_client()
 
     # ------------------------------------------------------------ MQTT
@@ -139,6 +140,7 @@ class Consumer:
         if failed:
             log.error("subscription refused: %s", failed)
         else:
+            self.subscribe_count += 1
             self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -85,8 +85,10 @@ def forget_session(port: int, user: str, password: str, cid: str) -> None:
 
 
 @contextmanager
-def running_consumer(settings: Settings, **config):
-    """A consumer running in a thread for the duration of the block; yields it once subscribed."""
+def running_consumer(settings: Settings, forget: bool = True, **config):
+    """A consumer running in a thread for the duration of the block; yields it once subscribed.
+
+    Its broker session is ended afterwards unless ``forget`` is False."""
     cfg = ConsumerConfig(client_id=config.pop("client_id", None) or client_id(), **config)
     consumer = Consumer(settings, cfg)
     stop = threading.Event()
@@ -107,5 +109,7 @@ def running_consumer(settings: Settings, **config):
     finally:
         stop.set()
         thread.join(30)
-        forget_session(settings.mqtt_port, settings.mqtt_username, settings.mqtt_password, cfg.client_id)
+        if forget:
+            forget_session(settings.mqtt_port, settings.mqtt_username, settings.mqtt_password,
+                           cfg.client_id)
     assert not errors, f"consumer died: {errors!r}"
