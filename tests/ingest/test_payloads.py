@@ -22,8 +22,8 @@ def _msg(payload, channel=Channel.TELEMETRY, serial=DEVICE.serial):
     return Inbound(topic(serial, channel), body, 1, T0)
 
 
-def _one(ts=T0.isoformat(), **metrics):
-    return {"ts": ts, "seq": 3, "metrics": metrics or {"temp_c": 21.5}}
+def _one(ts=None, **metrics):
+    return {"ts": ts or T0.isoformat(), "seq": 3, "metrics": metrics or {"temp_c": 21.5}}
 
 
 def test_metrics_land_in_their_model_slots(parser):
