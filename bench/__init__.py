@@ -1,0 +1,1 @@
+"""Benchmarks behind the README's performance section; each prints one JSON line."""
