@@ -63,11 +63,12 @@ def telemetry(serial: str, payload: object) -> tuple[str, bytes]:
     return topic(serial, Channel.TELEMETRY), json.dumps(payload).encode()
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str = "condition",
+               detail: Callable[[], object] = lambda: "") -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what} {detail()}")
         time.sleep(0.05)
 
 

@@ -95,6 +95,10 @@ def test_last_will_marks_the_device_offline(db, settings, pump, mqtt_broker):
         device._sock.close()  # vanish without DISCONNECT: the broker sends the will
         device.loop_stop()
         wait_until(lambda: _status(db, pump.id) == "offline", timeout_s=30, what="the last will")
+        device_clear = publisher(mqtt_broker.port, mqtt_broker.admin_user, mqtt_broker.admin_password)
+        device_clear.publish(topic(pump.serial, Channel.STATUS), b"", qos=1, retain=True).wait_for_publish(5)
+        device_clear.disconnect()
+        device_clear.loop_stop()  # the retained will is cleared for the tests that follow
 
 
 def test_fault_event_is_stored_unhandled_and_published(db, settings, pump, operator):
