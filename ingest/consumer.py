@@ -339,10 +339,7 @@ class Consumer:
         stored = writer.write(rows) if rows else 0
         repo.insert_dead_letters(conn, dead)
         changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
-        for s in statuses:
-            change = repo.StatusChange(s.device_id, s.status, s.ts)
-            if repo.set_status(conn, change):
-                changes.append(change)
+        changes += [s for s in statuses if repo.set_status(conn, s)]
         for change in changes:
             events.publish(conn, events.DEVICE_STATUS, {
                 "device_id": change.device_id, "status": change.status, "ts": change.ts.isoformat()})

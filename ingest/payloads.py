@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fieldops.db.repo.ingest import DeviceRef
+from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
 from fieldops.domain import DeviceModel
 from ingest import topics
 from ingest.topics import Channel
@@ -46,13 +47,6 @@ class Telemetry:
     device_id: int
     rows: tuple[Row, ...]
     refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    device_id: int
-    status: str
-    ts: datetime
 
 
 @dataclass(frozen=True, slots=True)
