@@ -189,12 +189,13 @@ class Consumer:
                         self._commit_or_isolate(pending.messages)
                         pending = _Pending()
                         backoff = self.config.retry_initial_s
-                    except (psycopg.Error, OSError) as exc:
+                    except Exception as exc:  # the database, or a defect: retry, never die
                         self._drop_db()
                         self.metrics.flush_failures += 1
                         retry_at = time.monotonic() + backoff
-                        log.warning("batch of %d messages not written (%s); retrying in %.1fs, "
-                                    "nothing acknowledged", len(pending.messages), exc, backoff)
+                        log.warning("batch of %d messages not written (%s: %s); retrying in %.1fs, "
+                                    "nothing acknowledged", len(pending.messages), type(exc).__name__,
+                                    exc, backoff, exc_info=not isinstance(exc, psycopg.Error | OSError))
                         backoff = min(backoff * 2, self.config.retry_max_s)
                         if stopping:
                             return
