@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DEAD_PAYLOAD_BYTES = 4096
 MAX_RECEIVE_MAXIMUM = 65_535
 FAULT_SEVERITIES = frozenset({"error", "fault"})
+OFFLINE_CODE = "offline"  # device_events code of a device that went offline (status or last will)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,11 +345,14 @@ class Consumer:
         for change in changes:
             events.publish(conn, events.DEVICE_STATUS, {
                 "device_id": change.device_id, "status": change.status, "ts": change.ts.isoformat()})
+        # Going offline is also a device event: the job logic opens inspection jobs from it.
         stored_events = repo.insert_events(conn, [
-            repo.EventRow(e.device_id, e.ts, e.code, e.severity, e.payload) for e in device_events])
+            repo.EventRow(e.device_id, e.ts, e.code, e.severity, e.payload) for e in device_events] + [
+            repo.EventRow(c.device_id, c.ts, OFFLINE_CODE, "warning", {"source": "status"})
+            for c in changes if c.status == "offline"])
         by_id = {e.device_id: e.serial for e in device_events}
         for event_id, e in stored_events:
-            if e.severity in FAULT_SEVERITIES:
+            if e.severity in FAULT_SEVERITIES and e.device_id in by_id:
                 events.publish(conn, events.DEVICE_FAULT, {
                     "device_event_id": event_id, "device_id": e.device_id, "serial": by_id[e.device_id],
                     "code": e.code, "severity": e.severity, "ts": e.ts.isoformat()})

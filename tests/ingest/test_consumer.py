@@ -83,6 +83,15 @@ def test_offline_status_is_applied_and_published(db, settings, pump, operator):
     assert events.DEVICE_STATUS in kinds
 
 
+def test_going_offline_is_stored_as_an_unhandled_device_event(db, settings, pump, operator):
+    with running_consumer(settings):
+        publish_all(operator, [(topic(pump.serial, Channel.STATUS), b"offline")])
+        wait_until(lambda: _status(db, pump.id) == "offline", what="offline")
+    row = db.execute("SELECT code, severity, handled_at FROM device_events WHERE device_id = %s",
+                     (pump.id,)).fetchone()
+    assert row == ("offline", "warning", None)
+
+
 def test_last_will_marks_the_device_offline(db, settings, pump, mqtt_broker):
     from tests.ingest.helpers import publisher
 
