@@ -1,1 +1,0 @@
-"""Benchmarks behind the README's performance section; each prints one JSON line."""
