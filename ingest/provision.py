@@ -10,15 +10,17 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
+from fieldops.db import connect
 from fieldops.db.repo import catalog
 from fieldops.db.repo import ingest as repo
+from fieldops.runtime.mosquitto import broker_user
 from ingest.broker_config import BrokerLimits, hash_password, write_broker_files
 from ingest.topics import valid_serial
 
@@ -81,6 +83,18 @@ def write_broker_files_from_db(
         directory, port=port, hashes=hashes, service_users={a.user: a.access for a in services},
         bind=bind, limits=limits, run_as=run_as, log_to_file=log_to_file,
     )
+
+
+def broker_files_writer(database_url: str, services: Iterable[ServiceAccount]) -> Callable[[Path, int], Path]:
+    """A ``write_files(directory, port)`` for ``fieldops up``'s managed broker: files from the database."""
+    services = list(services)
+
+    def write(directory: Path, port: int) -> Path:
+        with connect(database_url) as conn:
+            return write_broker_files_from_db(conn, directory, port=port, services=services,
+                                              run_as=broker_user(), log_to_file=True)
+
+    return write
 
 
 def save_credentials(path: Path, passwords: Mapping[str, str]) -> None:

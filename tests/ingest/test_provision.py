@@ -11,7 +11,12 @@ from fieldops.db.repo import ingest as repo
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker
 from fieldops.runtime.postgres import free_port
 from ingest.broker_config import verify_password
-from ingest.provision import ServiceAccount, provision, write_broker_files_from_db
+from ingest.provision import (
+    ServiceAccount,
+    broker_files_writer,
+    provision,
+    write_broker_files_from_db,
+)
 from ingest.topics import Channel, topic
 from tests import factories
 
@@ -146,3 +151,13 @@ def test_provision_command_writes_credentials_and_broker_files(db_url, db, plant
     assert set(saved) == {"c-0001", "c-0002"}
     assert {line.split(":")[0] for line in passwd.splitlines()} == {"c-0001", "c-0002", "ingest"}
     assert json.loads(capsys.readouterr().out) == {"devices": 2, "new_passwords": 2}
+
+
+def test_managed_broker_writer_takes_devices_from_the_database(db_url, db, plant, tmp_path):
+    provision(db, ["p-1"], model_code="pump", site_id=plant.id, installed_at=INSTALLED)
+    db.commit()
+    write = broker_files_writer(db_url, [ServiceAccount("ingest", "pw"), ServiceAccount("operator", "pw", "readwrite")])
+    config = write(tmp_path / "broker", 18830)
+    users = {line.split(":")[0] for line in (tmp_path / "broker" / "passwd").read_text().splitlines()}
+    assert users == {"p-1", "ingest", "operator"}
+    assert "listener 18830 127.0.0.1" in config.read_text()
