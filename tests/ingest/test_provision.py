@@ -71,36 +71,26 @@ def private_broker(db, plant, tmp_path):
     broker.stop()
 
 
+def _reason_code(client, callback: str, action) -> object:
+    """Run ``action`` and return the reason code the named callback reports (rc is its 4th argument)."""
+    got = []
+    done = threading.Event()
+    setattr(client, callback, lambda *args: (got.append(args[3]), done.set()))
+    action()
+    assert done.wait(10), f"no {callback}"
+    return got[0]
+
+
 def _connect(port, user, password):
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     if user is not None:
         client.username_pw_set(user, password)
-    result = {}
-    done = threading.Event()
-
-    def on_connect(c, u, f, rc, p):
-        result["connect"] = rc
-        done.set()
-
-    client.on_connect = on_connect
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    done.wait(10)
-    return client, result["connect"]
+    rc = _reason_code(client, "on_connect", lambda: (client.connect("127.0.0.1", port), client.loop_start()))
+    return client, rc
 
 
 def _publish_reason(client, topic_name):
-    got = {}
-    done = threading.Event()
-
-    def on_publish(c, u, mid, rc, p):
-        got["rc"] = rc
-        done.set()
-
-    client.on_publish = on_publish
-    client.publish(topic_name, b"{}", qos=1)
-    assert done.wait(10)
-    return got["rc"]
+    return _reason_code(client, "on_publish", lambda: client.publish(topic_name, b"{}", qos=1))
 
 
 def test_device_may_publish_under_its_own_prefix(private_broker):
