@@ -7,8 +7,8 @@ and reuses ``./var``. Ctrl-C stops every process, then the broker and the databa
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,6 @@ import psycopg
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db.migrate import migrate
-from fieldops.runtime.mosquitto import broker_user
 from fieldops.supervisor import ProcessSpec, Supervisor
 from fieldops.up import services
 
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 
 INGEST_USER = "ingest"
 OPERATOR_USER = "operator"
-DEMO_PASSWORD_KEY = "demo_password"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,14 +74,7 @@ def _count(url: str, query: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-
-    from ingest.provision import (
-        ServiceAccount,
-        provision,
-        save_credentials,
-        write_broker_files_from_db,
-    )
+    from ingest.provision import ServiceAccount, broker_files_writer
 
     data = settings.data_path.resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -117,24 +108,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             _run_step(f"seeding a region with {args.devices} devices and {args.technicians} technicians",
                       _fieldops("simulate", "seed-data", "--devices", str(args.devices),
                                 "--technicians", str(args.technicians)), env)
-        credentials = data / "device-credentials.json"
-        with psycopg.connect(pg.url) as conn:
-            serials = [r[0] for r in conn.execute("SELECT serial FROM devices ORDER BY id")]
-            new = provision(conn, serials)
-            conn.commit()
-        if new:
-            save_credentials(credentials, new)
-            _say(f"provisioned MQTT credentials for {len(new)} device(s)")
-
-        def write_files(directory: Path, port: int) -> Path:
-            with psycopg.connect(pg.url) as conn:
-                return write_broker_files_from_db(
-                    conn, directory, port=port,
-                    services=[ServiceAccount(INGEST_USER, secrets_["ingest_password"], "read"),
-                              ServiceAccount(OPERATOR_USER, secrets_["operator_password"], "readwrite")],
-                    run_as=broker_user(), log_to_file=True,
-                )
-
+        write_files = broker_files_writer(pg.url, [
+            ServiceAccount(INGEST_USER, secrets_["ingest_password"], "read"),
+            ServiceAccount(OPERATOR_USER, secrets_["operator_password"], "readwrite"),
+        ])
         broker = services.start_broker(settings, write_files)
         env["FIELDOPS_MQTT_HOST"] = broker.host
         env["FIELDOPS_MQTT_PORT"] = str(broker.port)
@@ -144,12 +121,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                       _fieldops("simulate", "backfill", "--days", str(args.history_days)), env)
         if _count(pg.url, "SELECT count(*) FROM models WHERE active") == 0:
             _run_step("training the first failure model", _fieldops("predict", "train"), env)
-        if DEMO_PASSWORD_KEY not in secrets_:
-            secrets_ = _add_secret(data, DEMO_PASSWORD_KEY)
         _run_step("creating demo users", _fieldops("web-user", "demo", "--password",
-                                                  secrets_[DEMO_PASSWORD_KEY]), env)
+                                                  secrets_["demo_password"]), env)
 
-        _print_banner(web_port, broker, pg.url, secrets_[DEMO_PASSWORD_KEY], args, data)
+        _print_banner(web_port, broker, pg.url, secrets_["demo_password"], args, data)
         if args.prepare_only:
             return 0
 
@@ -162,7 +137,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         ]
         if not args.no_simulators:
             processes += [
-                ProcessSpec("fleet", _fieldops("simulate", "fleet", "--passwords", str(credentials))),
+                ProcessSpec("fleet", _fieldops("simulate", "fleet", "--window", "500")),
                 ProcessSpec("techs", _fieldops("simulate", "technicians")),
             ]
         sup.base_env = env
@@ -176,20 +151,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             broker.stop()
         pg.stop()
         _say("stopped")
-
-
-def _add_secret(data: Path, key: str) -> dict[str, str]:
-    import os
-    import secrets
-
-    path = data / "secrets.json"
-    values = json.loads(path.read_text())
-    values[key] = secrets.token_urlsafe(9)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=1))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return values
 
 
 def _print_banner(web_port: int, broker, db_url: str, demo_password: str, args, data: Path) -> None:
