@@ -1,0 +1,249 @@
+"""SQL owned by the web layer: users, login attempts, tracking tokens, idempotency keys, positions.
+
+Functions take a connection and run in the caller's transaction; no Flask here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from fieldops import events
+from web.security import hash_password, token_digest
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "dispatcher", "technician")
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_MAX_FAILURES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    role: str
+    technician_id: int | None
+    password_hash: str = ""
+    active: bool = True
+
+
+_USER_COLS = "id, username, role, technician_id, password_hash, active"
+
+
+def create_user(
+    conn: psycopg.Connection, username: str, password: str, role: str, technician_id: int | None = None
+) -> User:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    row = conn.execute(
+        f"INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
+        f"RETURNING {_USER_COLS}",
+        (username, hash_password(password), role, technician_id),
+    ).fetchone()
+    return User(*row)
+
+
+def user_by_name(conn: psycopg.Connection, username: str) -> User | None:
+    row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE username = %s", (username,)).fetchone()
+    return User(*row) if row else None
+
+
+def user_by_id(conn: psycopg.Connection, user_id: int) -> User | None:
+    row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE id = %s", (user_id,)).fetchone()
+    return User(*row) if row else None
+
+
+def recent_failures(conn: psycopg.Connection, username: str, address: str, now: datetime) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM login_attempts WHERE username = %s AND address = %s AND attempted_at > %s",
+        (username, address, now - LOGIN_WINDOW),
+    ).fetchone()
+    return int(row[0])
+
+
+def record_failure(conn: psycopg.Connection, username: str, address: str, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO login_attempts (username, address, attempted_at) VALUES (%s, %s, %s)",
+        (username, address, now),
+    )
+    conn.execute("DELETE FROM login_attempts WHERE attempted_at < %s", (now - LOGIN_WINDOW,))
+
+
+def clear_failures(conn: psycopg.Connection, username: str, address: str) -> None:
+    conn.execute("DELETE FROM login_attempts WHERE username = %s AND address = %s", (username, address))
+
+
+def store_tracking_token(conn: psycopg.Connection, token: str, job_id: int, expires_at: datetime) -> None:
+    conn.execute(
+        "INSERT INTO tracking_tokens (token_hash, job_id, expires_at) VALUES (%s, %s, %s)",
+        (token_digest(token), job_id, expires_at),
+    )
+
+
+def job_for_token(conn: psycopg.Connection, token: str, now: datetime) -> int | None:
+    """The job a token opens, or None when it is unknown or expired."""
+    row = conn.execute(
+        "SELECT job_id FROM tracking_tokens WHERE token_hash = %s AND expires_at > %s",
+        (token_digest(token), now),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def claim_idempotency_key(
+    conn: psycopg.Connection, user_id: int, key: str, path: str
+) -> tuple[int, Any] | None:
+    """Reserve ``key`` in this transaction; return the stored (status, body) if it was processed.
+
+    A concurrent request with the same key waits on the row lock until the first one commits.
+    """
+    inserted = conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, request_path, status_code, response) "
+        "VALUES (%s, %s, %s, 0, '{}') ON CONFLICT DO NOTHING RETURNING key",
+        (user_id, key, path),
+    ).fetchone()
+    if inserted:
+        return None
+    row = conn.execute(
+        "SELECT status_code, response FROM idempotency_keys WHERE user_id = %s AND key = %s",
+        (user_id, key),
+    ).fetchone()
+    return int(row[0]), row[1]
+
+
+def finish_idempotency_key(conn: psycopg.Connection, user_id: int, key: str, status: int, body: Any) -> None:
+    conn.execute(
+        "UPDATE idempotency_keys SET status_code = %s, response = %s WHERE user_id = %s AND key = %s",
+        (status, json.dumps(body, default=str), user_id, key),
+    )
+
+
+def record_position(
+    conn: psycopg.Connection, technician_id: int, lat: float, lon: float, at: datetime
+) -> None:
+    """Store a technician's latest position and publish it."""
+    conn.execute(
+        "UPDATE technicians SET last_lat = %s, last_lon = %s, last_position_at = %s WHERE id = %s",
+        (lat, lon, at, technician_id),
+    )
+    events.publish(
+        conn, events.TECHNICIAN_POSITION,
+        {"technician_id": technician_id, "lat": lat, "lon": lon, "at": at.isoformat()},
+        technician_id=technician_id,
+    )
+
+
+def technician_rows(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT id, name, skills, region, active, last_lat, last_lon, last_position_at, home_lat, home_lon "
+        "FROM technicians ORDER BY id"
+    ).fetchall()
+    keys = ("id", "name", "skills", "region", "active", "lat", "lon", "position_at", "home_lat", "home_lon")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def device_rows(conn: psycopg.Connection, device_id: int | None = None) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT d.id, d.serial, m.code, d.site_id, s.name, s.address, s.lat, s.lon, d.status, "
+        "d.last_seen, d.run_hours FROM devices d JOIN device_models m ON m.id = d.model_id "
+        "JOIN sites s ON s.id = d.site_id WHERE (%s::int IS NULL OR d.id = %s::int) ORDER BY d.id",
+        (device_id, device_id),
+    ).fetchall()
+    keys = ("id", "serial", "model", "site_id", "site", "address", "lat", "lon", "status", "last_seen",
+            "run_hours")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def device_metrics(conn: psycopg.Connection, device_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT mm.metric_index, mm.name, mm.unit FROM model_metrics mm JOIN devices d "
+        "ON d.model_id = mm.model_id WHERE d.id = %s ORDER BY mm.metric_index",
+        (device_id,),
+    ).fetchall()
+    return [{"index": r[0], "name": r[1], "unit": r[2]} for r in rows]
+
+
+def device_events(conn: psycopg.Connection, device_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT ts, code, severity, payload FROM device_events WHERE device_id = %s "
+        "ORDER BY ts DESC LIMIT %s",
+        (device_id, limit),
+    ).fetchall()
+    return [{"ts": r[0], "code": r[1], "severity": r[2], "payload": r[3]} for r in rows]
+
+
+def parts_rows(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT p.id, p.sku, p.name, p.unit_cost, coalesce(sum(s.quantity), 0), coalesce(sum(s.reserved), 0) "
+        "FROM parts p LEFT JOIN stock s ON s.part_id = p.id GROUP BY p.id ORDER BY p.sku"
+    ).fetchall()
+    return [{"id": r[0], "sku": r[1], "name": r[2], "unit_cost": float(r[3]), "quantity": int(r[4]),
+             "reserved": int(r[5])} for r in rows]
+
+
+_JOB_VIEW = (
+    "SELECT j.id, j.status, j.priority, j.type, j.technician_id, t.name, j.planned_arrival, j.eta, "
+    "j.estimated_duration_s, j.response_due, j.resolution_due, j.at_risk, j.version, j.explanation, "
+    "j.notes, j.failure_mode, j.device_id, s.id, s.name, s.address, s.lat, s.lon, j.created_at, "
+    "j.arrived_at, j.completed_at, "
+    "(SELECT coalesce(json_agg(json_build_object('start', w.start_at, 'end', w.end_at) "
+    "ORDER BY w.start_at), '[]') FROM job_windows w WHERE w.job_id = j.id) "
+    "FROM jobs j JOIN sites s ON s.id = j.site_id LEFT JOIN technicians t ON t.id = j.technician_id "
+)
+_JOB_KEYS = ("id", "status", "priority", "type", "technician_id", "technician", "planned_arrival", "eta",
+             "estimated_duration_s", "response_due", "resolution_due", "at_risk", "version",
+             "explanation", "notes", "failure_mode", "device_id", "site_id", "site", "address", "lat",
+             "lon", "created_at", "arrived_at", "completed_at", "windows")
+
+
+def _job_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(_JOB_KEYS, r, strict=True)) for r in rows]
+
+
+def job_view(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
+    rows = conn.execute(_JOB_VIEW + "WHERE j.id = %s", (job_id,)).fetchall()
+    return _job_dicts(rows)[0] if rows else None
+
+
+def job_technician(conn: psycopg.Connection, job_id: int) -> int | None:
+    row = conn.execute("SELECT technician_id FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return row[0] if row else None
+
+
+def jobs_view(
+    conn: psycopg.Connection,
+    *,
+    technician_id: int | None = None,
+    statuses: list[str] | None = None,
+    day_start: datetime | None = None,
+    day_end: datetime | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Jobs with their site, newest plan order first by planned arrival; all filters optional."""
+    rows = conn.execute(
+        _JOB_VIEW
+        + "WHERE (%(t)s::int IS NULL OR j.technician_id = %(t)s::int) "
+        "AND (%(st)s::text[] IS NULL OR j.status = ANY(%(st)s::text[])) "
+        "AND (%(d0)s::timestamptz IS NULL OR j.planned_arrival IS NULL OR j.planned_arrival >= %(d0)s) "
+        "AND (%(d1)s::timestamptz IS NULL OR j.planned_arrival IS NULL OR j.planned_arrival < %(d1)s) "
+        "ORDER BY j.planned_arrival NULLS LAST, j.priority, j.id LIMIT %(lim)s",
+        {"t": technician_id, "st": statuses, "d0": day_start, "d1": day_end, "lim": limit},
+    ).fetchall()
+    return _job_dicts(rows)
+
+
+def technician_first_name(conn: psycopg.Connection, technician_id: int | None) -> str | None:
+    if technician_id is None:
+        return None
+    row = conn.execute("SELECT name FROM technicians WHERE id = %s", (technician_id,)).fetchone()
+    return row[0].split()[0] if row and row[0] else None
+
+
+def has_feedback(conn: psycopg.Connection, job_id: int) -> bool:
+    row = conn.execute("SELECT 1 FROM feedback WHERE job_id = %s", (job_id,)).fetchone()
+    return row is not None
