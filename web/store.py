@@ -33,29 +33,26 @@ class User:
     active: bool = True
 
 
-_USER_COLS = "id, username, role, technician_id, password_hash, active"
-
-
 def create_user(
     conn: psycopg.Connection, username: str, password: str, role: str, technician_id: int | None = None
 ) -> User:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     row = conn.execute(
-        f"INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
-        f"RETURNING {_USER_COLS}",
+        "INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
+        "RETURNING id, username, role, technician_id, password_hash, active",
         (username, hash_password(password), role, technician_id),
     ).fetchone()
     return User(*row)
 
 
 def user_by_name(conn: psycopg.Connection, username: str) -> User | None:
-    row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE username = %s", (username,)).fetchone()
+    row = conn.execute("SELECT id, username, role, technician_id, password_hash, active FROM users WHERE username = %s", (username,)).fetchone()
     return User(*row) if row else None
 
 
 def user_by_id(conn: psycopg.Connection, user_id: int) -> User | None:
-    row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE id = %s", (user_id,)).fetchone()
+    row = conn.execute("SELECT id, username, role, technician_id, password_hash, active FROM users WHERE id = %s", (user_id,)).fetchone()
     return User(*row) if row else None
 
 
