@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 from flask import Blueprint, g, jsonify, request, url_for
 
+from fieldops.domain import PartQuantity
+from fieldops.service import jobs as jobs_service
 from web import store
 from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
 from web.context import db, state
@@ -215,3 +217,149 @@ def device_telemetry(device_id: int) -> Any:
         stats = hourly_stats(conn, [device_id], end - timedelta(hours=hours), end, metric_index)
     return jsonify([{"bucket": s.bucket, "metric_index": s.metric_index, "n": s.n, "mean": s.mean,
                      "min": s.min, "max": s.max} for s in stats])
+
+
+# ---------------------------------------------------------------- jobs: transitions and overrides
+
+TECHNICIAN_TARGETS = frozenset({"en_route", "on_site", "completed", "unresolved"})
+MAX_NOTE = 4000
+
+
+def text(data: dict[str, Any], name: str, max_len: int = MAX_NOTE) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "must be a string", name)
+    if len(value) > max_len:
+        raise ApiError(400, f"must be at most {max_len} characters", name)
+    return value
+
+
+def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "is required", name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, "must be an integer", name)
+    return value
+
+
+def parts_list(data: dict[str, Any]) -> list[PartQuantity]:
+    raw = data.get("parts_used") or []
+    if not isinstance(raw, list):
+        raise ApiError(400, "must be a list of {sku, quantity}", "parts_used")
+    used = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("sku"), str):
+            raise ApiError(400, f"item {i} needs a sku", "parts_used")
+        quantity = item.get("quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise ApiError(400, f"item {i}: quantity must be a positive integer", "parts_used")
+        used.append(PartQuantity(item["sku"], quantity))
+    return used
+
+
+def job_json(job: jobs_service.Job) -> dict[str, Any]:
+    return {"id": job.id, "status": str(job.status), "version": job.version,
+            "technician_id": job.technician_id, "planned_arrival": job.planned_arrival, "eta": job.eta,
+            "follow_up_job_id": job.follow_up_job_id}
+
+
+@bp.post("/jobs/<int:job_id>/transitions")
+@requires(*ALL_USERS)
+def transition(job_id: int) -> Any:
+    """Move a job to the next status (technicians: their own jobs, field steps only)."""
+    data = body()
+    to_status = text(data, "to_status", 40)
+    if not to_status:
+        raise ApiError(400, "is required", "to_status")
+    if g.user.role == "technician" and to_status not in TECHNICIAN_TARGETS:
+        raise ApiError(403, f"technicians may set {', '.join(sorted(TECHNICIAN_TARGETS))}", "to_status")
+    expected = integer(data, "expected_version", required=False)
+    lat = number(data, "lat", -90, 90, required=False)
+    lon = number(data, "lon", -180, 180, required=False)
+    note = text(data, "note")
+    finding = text(data, "finding", 40)
+    used = parts_list(data)
+    now = state().clock.now()
+    with db() as conn:
+        own_job_or_403(conn, job_id)
+
+        def action() -> tuple[int, Any]:
+            job = jobs_service.transition(
+                conn, job_id, to_status, expected_version=expected, actor=f"user:{g.user.username}",
+                now=now, lat=lat, lon=lon, note=note or None, finding=finding or None, parts_used=used)
+            return 200, job_json(job)
+
+        return idempotent(conn, action)
+
+
+OVERRIDE_ACTIONS = ("assign", "unassign", "dispatch")
+
+
+@bp.post("/overrides")
+@requires(*STAFF)
+def create_override() -> Any:
+    """Assign a job to a technician, take it back, or release it to the technician's phone."""
+    data = body()
+    action_name = text(data, "action", 20)
+    if action_name not in OVERRIDE_ACTIONS:
+        raise ApiError(400, f"must be one of {', '.join(OVERRIDE_ACTIONS)}", "action")
+    job_id = integer(data, "job_id")
+    expected = integer(data, "expected_version", required=False)
+    now = state().clock.now()
+    actor = f"user:{g.user.username}"
+    with db() as conn:
+        before = store.job_view(conn, job_id)
+        if before is None:
+            raise ApiError(404, f"no job {job_id}", "job_id")
+
+        def action() -> tuple[int, Any]:
+            if action_name == "assign":
+                technician_id = integer(data, "technician_id")
+                missing = store.missing_skills(conn, job_id, technician_id)
+                if missing:
+                    raise ApiError(422, f"technician lacks skill(s): {', '.join(missing)}", "technician_id")
+                arrival = before["planned_arrival"] or now + timedelta(hours=1)
+                job = jobs_service.assign(conn, job_id, technician_id, arrival, actor=actor, now=now,
+                                          expected_version=expected)
+            elif action_name == "unassign":
+                job = jobs_service.unassign(conn, job_id, actor=actor, now=now, expected_version=expected)
+            else:
+                job = jobs_service.transition(conn, job_id, "dispatched", expected_version=expected,
+                                              actor=actor, now=now)
+            store.announce_plan_change(conn, job_id, before["technician_id"], job.technician_id, action_name)
+            return 200, job_json(job)
+
+        return idempotent(conn, action)
+
+
+@bp.get("/devices/<int:device_id>/jobs")
+@requires(*STAFF)
+def device_jobs(device_id: int) -> Any:
+    """The device's maintenance history (every job, newest first)."""
+    with db() as conn:
+        history = jobs_service.jobs_of_device(conn, device_id)
+    return jsonify([{"id": j.id, "type": str(j.type), "status": str(j.status), "created_at": j.created_at,
+                     "completed_at": j.completed_at, "finding": j.finding, "notes": j.notes}
+                    for j in history])
+
+
+@bp.get("/kpis")
+@requires(*STAFF)
+def kpis() -> Any:
+    """KPIs over the last ``days`` days, grouped ``by`` all, day, region, technician or model."""
+    from dataclasses import asdict
+
+    from fieldops.service import kpis as kpi_service
+
+    days = int_arg("days", 7, 1, 366)
+    by = request.args.get("by", "all")
+    end = state().clock.now()
+    start = end - timedelta(days=days)
+    with db() as conn:
+        rows = kpi_service.kpis(conn, start, end, by)
+    return jsonify({"start": start, "end": end, "by": by, "rows": [asdict(r) for r in rows]})

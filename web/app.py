@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db.pool import make_pool
+from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
 from web import store
 from web.access import ApiError, check_csrf, csrf_token
 from web.context import EXTENSION, WebState, db, state
@@ -60,6 +61,7 @@ def create_app(
     app.context_processor(lambda: {"csrf_token": csrf_token, "user": g.get("user"),
                                    "map_tile_url": state().settings.map_tile_url})
     app.register_error_handler(ApiError, lambda exc: exc.response())
+    app.register_error_handler(ServiceError, _service_error)
     for code in (400, 403, 404, 405, 413, 429):
         app.register_error_handler(code, _http_error)
     app.after_request(_security_headers)
@@ -77,6 +79,18 @@ def _load_user() -> None:
         session.clear()
         return
     g.user = user
+
+
+def _service_error(exc: ServiceError) -> Any:
+    """The service layer's errors name the field; map them onto 4xx answers."""
+    if isinstance(exc, NotFoundError):
+        status = 404
+    elif isinstance(exc, ConflictError | TransitionError):
+        status = 409
+    else:
+        status = 400
+    message = str(exc).split(": ", 1)[-1]
+    return ApiError(status, message, exc.field).response()
 
 
 def _http_error(exc: Any) -> Any:

@@ -56,8 +56,9 @@ def tracking_filter(job_id: int, technician_id: int | None) -> Filter:
         if event.job_id == job_id and event.kind in TRACKING_KINDS:
             if "technician_id" in payload:
                 assigned["technician_id"] = payload["technician_id"]
-            if "status" in payload:
-                assigned["status"] = payload["status"]
+            status = payload.get("to") or payload.get("status")
+            if status:
+                assigned["status"] = status
             return replace(event, payload={"job_id": job_id, "changed": True}, technician_id=None)
         if event.kind == events.PLAN_CHANGED and job_id in (payload.get("job_ids") or []):
             return replace(event, payload={"job_id": job_id, "changed": True}, technician_id=None)

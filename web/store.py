@@ -244,3 +244,27 @@ def technician_first_name(conn: psycopg.Connection, technician_id: int | None) -
 def has_feedback(conn: psycopg.Connection, job_id: int) -> bool:
     row = conn.execute("SELECT 1 FROM feedback WHERE job_id = %s", (job_id,)).fetchone()
     return row is not None
+
+
+def missing_skills(conn: psycopg.Connection, job_id: int, technician_id: int) -> list[str]:
+    """Skills the job requires that the technician lacks (empty when the technician is unknown)."""
+    row = conn.execute(
+        "SELECT array(SELECT unnest(j.required_skills) EXCEPT SELECT unnest(t.skills)) "
+        "FROM jobs j, technicians t WHERE j.id = %s AND t.id = %s",
+        (job_id, technician_id),
+    ).fetchone()
+    return sorted(row[0]) if row else []
+
+
+def announce_plan_change(
+    conn: psycopg.Connection, job_id: int, old_technician_id: int | None, new_technician_id: int | None,
+    reason: str,
+) -> None:
+    """Tell both the old and the new technician that their plan changed."""
+    ids = sorted({t for t in (old_technician_id, new_technician_id) if t is not None})
+    events.publish(
+        conn, events.PLAN_CHANGED,
+        {"job_ids": [job_id], "technician_ids": ids, "reason": reason,
+         "previous_technician_id": old_technician_id, "technician_id": new_technician_id},
+        job_id=job_id,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, render_template, request
 
 from web import store
 from web.access import PUBLIC, ApiError, requires
@@ -53,11 +53,6 @@ def public_view(conn: Any, job_id: int) -> dict[str, Any]:
     }
 
 
-def _job_or_none(token: str) -> int | None:
-    with db() as conn:
-        return store.job_for_token(conn, token, state().clock.now())
-
-
 @bp.get("/<token>")
 @requires(PUBLIC)
 def page(token: str) -> Any:
@@ -77,3 +72,24 @@ def status(token: str) -> Any:
         if job_id is None:
             raise ApiError(404, "this tracking link is not valid")
         return jsonify(public_view(conn, job_id))
+
+
+@bp.post("/<token>/feedback")
+@requires(PUBLIC)
+def feedback(token: str) -> Any:
+    """The customer's rating (1-5) and comment, once, after the visit."""
+    from fieldops.service import feedback as feedback_service
+
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object", "body")
+    rating, comment = data.get("rating"), data.get("comment") or ""
+    if not isinstance(comment, str):
+        raise ApiError(400, "must be a string", "comment")
+    with db() as conn:
+        now = state().clock.now()
+        job_id = store.job_for_token(conn, token, now)
+        if job_id is None:
+            raise ApiError(404, "this tracking link is not valid")
+        feedback_service.submit(conn, job_id, rating, comment, now=now)
+    return jsonify({"thanks": True}), 201

@@ -79,9 +79,9 @@
     const res = await fo.api("GET", "/api/kpis");
     const box = document.getElementById("kpis");
     box.replaceChildren();
-    if (!res.ok || !res.data) return;
-    Object.entries(res.data).forEach(([name, value]) => {
-      if (typeof value === "object" && value !== null) return;
+    if (!res.ok || !res.data || !res.data.rows.length) return;
+    Object.entries(res.data.rows[0]).forEach(([name, value]) => {
+      if (name === "key" || value === null) return;
       const tile = fo.el("div", { class: "kpi" });
       tile.appendChild(fo.el("div", { class: "label" }, name.replaceAll("_", " ")));
       tile.appendChild(fo.el("div", { class: "value" }, typeof value === "number" ? (Math.round(value * 100) / 100).toString() : String(value)));
