@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from fieldops.service import jobs
+
+
+def test_technician_route_lists_own_stops_in_order_with_address(signed_in, work, people):
+    client, _ = signed_in("ada")
+    route = client.get(f"/api/technicians/{people.ada_technician_id}/route").get_json()
+    assert [s["id"] for s in route["stops"]] == [work.ada_job_id]
+    assert route["stops"][0]["address"] == "Plant A street 1, Munich"
+
+
+def test_technician_job_list_holds_only_own_jobs(signed_in, work):
+    client, _ = signed_in("ada")
+    assert [j["id"] for j in client.get("/api/jobs").get_json()] == [work.ada_job_id]
+
+
+def test_transition_moves_own_job_en_route(signed_in, work, db):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions", json={"to_status": "en_route"},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 200
+    assert jobs.get_job(db, work.ada_job_id).status == "en_route"
+
+
+def test_retried_transition_with_same_idempotency_key_is_applied_once(signed_in, work, db):
+    client, token = signed_in("ada")
+    headers = {"X-CSRF-Token": token, "Idempotency-Key": "retry-key-0001"}
+    url = f"/api/jobs/{work.ada_job_id}/transitions"
+    first = client.post(url, json={"to_status": "en_route"}, headers=headers)
+    second = client.post(url, json={"to_status": "en_route"}, headers=headers)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.headers["Idempotent-Replay"] == "true"
+    assert [e.to_status for e in jobs.job_events(db, work.ada_job_id)].count("en_route") == 1
+
+
+def test_refused_request_does_not_use_up_its_idempotency_key(signed_in, work):
+    client, token = signed_in("ada")
+    headers = {"X-CSRF-Token": token, "Idempotency-Key": "retry-key-0002"}
+    url = f"/api/jobs/{work.ada_job_id}/transitions"
+    assert client.post(url, json={"to_status": "on_site"}, headers=headers).status_code == 409
+    assert client.post(url, json={"to_status": "en_route"}, headers=headers).status_code == 200
+
+
+def test_invalid_transition_names_the_field(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions", json={"to_status": "completed"},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 409
+    assert resp.get_json()["field"] == "to_status"
+
+
+def test_stale_expected_version_is_a_conflict_on_version(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions",
+                       json={"to_status": "en_route", "expected_version": 1}, headers={"X-CSRF-Token": token})
+    assert resp.status_code == 409
+    assert resp.get_json()["field"] == "version"
+
+
+def test_technician_may_not_cancel(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions", json={"to_status": "cancelled"},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 403
+
+
+def test_position_outside_range_names_lat(signed_in, people):
+    client, token = signed_in("ada")
+    resp = client.post("/api/positions", json={"lat": 91, "lon": 11.5}, headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400
+    assert resp.get_json() == {"error": "must be between -90 and 90", "field": "lat"}
+
+
+def test_position_is_stored_for_own_technician(signed_in, people, db):
+    client, token = signed_in("ada")
+    client.post("/api/positions", json={"lat": 48.11, "lon": 11.52}, headers={"X-CSRF-Token": token})
+    row = db.execute("SELECT last_lat, last_lon FROM technicians WHERE id = %s",
+                     (people.ada_technician_id,)).fetchone()
+    assert row == (48.11, 11.52)
+
+
+def test_non_object_body_names_body(signed_in, people):
+    client, token = signed_in("ada")
+    resp = client.post("/api/positions", data="[1]", content_type="application/json",
+                       headers={"X-CSRF-Token": token})
+    assert resp.get_json()["field"] == "body"
+
+
+def test_override_assigns_job_to_other_technician(signed_in, work, people, db):
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "assign", "job_id": work.new_job_id,
+                                                "technician_id": people.bob_technician_id},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 200
+    assert jobs.get_job(db, work.new_job_id).technician_id == people.bob_technician_id
+
+
+def test_override_to_technician_without_skill_is_refused_naming_technician(signed_in, work, db):
+    from tests import factories
+
+    eve = factories.technician(db, "Eve", skills=("electrical",))
+    db.commit()
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "assign", "job_id": work.new_job_id,
+                                                "technician_id": eve.id},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 422
+    assert resp.get_json()["field"] == "technician_id"
+    assert "mechanical" in resp.get_json()["error"]
+
+
+def test_override_with_unknown_action_names_action(signed_in, work):
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "teleport", "job_id": work.new_job_id},
+                       headers={"X-CSRF-Token": token})
+    assert resp.get_json()["field"] == "action"
+
+
+def test_device_telemetry_rejects_out_of_range_hours(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get(f"/api/devices/{work.device_id}/telemetry?hours=0")
+    assert resp.status_code == 400 and resp.get_json()["field"] == "hours"
+
+
+def test_device_history_lists_its_jobs(signed_in, work):
+    client, _ = signed_in("dora")
+    assert [j["id"] for j in client.get(f"/api/devices/{work.device_id}/jobs").get_json()] == [work.ada_job_id]
+
+
+def test_openapi_documents_the_transition_body(app):
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    post = doc["paths"]["/api/jobs/{job_id}/transitions"]["post"]
+    assert "to_status" in post["requestBody"]["content"]["application/json"]["schema"]["required"]
+
+
+def test_kpis_cover_the_requested_days(signed_in, work):
+    client, _ = signed_in("dora")
+    body = client.get("/api/kpis?days=3").get_json()
+    assert body["by"] == "all" and isinstance(body["rows"], list)
