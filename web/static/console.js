@@ -61,8 +61,9 @@
     });
     const risk = document.getElementById("at-risk");
     risk.replaceChildren();
-    const soon = Date.now() + 2 * 3600000;
-    jobs.filter((j) => OPEN.includes(j.status) && (j.at_risk || (j.response_due && !j.arrived_at && new Date(j.response_due) < soon)))
+    const late = (j) => j.response_due && !j.arrived_at && (j.eta || j.planned_arrival) &&
+      new Date(j.eta || j.planned_arrival) > new Date(j.response_due);
+    jobs.filter((j) => OPEN.includes(j.status) && (j.at_risk || late(j)))
       .forEach((j) => risk.appendChild(fo.el("li", {}, "Job " + j.id + " · " + j.site + " · due " + fo.fmtTime(j.response_due))));
     const jobSel = document.getElementById("assign-job");
     const techSel = document.getElementById("assign-tech");
