@@ -178,7 +178,7 @@ class _Model:
 
     def _jobs(self, tdim: pywrapcp.RoutingDimension) -> None:
         routing, solver, w = self.routing, self.routing.solver(), self.w
-        for job_id, opts in self.job_nodes.items():
+        for opts in self.job_nodes.values():
             job = self.nodes[opts[0]].job
             assert job is not None
             lo, hi, gaps = _window_range(job)
