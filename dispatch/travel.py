@@ -1,4 +1,8 @@
-"""Travel-time providers: geodesic distance x circuity / speed by default, OSRM when configured."""
+"""Travel-time providers: geodesic distance x circuity / speed by default, OSRM when configured.
+
+The geodesic is geographiclib's WGS-84 inverse (what ``geopy.distance.geodesic`` computes),
+called with the distance-only mask, which is about twice as fast as going through geopy.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from geopy.distance import geodesic
+from geographiclib.geodesic import Geodesic
 
 from fieldops.domain import GeoPoint
 
 log = logging.getLogger(__name__)
+_WGS84 = Geodesic.WGS84
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,7 @@ class GeodesicProvider:
             b.lat, b.lon, a.lat, a.lon)
         found = self._cache.get(key)
         if found is None:
-            found = geodesic((a.lat, a.lon), (b.lat, b.lon)).meters
+            found = _WGS84.Inverse(a.lat, a.lon, b.lat, b.lon, Geodesic.DISTANCE)["s12"]
             self._cache[key] = found
         return found
 
