@@ -153,7 +153,11 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    """Solver parameters. ``initial_routes`` (technician id -> job ids) warm-starts the search."""
+    """Solver parameters.
+
+    ``initial_routes`` (technician id -> job ids in order, ``-j`` for the part pickup of job j,
+    as ``Solution.initial_routes()`` returns them) warm-starts the search.
+    """
 
     time_limit_s: float = 5.0
     seed: int = 0
@@ -243,5 +247,6 @@ class Solution:
         return next((u.reason for u in self.unassigned if u.job_id == job_id), None)
 
     def initial_routes(self) -> dict[int, tuple[int, ...]]:
-        """This plan as a warm start for the next ``solve``."""
-        return {r.technician_id: r.job_ids() for r in self.routes}
+        """This plan as a warm start for the next ``solve`` (``-j``: the part pickup for job j)."""
+        return {r.technician_id: tuple(s.job_id if s.kind == "job" else -s.job_id for s in r.stops)
+                for r in self.routes}

@@ -273,21 +273,49 @@ class _Model:
         sp.log_search = self.params.log_search
         return sp
 
+    def _warm_routes(self) -> dict[int, list[int]]:
+        """The previous plan's job order per technician, adjusted to today's pins and locks."""
+        prev = self.params.initial_routes or {}
+        owner = {j.id: (j.pinned_technician or j.assigned_technician) for j in self.p.jobs}
+        routes: dict[int, list[int]] = {}
+        for t in self.p.technicians:
+            keep = [j for j in prev.get(t.id, ()) if owner.get(abs(j), t.id) in (None, t.id)]
+            locked = sorted((j for j in self.p.jobs if j.assigned_technician == t.id
+                             and j.locked_position is not None and j.pinned_technician is None),
+                            key=lambda j: j.locked_position)
+            first = [j.id for j in self.p.jobs if j.pinned_technician == t.id][:1]
+            fixed = first + [j.id for j in locked]
+            routes[t.id] = fixed + [j for j in keep if abs(j) not in fixed]
+        return routes
+
+    def _warm_indexes(self, v: int, entries: list[int]) -> list[int]:
+        """Routing indexes for a warm-start route; ``-j`` is the part pickup for job ``j``."""
+        picked = {-e for e in entries if e < 0}
+        route: list[int] = []
+        pending: dict[int, int] = {}
+        for e in entries:
+            job_id = abs(e)
+            opts = [n for n in self.job_nodes.get(job_id, []) if v in self.allowed[n]]
+            if e < 0 or not opts:
+                if e < 0 and any(n in self.pickup_of for n in opts):
+                    node = next(n for n in opts if n in self.pickup_of)
+                    pending[job_id] = node
+                    route.append(self.manager.NodeToIndex(self.pickup_of[node]))
+                continue
+            node = pending.pop(job_id, None)
+            if node is None:
+                node = next((n for n in opts if n not in self.pickup_of), opts[0])
+                if node in self.pickup_of and job_id not in picked:
+                    route.append(self.manager.NodeToIndex(self.pickup_of[node]))
+            route.append(self.manager.NodeToIndex(node))
+        return route
+
     def initial_assignment(self) -> object | None:
         if not self.params.initial_routes:
             return None
         routes = []
-        for t in self.p.technicians:
-            v = self.v_of[t.id]
-            route: list[int] = []
-            for job_id in self.params.initial_routes.get(t.id, ()):
-                for n in self.job_nodes.get(job_id, []):
-                    if v in self.allowed[n]:
-                        if n in self.pickup_of:
-                            route.append(self.manager.NodeToIndex(self.pickup_of[n]))
-                        route.append(self.manager.NodeToIndex(n))
-                        break
-            routes.append(route)
+        for t, entries in zip(self.p.technicians, self._warm_routes().values(), strict=True):
+            routes.append(self._warm_indexes(self.v_of[t.id], entries))
         self.routing.CloseModelWithParameters(self.search_parameters())
         assignment = self.routing.ReadAssignmentFromRoutes(routes, True)
         if assignment is None:
