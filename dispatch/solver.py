@@ -74,6 +74,10 @@ def _qualified(problem: Problem) -> tuple[dict[int, list[Technician]], dict[int,
             if not techs:
                 reasons[job.id] = (f"assigned technician {forced} lacks skill "
                                    + ", ".join(sorted(job.skills - problem.technician(forced).skills)))
+        if job.id not in reasons and techs:
+            lo, hi, _ = _window_range(job)
+            if hi < 0 or lo > max(t.shift_end_s + t.max_overtime_s for t in techs):
+                reasons[job.id] = "its customer windows lie outside every qualified shift"
         if job.id not in reasons:
             qualified[job.id] = techs
     return qualified, reasons
@@ -189,11 +193,12 @@ class _Model:
             for n, idx in zip(opts, idxs, strict=True):
                 self._allow(n, idx)
                 cumul = tdim.CumulVar(idx)
-                cumul.SetRange(lo, hi)
+                cumul.SetRange(max(lo, 0), hi)
                 for a, b in gaps:
                     cumul.RemoveInterval(a, b)
                 if job.response_due_s is not None:
-                    tdim.SetCumulVarSoftUpperBound(idx, job.response_due_s, w.lateness(job.priority))
+                    tdim.SetCumulVarSoftUpperBound(idx, max(0, job.response_due_s),
+                                                   w.lateness(job.priority))
                 pk = self.pickup_of.get(n)
                 if pk is not None:
                     pidx = self.manager.NodeToIndex(pk)
