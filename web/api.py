@@ -297,19 +297,30 @@ def transition(job_id: int) -> Any:
         return idempotent(conn, action)
 
 
-OVERRIDE_ACTIONS = ("assign", "unassign", "dispatch")
+OVERRIDE_ACTIONS = ("assign", "move", "lock", "unlock", "unassign", "release")
 
 
 @bp.post("/overrides")
 @requires(*STAFF)
 def create_override() -> Any:
-    """Assign a job to a technician, take it back, or release it to the technician's phone."""
+    """Record a dispatcher override (assign, move, lock, unlock, unassign) or release a job.
+
+    Assign and move take effect on the job at once and stand for every later plan; a rule the
+    override breaks (skill, shift) is refused naming ``technician_id`` unless ``force`` is true.
+    ``release`` hands a scheduled job to the technician's phone (scheduled -> dispatched).
+    """
+    from dispatch import overrides
+
     data = body()
     action_name = text(data, "action", 20)
     if action_name not in OVERRIDE_ACTIONS:
         raise ApiError(400, f"must be one of {', '.join(OVERRIDE_ACTIONS)}", "action")
     job_id = integer(data, "job_id")
-    expected = integer(data, "expected_version", required=False)
+    technician_id = integer(data, "technician_id", required=action_name in ("assign", "move"))
+    position = integer(data, "position", required=action_name == "move")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "must be true or false", "force")
     now = state().clock.now()
     actor = f"user:{g.user.username}"
     with db() as conn:
@@ -318,23 +329,89 @@ def create_override() -> Any:
             raise ApiError(404, f"no job {job_id}", "job_id")
 
         def action() -> tuple[int, Any]:
-            if action_name == "assign":
-                technician_id = integer(data, "technician_id")
-                missing = store.missing_skills(conn, job_id, technician_id)
-                if missing:
-                    raise ApiError(422, f"technician lacks skill(s): {', '.join(missing)}", "technician_id")
-                arrival = before["planned_arrival"] or now + timedelta(hours=1)
-                job = jobs_service.assign(conn, job_id, technician_id, arrival, actor=actor, now=now,
-                                          expected_version=expected)
-            elif action_name == "unassign":
-                job = jobs_service.unassign(conn, job_id, actor=actor, now=now, expected_version=expected)
-            else:
-                job = jobs_service.transition(conn, job_id, "dispatched", expected_version=expected,
+            warning = None
+            if action_name == "release":
+                job = jobs_service.transition(conn, job_id, "dispatched", expected_version=None,
                                               actor=actor, now=now)
+            else:
+                warning = overrides.apply(conn, action_name, job_id, actor=actor, now=now,
+                                          technician_id=technician_id, position=position, force=force)
+                job = jobs_service.get_job(conn, job_id)
+                if action_name in ("assign", "move") and job.technician_id != technician_id:
+                    arrival = job.planned_arrival or now + timedelta(hours=1)
+                    job = jobs_service.assign(conn, job_id, technician_id, arrival, actor=actor, now=now)
             store.announce_plan_change(conn, job_id, before["technician_id"], job.technician_id, action_name)
-            return 200, job_json(job)
+            return 200, {**job_json(job), "warning": warning}
 
         return idempotent(conn, action)
+
+
+PREVIEW_SOLVE_S = 2.0
+
+
+@bp.get("/plan")
+@requires(*STAFF)
+def plan() -> Any:
+    """The active plan: stops per technician in order, and unassigned jobs with their reasons."""
+    with db() as conn:
+        return jsonify(store.active_plan(conn))
+
+
+def _planner() -> tuple[Any, Any]:
+    from dispatch.problem import Params
+    from dispatch.travel import provider_for
+
+    return Params(time_limit_s=PREVIEW_SOLVE_S), provider_for(state().settings.osrm_url)
+
+
+@bp.post("/plan/preview")
+@requires(*STAFF)
+def plan_preview() -> Any:
+    """Solve now without committing and list what would change against the current assignments."""
+    from dataclasses import replace
+
+    from dispatch.solver import solve
+    from dispatch.store import active_routes, load_problem
+
+    params, provider = _planner()
+    now = state().clock.now()
+    with db() as conn:
+        loaded = load_problem(conn, now, provider)
+        warm = active_routes(conn)
+        current = {j["id"]: j for j in store.jobs_view(conn, statuses=list(jobs_service.OPEN))}
+        conn.rollback()
+    solution = solve(loaded.problem, replace(params, initial_routes=warm or None))
+    changes = []
+    for job_id, job in sorted(current.items()):
+        new_tech, old_tech = solution.technician_of(job_id), job["technician_id"]
+        if new_tech == old_tech:
+            continue
+        if new_tech is None:
+            what = f"would be unassigned: {solution.reason(job_id) or 'no reason given'}"
+        elif old_tech is None:
+            what = f"would go to technician {new_tech}"
+        else:
+            what = f"would move from technician {old_tech} to {new_tech}"
+        changes.append({"job_id": job_id, "from": old_tech, "to": new_tech,
+                        "description": f"job {job_id} ({job['site']}) {what}"})
+    return jsonify({"changes": changes, "unassigned": [{"job_id": u.job_id, "reason": u.reason}
+                                                       for u in solution.unassigned]})
+
+
+@bp.post("/plan/apply")
+@requires(*STAFF)
+def plan_apply() -> Any:
+    """Re-plan now and commit the result as the active plan (a fresh solve, as in the preview).
+
+    Not keyed by Idempotency-Key: applying twice only re-plans twice.
+    """
+    from dispatch.loop import plan_once
+
+    params, provider = _planner()
+    now = state().clock.now()
+    with db() as conn:
+        plan_id, solution = plan_once(conn, now, params, provider, trigger=f"user:{g.user.username}")
+    return jsonify({"plan_id": plan_id, "unassigned": len(solution.unassigned)}), 201
 
 
 @bp.get("/devices/<int:device_id>/jobs")

@@ -83,8 +83,12 @@ def _load_user() -> None:
 
 def _service_error(exc: ServiceError) -> Any:
     """The service layer's errors name the field; map them onto 4xx answers."""
+    from dispatch.overrides import OverrideRefused
+
     if isinstance(exc, NotFoundError):
         status = 404
+    elif isinstance(exc, OverrideRefused):
+        status = 422
     elif isinstance(exc, ConflictError | TransitionError):
         status = 409
     else:

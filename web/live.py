@@ -37,11 +37,14 @@ def staff_filter(event: Event) -> Event | None:
 
 
 def technician_filter(technician_id: int) -> Filter:
-    """A technician sees events about themselves and plan changes that name them."""
+    """A technician sees events about themselves, plan changes that name them, and (without
+    details) every whole-plan change, since a new plan may have taken one of their stops away."""
 
     def visible(event: Event) -> Event | None:
         if event.technician_id == technician_id or _mentions(event, technician_id):
             return event
+        if event.kind == events.PLAN_CHANGED and event.job_id is None and event.technician_id is None:
+            return replace(event, payload={"plan_id": (event.payload or {}).get("plan_id")})
         return None
 
     return visible

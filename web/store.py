@@ -268,3 +268,21 @@ def announce_plan_change(
          "previous_technician_id": old_technician_id, "technician_id": new_technician_id},
         job_id=job_id,
     )
+
+
+def active_plan(conn: psycopg.Connection) -> dict[str, Any]:
+    """The active plan's stops per technician and its unassigned jobs with reasons."""
+    head = conn.execute("SELECT id, created_at, trigger FROM plans WHERE active").fetchone()
+    if head is None:
+        return {"plan_id": None, "routes": {}, "unassigned": []}
+    routes: dict[int, list[dict[str, Any]]] = {}
+    for tid, seq, kind, job_id, arrival, start_at, departure, travel_s in conn.execute(
+        "SELECT technician_id, sequence, kind, job_id, arrival, start_at, departure, travel_s "
+        "FROM plan_visits WHERE plan_id = %s ORDER BY technician_id, sequence", (head[0],)
+    ):
+        routes.setdefault(tid, []).append({"sequence": seq, "kind": kind, "job_id": job_id, "arrival": arrival,
+                                           "start": start_at, "departure": departure, "travel_s": travel_s})
+    unassigned = [{"job_id": j, "reason": r} for j, r in conn.execute(
+        "SELECT job_id, reason FROM plan_unassigned WHERE plan_id = %s ORDER BY job_id", (head[0],))]
+    return {"plan_id": head[0], "created_at": head[1], "trigger": head[2], "routes": routes,
+            "unassigned": unassigned}

@@ -138,3 +138,62 @@ def test_kpis_cover_the_requested_days(signed_in, work):
     client, _ = signed_in("dora")
     body = client.get("/api/kpis?days=3").get_json()
     assert body["by"] == "all" and isinstance(body["rows"], list)
+
+
+def test_override_lock_without_active_plan_names_job(signed_in, work):
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "lock", "job_id": work.ada_job_id},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "job_id"
+
+
+def test_forced_override_is_kept_with_its_warning(signed_in, work, db):
+    from tests import factories
+
+    eve = factories.technician(db, "Eve", skills=("electrical",))
+    db.commit()
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "assign", "job_id": work.new_job_id,
+                                                "technician_id": eve.id, "force": True},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 200 and "lacks skill" in resp.get_json()["warning"]
+
+
+def test_release_hands_scheduled_job_to_the_phone(signed_in, work, people, db):
+    client, token = signed_in("dora")
+    headers = {"X-CSRF-Token": token}
+    client.post("/api/overrides", json={"action": "assign", "job_id": work.new_job_id,
+                                         "technician_id": people.bob_technician_id}, headers=headers)
+    resp = client.post("/api/overrides", json={"action": "release", "job_id": work.new_job_id}, headers=headers)
+    assert resp.get_json()["status"] == "dispatched"
+
+
+def _warehouse_with_bearings(db):
+    from fieldops.db.repo import catalog
+    from fieldops.domain import GeoPoint, StockKind
+
+    depot = catalog.create_stock_location(db, StockKind.WAREHOUSE, "Depot", GeoPoint(48.14, 11.56))
+    catalog.set_stock(db, depot.id, catalog.parts_by_sku(db)["BRG-1"].id, 10)
+    db.commit()
+
+
+def test_replan_preview_assigns_the_new_job_without_committing(signed_in, work, db):
+    _warehouse_with_bearings(db)
+    client, token = signed_in("dora")
+    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
+    change = {c["job_id"]: c for c in resp.get_json()["changes"]}[work.new_job_id]
+    assert change["from"] is None and change["to"] is not None
+    assert jobs.get_job(db, work.new_job_id).technician_id is None
+
+
+def test_replan_preview_gives_the_reason_a_job_stays_unassigned(signed_in, work):
+    client, token = signed_in("dora")
+    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
+    reasons = {u["job_id"]: u["reason"] for u in resp.get_json()["unassigned"]}
+    assert "out of stock" in reasons[work.new_job_id]
+
+
+def test_replan_apply_commits_an_active_plan(signed_in, work):
+    client, token = signed_in("dora")
+    client.post("/api/plan/apply", json={}, headers={"X-CSRF-Token": token})
+    assert client.get("/api/plan").get_json()["plan_id"] is not None

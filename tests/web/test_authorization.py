@@ -47,6 +47,9 @@ ROUTES = {
     "api.device_jobs": ("GET", "/api/devices/{device}/jobs", None, STAFF),
     "api.create_override": ("POST", "/api/overrides", {"action": "bogus"}, STAFF),
     "api.kpis": ("GET", "/api/kpis", None, STAFF),
+    "api.plan": ("GET", "/api/plan", None, STAFF),
+    "api.plan_preview": ("POST", "/api/plan/preview", {}, STAFF),
+    "api.plan_apply": ("POST", "/api/plan/apply", {}, STAFF),
 }
 
 

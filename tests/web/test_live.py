@@ -115,3 +115,8 @@ def test_malformed_last_event_id_names_the_header(live_app, people):
     login(client, "dora")
     resp = client.get("/events", headers={"Last-Event-ID": "abc"})
     assert resp.status_code == 400 and resp.get_json()["field"] == "Last-Event-ID"
+
+
+def test_technician_sees_whole_plan_change_without_its_details():
+    shown = technician_filter(7)(_event(events.PLAN_CHANGED, {"plan_id": 4, "warnings": ["job 9: x"]}))
+    assert shown.payload == {"plan_id": 4}

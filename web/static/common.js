@@ -64,7 +64,7 @@ const fo = (() => {
   function live(url, onEvent) {
     const source = new EventSource(url, { withCredentials: true });
     const kinds = ["job.created", "job.updated", "job.status", "plan.changed", "technician.position",
-                   "device.status", "device.fault", "prediction"];
+                   "device.status", "device.fault", "prediction", "dispatch.override"];
     kinds.forEach((k) => source.addEventListener(k, (ev) => onEvent(JSON.parse(ev.data))));
     return source;
   }

@@ -111,7 +111,14 @@
     if (mapBox && points.length) mapBox.map.fitBounds(points, { padding: [20, 20], maxZoom: 14 });
   }
 
-  async function load(announce) {
+  // Loads run one after another so that each compares against the stops the page shows.
+  let loading = Promise.resolve();
+  function load(announce) {
+    loading = loading.then(() => loadNow(announce)).catch(() => {});
+    return loading;
+  }
+
+  async function loadNow(announce) {
     const url = jobId ? "/api/jobs/" + jobId : "/api/technicians/" + technicianId + "/route";
     const res = await fo.api("GET", url);
     if (!res.ok) { showNotice((res.data && res.data.error) || "Could not load your route"); return; }
@@ -152,7 +159,7 @@
   load(false).then(() => {
     fo.live("/events", (ev) => {
       if (ev.kind === "technician.position") return;
-      load(ev.kind === "plan.changed" || ev.kind === "job.updated" || ev.kind === "job.status");
+      load(true);
     });
   });
   sharePosition();
