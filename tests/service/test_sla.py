@@ -7,6 +7,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from fieldops import events
 from fieldops.domain import JobSource, JobStatus, Priority
 from fieldops.service import jobs, sla
 from tests import factories
@@ -107,3 +108,10 @@ def test_refresh_at_risk_sets_and_clears(db: psycopg.Connection, world: World) -
     db.execute("UPDATE jobs SET planned_arrival = %s WHERE id = %s", (T0 + H, job.id))
     assert sla.refresh_at_risk(db) == 1
     assert jobs.get_job(db, job.id).at_risk is False
+
+
+def test_breach_publishes_job_update(db: psycopg.Connection, world: World) -> None:
+    job = open_job(db, world.device.id)
+    sla.detect_breaches(db, T0 + 5 * H)
+    updates = [e.payload for e in events.since(db, 0) if e.kind == events.JOB_UPDATED and e.job_id == job.id]
+    assert updates[-1]["reason"] == "sla_breach"

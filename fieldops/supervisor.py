@@ -1,0 +1,143 @@
+"""Runs a set of long-lived child processes with prefixed output and stops them all cleanly.
+
+Each child gets its own process group, so stopping it also stops anything it spawned (gunicorn
+workers, for example). A child that exits unexpectedly is restarted with backoff, up to a limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    restart: bool = True
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    proc: subprocess.Popen
+    started: float
+    restarts: int = 0
+    pump: threading.Thread | None = None
+
+
+class Supervisor:
+    """Start children, forward their output with a ``[name]`` prefix, restart crashes, stop all."""
+
+    def __init__(self, base_env: Mapping[str, str] | None = None, out: TextIO | None = None,
+                 max_restarts: int = 5) -> None:
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.out = out or sys.stdout
+        self.max_restarts = max_restarts
+        self.children: dict[str, _Child] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def _spawn(self, spec: ProcessSpec, restarts: int = 0) -> _Child:
+        env = {**self.base_env, **spec.env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            list(spec.argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        child = _Child(spec, proc, time.monotonic(), restarts)
+        child.pump = threading.Thread(target=self._pump, args=(spec.name, proc), daemon=True)
+        child.pump.start()
+        return child
+
+    def _pump(self, name: str, proc: subprocess.Popen) -> None:
+        width = 10
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self._lock:
+                self.out.write(f"[{name:<{width}}] {line}\n")
+                self.out.flush()
+
+    def start(self, spec: ProcessSpec) -> None:
+        if spec.name in self.children:
+            raise ValueError(f"process {spec.name!r} already started")
+        self.children[spec.name] = self._spawn(spec)
+        log.info("started %s (pid %d)", spec.name, self.children[spec.name].proc.pid)
+
+    def poll(self) -> list[str]:
+        """Restart children that died; return the names of those given up on."""
+        failed = []
+        for name, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None or self._stopping.is_set():
+                continue
+            if not child.spec.restart:
+                log.info("%s exited with %d", name, code)
+                del self.children[name]
+                continue
+            if child.restarts >= self.max_restarts:
+                log.error("%s exited with %d; restarted %d times, giving up", name, code, child.restarts)
+                failed.append(name)
+                del self.children[name]
+                continue
+            delay = min(30.0, 2.0 ** child.restarts)
+            if time.monotonic() - child.started < delay:
+                continue
+            log.warning("%s exited with %d; restarting", name, code)
+            self.children[name] = self._spawn(child.spec, child.restarts + 1)
+        return failed
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM every child's process group, wait, then SIGKILL what is left."""
+        self._stopping.set()
+        for child in self.children.values():
+            _signal_group(child.proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in self.children.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", child.spec.name)
+            _signal_group(child.proc, signal.SIGKILL)
+            child.proc.wait()
+            if child.pump is not None:
+                child.pump.join(timeout=2)
+        self.children.clear()
+
+    def run_until_signal(self, poll_s: float = 1.0) -> int:
+        """Block until SIGINT/SIGTERM (or every child is gone), then stop everything."""
+        received: list[int] = []
+
+        def handler(signum: int, frame: object) -> None:
+            received.append(signum)
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not received and self.children:
+                self.poll()
+                time.sleep(poll_s)
+        finally:
+            log.info("stopping %d process(es)", len(self.children))
+            self.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return 0
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

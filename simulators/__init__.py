@@ -1,0 +1,1 @@
+"""Simulators: the device fleet (degradation, failures, MQTT) and the technicians."""

@@ -1,0 +1,46 @@
+import logging
+import sys
+from datetime import UTC, datetime
+
+from fieldops.db.repo import telemetry
+from simulators import seed, store
+from simulators.backfill import backfill
+
+log = logging.getLogger(__name__)
+END = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+
+
+def test_backfill_200_devices_30_days_at_10_minutes(db, db_url, capsys):
+    seed.seed_data(db, now=END, secret="s", devices=200, technicians=2)
+    db.commit()
+    result = backfill(db_url, days=30, devices=200, resolution_s=600, seed=3, end=END)
+    with capsys.disabled():
+        sys.stdout.write(f"\nbackfill 200 devices x 30 days @10 min: {result.readings} readings, "
+              f"generate {result.generate_s:.1f}s, write {result.write_s:.1f}s, "
+              f"rollup {result.rollup_s:.1f}s, total "
+              f"{result.generate_s + result.write_s + result.rollup_s:.1f}s\n")
+    assert result.devices == 200
+    assert 0.95 * 200 * 30 * 144 < result.readings <= 200 * 30 * 144
+    assert telemetry.count(db) == result.readings
+    assert result.failures == len(store.failures(db))
+
+
+def test_backfilled_repairs_are_completed_jobs_with_matching_findings(db, db_url):
+    from simulators.history import JobHistory
+
+    seed.seed_data(db, now=END, secret="s", devices=40, technicians=6)
+    db.commit()
+    result = backfill(db_url, days=60, devices=40, seed=3, end=END, recorder=JobHistory(db))
+    db.rollback()
+    truth = {(r.device_id, r.job_id): r for r in store.repairs(db)}
+    rows = db.execute(
+        "SELECT device_id, id, status, finding, finding_mode FROM jobs "
+        "WHERE type = 'repair' AND status IN ('completed', 'unresolved')"
+    ).fetchall()
+    assert result.failures > 0 and rows
+    for device_id, job_id, status, finding, mode in rows:
+        restored = truth[(device_id, job_id)].restored_mode
+        if status == "completed":
+            assert (finding, mode) == ("fault_confirmed", restored)
+        else:
+            assert restored is None
