@@ -440,3 +440,32 @@ def kpis() -> Any:
     with db() as conn:
         rows = kpi_service.kpis(conn, start, end, by)
     return jsonify({"start": start, "end": end, "by": by, "rows": [asdict(r) for r in rows]})
+
+
+@bp.get("/predictions")
+@requires(*STAFF)
+def predictions() -> Any:
+    """The newest failure prediction of each device, riskiest first."""
+    limit = int_arg("limit", 100, 1, 1000)
+    with db() as conn:
+        return jsonify(store.latest_predictions(conn, limit))
+
+
+@bp.get("/devices/<int:device_id>/predictions")
+@requires(*STAFF)
+def device_predictions(device_id: int) -> Any:
+    """The device's risk history with explanations, newest first."""
+    with db() as conn:
+        return jsonify(store.prediction_history(conn, device_id))
+
+
+@bp.get("/models")
+@requires(*STAFF)
+def models() -> Any:
+    """The model registry: versions, estimators, evaluation metrics, which one is active."""
+    from predict import registry
+
+    with db() as conn:
+        found = registry.entries(conn)
+    return jsonify([{"version": e.version, "estimator": e.estimator, "metrics": e.metrics,
+                     "active": e.active, "created_at": e.created_at} for e in found])

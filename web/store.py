@@ -286,3 +286,28 @@ def active_plan(conn: psycopg.Connection) -> dict[str, Any]:
         "SELECT job_id, reason FROM plan_unassigned WHERE plan_id = %s ORDER BY job_id", (head[0],))]
     return {"plan_id": head[0], "created_at": head[1], "trigger": head[2], "routes": routes,
             "unassigned": unassigned}
+
+
+_PREDICTION_KEYS = ("device_id", "scored_at", "model_version", "p_fail", "rul_h", "failure_mode",
+                    "explanation", "job_id")
+
+
+def prediction_history(conn: psycopg.Connection, device_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """A device's risk over time, newest first."""
+    rows = conn.execute(
+        "SELECT device_id, scored_at, model_version, p_fail, rul_h, failure_mode, explanation, job_id "
+        "FROM predictions WHERE device_id = %s ORDER BY scored_at DESC LIMIT %s",
+        (device_id, limit),
+    ).fetchall()
+    return [dict(zip(_PREDICTION_KEYS, r, strict=True)) for r in rows]
+
+
+def latest_predictions(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest prediction of each device, riskiest first."""
+    rows = conn.execute(
+        "SELECT * FROM (SELECT DISTINCT ON (device_id) device_id, scored_at, model_version, p_fail, rul_h, "
+        "failure_mode, explanation, job_id FROM predictions ORDER BY device_id, scored_at DESC) latest "
+        "ORDER BY p_fail DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [dict(zip(_PREDICTION_KEYS, r, strict=True)) for r in rows]

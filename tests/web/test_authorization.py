@@ -48,6 +48,11 @@ ROUTES = {
     "api.create_override": ("POST", "/api/overrides", {"action": "bogus"}, STAFF),
     "api.kpis": ("GET", "/api/kpis", None, STAFF),
     "api.plan": ("GET", "/api/plan", None, STAFF),
+    "api.predictions": ("GET", "/api/predictions", None, STAFF),
+    "api.device_predictions": ("GET", "/api/devices/{device}/predictions", None, STAFF),
+    "api.models": ("GET", "/api/models", None, STAFF),
+    "dispatcher.model": ("GET", "/console/model", None, STAFF),
+    "dispatcher.plot": ("GET", "/console/model/plots/pr_curve.png", None, STAFF),
     "api.plan_preview": ("POST", "/api/plan/preview", {}, STAFF),
     "api.plan_apply": ("POST", "/api/plan/apply", {}, STAFF),
 }

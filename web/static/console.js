@@ -91,14 +91,17 @@
   }
 
   async function loadDevices() {
-    const res = await fo.api("GET", "/api/devices");
+    const [res, risk] = await Promise.all([fo.api("GET", "/api/devices"), fo.api("GET", "/api/predictions")]);
+    const riskOf = new Map(risk.ok ? risk.data.map((p) => [p.device_id, p]) : []);
     const ul = document.getElementById("devices");
     ul.replaceChildren();
     if (!res.ok) return;
     res.data.forEach((d) => {
       const li = fo.el("li");
       const a = fo.el("a", { href: "/console/devices/" + d.id }, d.serial);
-      li.appendChild(a); li.appendChild(document.createTextNode(" · " + d.status + " · " + d.site));
+      const p = riskOf.get(d.id);
+      const riskText = p ? " · failure risk " + (100 * p.p_fail).toFixed(0) + "%" : "";
+      li.appendChild(a); li.appendChild(document.createTextNode(" · " + d.status + " · " + d.site + riskText));
       ul.appendChild(li);
     });
   }

@@ -47,7 +47,7 @@
     const riskBox = document.getElementById("risk");
     if (risk.ok && risk.data.length) {
       const ul2 = fo.el("ul");
-      risk.data.forEach((p) => ul2.appendChild(fo.el("li", {}, p.at + " · risk " + Number(p.risk).toFixed(2) + (p.explanation ? " · " + p.explanation : ""))));
+      risk.data.forEach((p) => ul2.appendChild(fo.el("li", {}, p.scored_at + " · failure risk " + (100 * p.p_fail).toFixed(0) + "% · RUL " + Math.round(p.rul_h) + " h" + (p.failure_mode ? " · " + p.failure_mode : "") + (p.explanation ? " · " + p.explanation : ""))));
       riskBox.appendChild(ul2);
     } else {
       riskBox.textContent = "No predictions for this device yet.";
