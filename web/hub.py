@@ -2,6 +2,10 @@
 
 The listener wakes on NOTIFY ``fieldops_events``, reads the new rows once through the pool and
 offers each event to every subscriber; each subscriber's filter decides what it may see.
+
+Event ids come from an identity column, so concurrent transactions can commit a lower id after
+a higher one was read. Missing ids below the newest seen are kept as gaps and looked up again
+for ``GAP_WAIT_S`` (a rolled-back transaction leaves a permanent gap).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,11 +21,13 @@ from psycopg_pool import ConnectionPool
 
 from fieldops import events
 from fieldops.events import Event
+from web import store
 
 log = logging.getLogger(__name__)
 
 Filter = Callable[[Event], Event | None]
 QUEUE_SIZE = 1000
+GAP_WAIT_S = 10.0
 
 
 @dataclass(eq=False)
@@ -57,6 +64,7 @@ class Hub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_id = 0
+        self._gaps: dict[int, float] = {}  # event id -> when it was first missed (monotonic)
 
     def start(self) -> Hub:
         with self._pool.connection() as conn:
@@ -108,10 +116,17 @@ class Hub:
                 self._stop.wait(1.0)
 
     def _dispatch_new(self) -> None:
+        now = time.monotonic()
+        self._gaps = {i: t for i, t in self._gaps.items() if now - t < GAP_WAIT_S}
         with self._pool.connection() as conn:
+            late = store.events_by_ids(conn, sorted(self._gaps)) if self._gaps else []
             batch = events.since(conn, self._last_id)
         for event in batch:
+            self._gaps.update((i, now) for i in range(self._last_id + 1, event.id))
             self._last_id = event.id
+        for event in late:
+            self._gaps.pop(event.id, None)
+        for event in late + batch:
             with self._lock:
                 subs = list(self._subs)
             for sub in subs:

@@ -106,15 +106,15 @@ def stream(visible: Filter) -> Response:
         backlog = events.since(conn, after) if after is not None else []
         sent = after if after is not None else events.last_id(conn)
 
+    replayed = {event.id for event in backlog}
+
     def generate() -> Iterator[str]:
-        nonlocal sent
         try:
             yield f"retry: 2000\n: connected {sent}\n\n"
             for event in backlog:
                 shown = visible(event)
                 if shown is not None:
                     yield format_event(shown)
-                sent = max(sent, event.id)
             while not hub.stopped and not sub.dropped:
                 try:
                     event = sub.queue.get(timeout=KEEPALIVE_S)
@@ -123,8 +123,7 @@ def stream(visible: Filter) -> Response:
                     continue
                 if event is None:
                     break
-                if event.id > sent:
-                    sent = event.id
+                if event.id not in replayed:
                     yield format_event(event)
         finally:
             hub.unsubscribe(sub)

@@ -34,14 +34,16 @@ class User:
 
 
 def create_user(
-    conn: psycopg.Connection, username: str, password: str, role: str, technician_id: int | None = None
+    conn: psycopg.Connection, username: str, password: str, role: str, technician_id: int | None = None,
+    *, password_hash: str | None = None,
 ) -> User:
+    """Add an account; ``password_hash`` (an encoded scrypt hash) skips hashing ``password``."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     row = conn.execute(
         "INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
         "RETURNING id, username, role, technician_id, password_hash, active",
-        (username, hash_password(password), role, technician_id),
+        (username, password_hash or hash_password(password), role, technician_id),
     ).fetchone()
     return User(*row)
 
@@ -311,3 +313,13 @@ def latest_predictions(conn: psycopg.Connection, limit: int = 100) -> list[dict[
         (limit,),
     ).fetchall()
     return [dict(zip(_PREDICTION_KEYS, r, strict=True)) for r in rows]
+
+
+def events_by_ids(conn: psycopg.Connection, ids: list[int]) -> list[events.Event]:
+    """The events among ``ids`` that exist (committed) now, oldest first."""
+    rows = conn.execute(
+        "SELECT id, kind, payload, created_at, technician_id, job_id FROM events WHERE id = ANY(%s) "
+        "ORDER BY id",
+        (ids,),
+    ).fetchall()
+    return [events.Event(*row) for row in rows]

@@ -120,3 +120,17 @@ def test_malformed_last_event_id_names_the_header(live_app, people):
 def test_technician_sees_whole_plan_change_without_its_details():
     shown = technician_filter(7)(_event(events.PLAN_CHANGED, {"plan_id": 4, "warnings": ["job 9: x"]}))
     assert shown.payload == {"plan_id": 4}
+
+
+def test_hub_delivers_an_event_that_commits_after_a_newer_one(db_url, live_app):
+    import psycopg
+
+    hub = live_app.extensions["fieldops"].hub
+    sub = hub.subscribe(lambda event: event)
+    with psycopg.connect(db_url) as slow, psycopg.connect(db_url) as fast:
+        older = events.publish(slow, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        newer = events.publish(fast, events.JOB_STATUS, {"to": "on_site"}, job_id=2)
+        fast.commit()
+        assert sub.queue.get(timeout=5).id == newer
+        slow.commit()
+        assert sub.queue.get(timeout=5).id == older
