@@ -3,7 +3,7 @@
 ``python -m bench.web [--technicians 200] [--consoles 5] [--duration 30] [--workers 2]``
 starts a private PostgreSQL (or uses FIELDOPS_DATABASE_URL), seeds one account and two
 dispatched jobs per technician, serves the app with ``fieldops web`` (gunicorn, gthread) and
-drives it over HTTP: each technician fetches its route (at start and every 15 s), posts a position
+drives it over HTTP: each technician fetches its route (every 15 s, from a random start), posts a position
 every 5 s and moves its first job en route, on site and completed. Prints one JSON line: latency
 percentiles per request type, errors, and fan-out latency (status change sent -> received by
 every console).
@@ -144,11 +144,10 @@ def technician(client: Client, tech_id: int, job_ids: list[int], rec: Recorder, 
                rng: random.Random, ready: threading.Barrier) -> None:
     ready.wait()
     route = f"/api/technicians/{tech_id}/route"
-    rec.timed("route", lambda: client.request("GET", route))
     steps = [("en_route", {}), ("on_site", {}), ("completed", {"finding": "other", "note": "bench"})]
     next_step = time.monotonic() + rng.uniform(1, 8)
     next_position = time.monotonic() + rng.uniform(0, 5)
-    next_route = time.monotonic() + 15
+    next_route = time.monotonic() + rng.uniform(0, 15)  # pages opened at different moments
     lat, lon = CENTRE[0] + rng.uniform(-0.1, 0.1), CENTRE[1] + rng.uniform(-0.1, 0.1)
     while time.monotonic() < deadline["at"]:
         now = time.monotonic()
