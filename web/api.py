@@ -192,10 +192,9 @@ def devices() -> Any:
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:
-        rows = store.device_rows(conn, device_id)
-        if not rows:
+        found = store.device_row(conn, device_id)
+        if found is None:
             raise ApiError(404, f"no device {device_id}", "device_id")
-        found = rows[0]
         found["metrics"] = store.device_metrics(conn, device_id)
         found["events"] = store.device_events(conn, device_id)
     return jsonify(found)
@@ -212,7 +211,7 @@ def device_telemetry(device_id: int) -> Any:
     metric_index = int_arg("metric", 0, 0, 7) if metric is not None else None
     end = state().clock.now()
     with db() as conn:
-        if not store.device_rows(conn, device_id):
+        if store.device_row(conn, device_id) is None:
             raise ApiError(404, f"no device {device_id}", "device_id")
         stats = hourly_stats(conn, [device_id], end - timedelta(hours=hours), end, metric_index)
     return jsonify([{"bucket": s.bucket, "metric_index": s.metric_index, "n": s.n, "mean": s.mean,

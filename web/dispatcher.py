@@ -23,10 +23,10 @@ def console() -> Any:
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:
-        rows = store.device_rows(conn, device_id)
-    if not rows:
+        found = store.device_row(conn, device_id)
+    if found is None:
         abort(404, description="No such device.")
-    return render_template("device.html", device=rows[0])
+    return render_template("device.html", device=found)
 
 
 PLOTS = ("pr_curve.png", "lead_times.png", "feature_importance.png")

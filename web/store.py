@@ -158,6 +158,11 @@ def device_rows(conn: psycopg.Connection, device_id: int | None = None) -> list[
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def device_row(conn: psycopg.Connection, device_id: int) -> dict[str, Any] | None:
+    rows = device_rows(conn, device_id)
+    return rows[0] if rows else None
+
+
 def device_metrics(conn: psycopg.Connection, device_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT mm.metric_index, mm.name, mm.unit FROM model_metrics mm JOIN devices d "

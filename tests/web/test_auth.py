@@ -43,20 +43,23 @@ def test_wrong_password_is_refused(app, people):
     assert resp.status_code == 401
 
 
-def test_sixth_attempt_after_five_failures_is_rate_limited_even_with_right_password(app, people):
-    client = app.test_client()
+def _fail_logins(client, username):
     token = csrf_of(client)
     for _ in range(store.LOGIN_MAX_FAILURES):
-        client.post("/login", data={"username": "dora", "password": "nope", "csrf_token": token})
+        client.post("/login", data={"username": username, "password": "nope", "csrf_token": token})
+    return token
+
+
+def test_sixth_attempt_after_five_failures_is_rate_limited_even_with_right_password(app, people):
+    client = app.test_client()
+    token = _fail_logins(client, "dora")
     resp = client.post("/login", data={"username": "dora", "password": PASSWORD, "csrf_token": token})
     assert resp.status_code == 429
 
 
 def test_rate_limit_is_per_user(app, people):
     client = app.test_client()
-    token = csrf_of(client)
-    for _ in range(store.LOGIN_MAX_FAILURES):
-        client.post("/login", data={"username": "dora", "password": "nope", "csrf_token": token})
+    _fail_logins(client, "dora")
     assert login(client, "root")
 
 
