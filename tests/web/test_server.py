@@ -49,3 +49,22 @@ def test_signed_out_page_request_is_sent_to_login(gunicorn_port):
     conn.request("GET", "/console/")
     resp = conn.getresponse()
     assert resp.status == 302 and "/login?next=" in resp.getheader("Location")
+
+
+def test_web_user_command_creates_an_account_that_can_sign_in(db_url, db):
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
+           "FIELDOPS_NEW_PASSWORD": "long-enough-pw"}
+    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    from web import store
+    from web.security import verify_password
+
+    assert verify_password("long-enough-pw", store.user_by_name(db, "dora").password_hash)
+
+
+def test_web_user_command_refuses_a_short_password(db_url):
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test", "FIELDOPS_NEW_PASSWORD": "short"}
+    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 2
