@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, g, jsonify, render_template, request, session
+from flask.json.provider import DefaultJSONProvider
 from psycopg_pool import ConnectionPool
 
 from fieldops.clock import Clock
@@ -21,6 +23,18 @@ from web.hub import Hub
 log = logging.getLogger(__name__)
 
 
+class IsoJSONProvider(DefaultJSONProvider):
+    """JSON with ISO 8601 times (Flask's default is the HTTP date format)."""
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, datetime | date):
+            return o.isoformat()
+        if isinstance(o, Decimal):
+            return float(o)
+        return DefaultJSONProvider.default(o)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -32,6 +46,7 @@ def create_app(
     from web import api, auth, dispatcher, live, technician, tracking
 
     app = Flask(__name__)
+    app.json = IsoJSONProvider(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,

@@ -226,3 +226,23 @@ def test_latest_predictions_keep_the_newest_per_device(signed_in, work, db):
     _prediction(db, work.device_id, 0.9, T0 + timedelta(hours=1))
     client, _ = signed_in("dora")
     assert [p["p_fail"] for p in client.get("/api/predictions").get_json()] == [0.9]
+
+
+def test_device_telemetry_comes_from_the_hourly_rollup(signed_in, work, db):
+    from datetime import timedelta
+
+    from fieldops.db.repo.telemetry import TelemetryWriter
+    from tests.web.conftest import NOON
+
+    TelemetryWriter(db).write([(work.device_id, NOON - timedelta(minutes=30 + m), m, [50.0 + m, 1.0, 2.0])
+                               for m in range(3)])
+    db.commit()
+    client, _ = signed_in("dora")
+    rows = client.get(f"/api/devices/{work.device_id}/telemetry?hours=2&metric=0").get_json()
+    assert [(r["n"], r["min"], r["max"]) for r in rows] == [(3, 50.0, 52.0)]
+
+
+def test_times_are_iso_8601(signed_in, work):
+    client, _ = signed_in("dora")
+    job = client.get(f"/api/jobs/{work.ada_job_id}").get_json()
+    assert job["planned_arrival"] == "2026-03-02T13:00:00+00:00"

@@ -157,3 +157,29 @@ def test_technician_cannot_open_another_technicians_job(browser, base_url, work,
     assert response.status == 403
     page.get_by_text("This job is not assigned to you.").wait_for()
     shoot(page, "technician-forbidden")
+
+
+def _telemetry(db, device_id, hours):
+    import math
+
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    writer = TelemetryWriter(db)
+    start = NOON - timedelta(hours=hours)
+    rows = [(device_id, start + timedelta(minutes=10 * i), i,
+             [60 + 5 * math.sin(i / 12), 2 + i / 100, 30.0]) for i in range(hours * 6)]
+    writer.write(rows)
+    db.commit()
+
+
+def test_dispatcher_device_page_charts_hourly_telemetry(browser, base_url, work, db, shoot):
+    _telemetry(db, work.device_id, 48)
+    page = sign_in(browser, base_url, "dora", DESKTOP)
+    page.goto(f"/console/devices/{work.device_id}")
+    page.locator("#metric option").first.wait_for(state="attached")
+    page.locator("#history li").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    shoot(page, "dispatcher-device")
+    drawn = page.evaluate("() => document.getElementById('chart').getContext('2d')"
+                          ".getImageData(0, 0, 900, 260).data.some((v, i) => i % 4 === 3 && v > 0)")
+    assert drawn
