@@ -183,3 +183,17 @@ def test_dispatcher_device_page_charts_hourly_telemetry(browser, base_url, work,
     drawn = page.evaluate("() => document.getElementById('chart').getContext('2d')"
                           ".getImageData(0, 0, 900, 260).data.some((v, i) => i % 4 === 3 && v > 0)")
     assert drawn
+
+
+def test_update_made_offline_is_queued_and_sent_once_back_online(browser, base_url, work, db, shoot):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_role("button", name="Start travel").wait_for()
+    page.context.set_offline(True)
+    stop.get_by_role("button", name="Start travel").click()
+    page.locator("#queue-state", has_text="1 update(s) waiting").wait_for()
+    shoot(page, "technician-offline-queue")
+    page.context.set_offline(False)
+    page.evaluate("() => fo.queue.flush()")
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    assert [e.to_status for e in jobs.job_events(db, work.ada_job_id)].count("en_route") == 1
