@@ -246,3 +246,9 @@ def test_times_are_iso_8601(signed_in, work):
     client, _ = signed_in("dora")
     job = client.get(f"/api/jobs/{work.ada_job_id}").get_json()
     assert job["planned_arrival"] == "2026-03-02T13:00:00+00:00"
+
+
+def test_kpis_by_unknown_grouping_names_by(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/kpis?by=moon")
+    assert resp.status_code == 400 and resp.get_json()["field"] == "by"

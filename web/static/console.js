@@ -90,6 +90,28 @@
     });
   }
 
+  async function loadKpiChart() {
+    const res = await fo.api("GET", "/api/kpis?by=day&days=14");
+    const canvas = document.getElementById("kpi-chart");
+    const name = document.getElementById("kpi-metric").value;
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    ctx.font = "12px sans-serif"; ctx.fillStyle = "#333";
+    const rows = res.ok ? res.data.rows.filter((r) => r.key !== null && r[name] !== null) : [];
+    if (!rows.length) { ctx.fillText("No data for this period", 10, 70); return; }
+    const hi = Math.max(...rows.map((r) => r[name]), 1e-9);
+    const w = (canvas.width - 20) / rows.length;
+    rows.forEach((r, i) => {
+      const h = (r[name] / hi) * (canvas.height - 40);
+      ctx.fillStyle = "#0b5cad";
+      ctx.fillRect(10 + i * w + 2, canvas.height - 20 - h, w - 4, h);
+      ctx.fillStyle = "#333";
+      ctx.fillText(String(r.key).substring(5, 10), 10 + i * w + 2, canvas.height - 5);
+      ctx.fillText(Math.round(r[name] * 100) / 100, 10 + i * w + 2, canvas.height - 24 - h);
+    });
+  }
+  document.getElementById("kpi-metric").addEventListener("change", loadKpiChart);
+
   async function loadDevices() {
     const [res, risk] = await Promise.all([fo.api("GET", "/api/devices"), fo.api("GET", "/api/predictions")]);
     const riskOf = new Map(risk.ok ? risk.data.map((p) => [p.device_id, p]) : []);
@@ -151,7 +173,7 @@
   let pending = null;
   function reloadSoon() { if (!pending) pending = setTimeout(() => { pending = null; load(); loadKpis(); }, 300); }
 
-  load(); loadKpis(); loadDevices();
+  load(); loadKpis(); loadKpiChart(); loadDevices();
   fo.live("/events", (ev) => {
     if (ev.kind === "technician.position") {
       const m = techMarkers.get(ev.payload.technician_id);

@@ -11,8 +11,8 @@
   let parts = [];
   let me = null;
 
+  // A scheduled stop is planned but not yet released to the phone (the dispatcher releases it).
   const NEXT = {
-    scheduled: [["en_route", "Start travel"]],
     dispatched: [["en_route", "Start travel"]],
     en_route: [["on_site", "Arrived"]],
   };
@@ -97,6 +97,7 @@
         actions.appendChild(b);
       });
       if (s.status === "on_site") actions.appendChild(completionForm(s));
+      if (s.status === "scheduled") actions.appendChild(fo.el("p", { class: "planned" }, "Planned; not yet released to you"));
       if (["completed", "unresolved", "cancelled"].includes(s.status)) li.classList.add("done");
       list.appendChild(li);
       if (mapBox) {
