@@ -8,7 +8,7 @@ problem's travel matrices. ``solve(problem, params)`` in :mod:`dispatch.solver` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dispatch.weights import DEFAULT_WEIGHTS, Weights
@@ -228,7 +228,7 @@ class Solution:
     unassigned: tuple[Unassigned, ...]
     objective: Objective
     solve_time_s: float
-    warnings: tuple[str, ...] = field(default=())
+    first_solution_s: float = 0.0
 
     def route(self, technician_id: int) -> Route:
         return next(r for r in self.routes if r.technician_id == technician_id)
