@@ -156,7 +156,10 @@ class Params:
     """Solver parameters.
 
     ``initial_routes`` (technician id -> job ids in order, ``-j`` for the part pickup of job j,
-    as ``Solution.initial_routes()`` returns them) warm-starts the search.
+    as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
+    the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
+    search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
+    same.
     """
 
     time_limit_s: float = 5.0

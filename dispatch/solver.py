@@ -12,6 +12,7 @@ disruption dimension for moving dispatched jobs, and constraints for pinned and 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -102,7 +103,10 @@ class _Model:
         self.job_nodes: dict[int, list[int]] = {}
         self.pickup_of: dict[int, int] = {}  # job node -> pickup node
         wh_loc = {w.id: w.location for w in problem.warehouses}
-        for job in problem.jobs:
+        order = list(problem.jobs)
+        if params.seed:  # the seed permutes node numbering, i.e. OR-Tools' tie-breaking
+            random.Random(params.seed).shuffle(order)
+        for job in order:
             if job.id in self.reasons:
                 continue
             vehicles = [self.v_of[t.id] for t in qualified[job.id]]
