@@ -84,3 +84,16 @@ def test_loop_plans_at_start_and_periodically(db_url: str, db: psycopg.Connectio
     assert runs == 2
     assert db.execute("SELECT count(*) FROM plans").fetchone()[0] == 2
     assert jobs.get_job(db, job_id).technician_id == ada
+
+
+def test_lock_keeps_the_job_where_the_active_plan_has_it(db: psycopg.Connection) -> None:
+    job_id, ada, _ = _day(db)
+    plan_once(db, T0, FAST, GeodesicProvider())
+    planned = jobs.get_job(db, job_id).planned_arrival
+    overrides.apply(db, "lock", job_id, actor="disp", now=T0)
+    db.commit()
+    factories.technician(db, "Cy", ("mechanical",), GeoPoint(48.137, 11.575))  # next door
+    db.commit()
+    plan_once(db, T0, FAST, GeodesicProvider(), trigger="override")
+    job = jobs.get_job(db, job_id)
+    assert (job.technician_id, job.planned_arrival) == (ada, planned)
