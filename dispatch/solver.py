@@ -245,7 +245,8 @@ class _Model:
             job = self.nodes[opts[0]].job
             assert job is not None
             idxs = [self.manager.NodeToIndex(n) for n in opts]
-            if job.locked_start_s is not None:
+            lo, hi, _ = _window_range(job)
+            if job.locked_start_s is not None and max(lo, 0) <= job.locked_start_s <= hi:
                 for idx in idxs:
                     tdim.CumulVar(idx).SetRange(job.locked_start_s, job.locked_start_s)
             if job.pinned_technician is not None:
@@ -264,11 +265,17 @@ class _Model:
                 first = [self.manager.NodeToIndex(n) for n in chain[0]]
                 routing.NextVar(routing.Start(v)).SetValues(first + [routing.End(v)])
             for a, b in zip(chain, chain[1:], strict=False):
-                ta = solver.Sum([tdim.CumulVar(self.manager.NodeToIndex(n))
-                                 * routing.ActiveVar(self.manager.NodeToIndex(n)) for n in a])
-                tb = solver.Sum([tdim.CumulVar(self.manager.NodeToIndex(n))
-                                 * routing.ActiveVar(self.manager.NodeToIndex(n)) for n in b])
-                solver.Add(ta + self.nodes[a[0]].service_s <= tb)
+                ta, act_a = self._start_of(a)
+                tb, act_b = self._start_of(b)
+                # only binding when both are served: a finishes before b starts
+                solver.Add(ta + act_a * self.nodes[a[0]].service_s <= tb + BIG * (1 - act_b))
+
+    def _start_of(self, nodes: list[int]) -> tuple[object, object]:
+        """(start time, served 0/1) of a job given its alternative nodes."""
+        routing, solver = self.routing, self.routing.solver()
+        idxs = [self.manager.NodeToIndex(n) for n in nodes]
+        start = solver.Sum([self.time.CumulVar(i) * routing.ActiveVar(i) for i in idxs])
+        return start, solver.Sum([routing.ActiveVar(i) for i in idxs])
 
     # ---- solving --------------------------------------------------------------------------
     def search_parameters(self) -> object:
