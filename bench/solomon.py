@@ -146,7 +146,7 @@ def run(path: Path, time_limit: float, optima: dict[str, float], bks: dict[str, 
     routes = [list(r.job_ids()) for r in solution.routes if r.stops]
     feasible, distance = check(inst, routes, truncate)
     reference = optima.get(name, bks.get(name))
-    gap = None if reference is None else round(100 * (distance / reference - 1), 3)
+    gap = None if reference is None else round(100 * (distance / reference - 1), 3) + 0.0
     line = {"instance": name, "vehicles": len(routes), "distance": round(distance, 2),
             "reference": reference, "gap_pct": gap, "feasible": feasible,
             "time_s": round(elapsed, 2)}
