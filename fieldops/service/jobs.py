@@ -253,7 +253,7 @@ def _enum(value: Any, kind: type, name: str) -> Any:
 
 def _resolve(conn: psycopg.Connection, req: JobRequest) -> _Resolved:
     """Validate a request against the database and fill defaults from the failure mode."""
-    if not isinstance(req.priority, int) or not 1 <= req.priority <= 4:
+    if isinstance(req.priority, bool) or not isinstance(req.priority, int) or not 1 <= req.priority <= 4:
         raise ServiceError("priority", f"must be 1 (critical) .. 4 (low), got {req.priority!r}")
     if req.estimated_duration_s is not None and req.estimated_duration_s <= 0:
         raise ServiceError("estimated_duration_s", "must be positive")
@@ -369,8 +369,8 @@ def create_job(conn: psycopg.Connection, request: JobRequest, *, actor: str, now
     source = _enum(request.source, JobSource, "source")
     job_type = _enum(request.type, JobType, "type")
     resolved = _resolve(conn, request)
-    if request.parent_job_id is not None:
-        get_job(conn, request.parent_job_id)
+    if request.parent_job_id is not None and not _load(conn, "id = %s", (request.parent_job_id,)):
+        raise NotFoundError("parent_job_id", f"job {request.parent_job_id} does not exist")
     for _attempt in range(3):
         existing = _find_open_duplicate(conn, resolved.device_id, resolved.site_id, request.failure_mode)
         if existing is not None:
@@ -666,6 +666,7 @@ class EventSummary:
     created: tuple[int, ...]
     merged: tuple[int, ...]
     storms: tuple[int, ...]  # site ids collapsed into one site job
+    failed: tuple[int, ...] = ()  # event ids that could not open a job (logged, still handled)
 
 
 def process_device_events(
@@ -677,7 +678,8 @@ def process_device_events(
     severity 'fault' opens a repair job (failure mode from payload 'mode' when present); code
     'offline' opens an inspection job per device, except when ``storm_devices`` or more devices of
     one site went offline within ``storm_window_s``: then one site job (device NULL, mode
-    'site_offline') covers them all. Other events are marked handled without a job.
+    'site_offline') covers them all and absorbs (cancels) their still unscheduled per-device
+    offline jobs. Other events are marked handled without a job.
     """
     rows = conn.execute(
         "SELECT e.id, e.device_id, d.site_id, e.ts, e.code, e.severity, e.payload FROM device_events e "
@@ -688,55 +690,83 @@ def process_device_events(
     created: list[int] = []
     merged: list[int] = []
     storms: list[int] = []
+    failed: list[int] = []
     offline_by_site: dict[int, list[tuple]] = {}
     for row in rows:
         if row[4] == OFFLINE_CODE:
             offline_by_site.setdefault(row[2], []).append(row)
 
-    def record(job: Job) -> None:
-        (created if job.version == 1 else merged).append(job.id)
+    def open_for(request: JobRequest, event_ids: list[int]) -> Job | None:
+        """Open or merge one job in a savepoint; a refused request is logged and counted, not fatal."""
+        job = None
+        try:
+            with conn.transaction():
+                job = create_job(conn, request, actor="device-events", now=now)
+        except ServiceError as exc:
+            log.warning("device events %s: no job (%s)", event_ids, exc)
+            failed.extend(event_ids)
+        else:
+            (created if job.version == 1 else merged).append(job.id)
+        for event_id in event_ids:
+            _mark_handled(conn, event_id, now)
+        return job
 
     for site_id, site_rows in offline_by_site.items():
         if _is_storm(conn, site_id, site_rows, storm_devices, storm_window_s):
             storms.append(site_id)
             devices = sorted({r[1] for r in site_rows})
-            record(create_job(conn, JobRequest(
+            site_job = open_for(JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.INSPECTION, site_id=site_id,
                 failure_mode=SITE_OFFLINE_MODE, priority=Priority.HIGH,
                 required_skills=frozenset({"network"}),
                 explanation=f"{len(devices)} devices at site {site_id} went offline together",
                 evidence={"device_ids": devices, "event_ids": [r[0] for r in site_rows]},
-            ), actor="device-events", now=now))
-            for r in site_rows:
-                r_id = r[0]
-                _mark_handled(conn, r_id, now)
+            ), [r[0] for r in site_rows])
+            if site_job is not None:
+                _absorb_device_offline_jobs(conn, site_id, site_job.id, now)
             continue
         for r in site_rows:
-            record(create_job(conn, JobRequest(
+            open_for(JobRequest(
                 source=JobSource.FAULT_EVENT, type=JobType.INSPECTION, device_id=r[1], failure_mode=OFFLINE_CODE,
                 priority=Priority.NORMAL, required_skills=frozenset({"network"}),
                 explanation=f"device {r[1]} offline since {r[3].isoformat()}",
                 evidence={"event_id": r[0], "code": r[4], "ts": r[3].isoformat()},
-            ), actor="device-events", now=now))
-            _mark_handled(conn, r[0], now)
+            ), [r[0]])
     for event_id, device_id, _site, ts, code, severity, payload in rows:
         if code == OFFLINE_CODE:
             continue
-        if severity == "fault":
-            mode = payload.get("mode") if isinstance(payload, dict) else None
-            record(create_job(conn, JobRequest(
-                source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
-                failure_mode=str(mode) if mode else None,
-                priority=int(payload.get("priority", Priority.HIGH)) if isinstance(payload, dict)
-                and payload.get("priority") in (1, 2, 3, 4) else Priority.HIGH,
-                explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
-                evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
-            ), actor="device-events", now=now))
-        _mark_handled(conn, event_id, now)
+        if severity != "fault":
+            _mark_handled(conn, event_id, now)
+            continue
+        mode = payload.get("mode") if isinstance(payload, dict) else None
+        open_for(JobRequest(
+            source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
+            failure_mode=str(mode) if mode else None, priority=_event_priority(payload),
+            explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
+            evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
+        ), [event_id])
     if rows:
-        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms",
-                 len(rows), len(created), len(merged), len(storms))
-    return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms))
+        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms, %d refused",
+                 len(rows), len(created), len(merged), len(storms), len(failed))
+    return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms), tuple(failed))
+
+
+def _event_priority(payload: Any) -> int:
+    """Priority from an event payload's 'priority' (1..4) when present, else high."""
+    given = payload.get("priority") if isinstance(payload, dict) else None
+    return given if given in (1, 2, 3, 4) and not isinstance(given, bool) else Priority.HIGH
+
+
+def _absorb_device_offline_jobs(conn: psycopg.Connection, site_id: int, site_job_id: int, now: datetime) -> None:
+    """Cancel the site's not yet scheduled per-device offline jobs: the site job covers them."""
+    rows = conn.execute(
+        "SELECT j.id, j.version FROM jobs j WHERE j.site_id = %s AND j.device_id IS NOT NULL "
+        "AND j.failure_mode = %s AND j.status = 'new' ORDER BY j.id",
+        (site_id, OFFLINE_CODE),
+    ).fetchall()
+    for job_id, version in rows:
+        transition(conn, job_id, S.CANCELLED, expected_version=version, actor="device-events", now=now,
+                   note=f"collapsed into site job {site_job_id}")
 
 
 def _is_storm(conn: psycopg.Connection, site_id: int, site_rows: list[tuple], storm_devices: int,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from fieldops import events
 from fieldops.domain import OPEN_JOB_STATUSES
 from fieldops.service.errors import NotFoundError
 
@@ -74,6 +75,8 @@ def record_breach(conn: psycopg.Connection, job_id: int, kind: str, due_at: date
             (now, job_id),
         )
         log.info("job %d: %s deadline %s breached", job_id, kind, due_at.isoformat())
+        events.publish(conn, events.JOB_UPDATED, {"job_id": job_id, "reason": "sla_breach", "kind": kind,
+                                                  "due_at": due_at}, job_id=job_id)
     return inserted is not None
 
 
@@ -98,12 +101,16 @@ def detect_breaches(conn: psycopg.Connection, now: datetime) -> list[tuple[int, 
 
 def refresh_at_risk(conn: psycopg.Connection) -> int:
     """Set ``at_risk`` on open, not yet arrived jobs whose planned arrival or ETA passes the response
-    deadline (and clear it otherwise). Returns how many flags changed."""
-    cur = conn.execute(
+    deadline (and clear it otherwise), publishing job.updated for each change. Returns the count."""
+    changed = conn.execute(
         "UPDATE jobs SET at_risk = new.flag FROM ("
         "  SELECT id, coalesce(arrived_at IS NULL AND greatest(planned_arrival, eta) > response_due, false)"
         "    AS flag FROM jobs WHERE status = ANY(%s)) AS new "
-        "WHERE jobs.id = new.id AND jobs.at_risk IS DISTINCT FROM new.flag",
+        "WHERE jobs.id = new.id AND jobs.at_risk IS DISTINCT FROM new.flag "
+        "RETURNING jobs.id, jobs.at_risk, jobs.technician_id",
         (_OPEN,),
-    )
-    return cur.rowcount
+    ).fetchall()
+    for job_id, flag, technician_id in changed:
+        events.publish(conn, events.JOB_UPDATED, {"job_id": job_id, "reason": "at_risk", "at_risk": flag},
+                       job_id=job_id, technician_id=technician_id)
+    return len(changed)

@@ -94,3 +94,31 @@ def test_offline_devices_at_different_sites_are_no_storm(db: psycopg.Connection,
     summary = jobs.process_device_events(db, T0)
     assert summary.storms == ()
     assert len(jobs.open_jobs(db)) == 3
+
+
+def test_storm_absorbs_earlier_unscheduled_device_offline_jobs(db: psycopg.Connection, world: World) -> None:
+    others = [factories.device(db, f"pump-{n:04d}", site_id=world.site.id) for n in range(2, 4)]
+    device_event(db, world.device.id, "offline", "error")
+    device_event(db, others[0].id, "offline", "error", at=T0 + timedelta(seconds=5))
+    first = jobs.process_device_events(db, T0 + timedelta(seconds=5))
+    device_event(db, others[1].id, "offline", "error", at=T0 + timedelta(seconds=20))
+    jobs.process_device_events(db, T0 + timedelta(seconds=20))
+    (site_job,) = jobs.open_jobs(db)
+    assert site_job.device_id is None
+    assert {jobs.get_job(db, j).status for j in first.created} == {"cancelled"}
+
+
+def test_fault_payload_priority_is_used(db: psycopg.Connection, world: World) -> None:
+    device_event(db, world.device.id, "E9", "fault", payload='{"priority": 1}')
+    jobs.process_device_events(db, T0)
+    assert jobs.open_jobs(db)[0].priority == Priority.CRITICAL
+
+
+
+def test_event_that_cannot_open_a_job_is_counted_not_fatal(db: psycopg.Connection, world: World) -> None:
+    db.execute("DELETE FROM sla_terms WHERE priority = 2")  # P2 jobs now have no SLA terms
+    bad = device_event(db, world.device.id, "E1", "fault", payload='{"mode": "bearing_wear", "priority": 2}')
+    device_event(db, world.device.id, "E2", "fault", payload='{"mode": "motor_fault", "priority": 1}')
+    summary = jobs.process_device_events(db, T0)
+    assert (summary.handled, summary.failed, len(summary.created)) == (2, (bad,), 1)
+    assert db.execute("SELECT count(*) FROM device_events WHERE handled_at IS NULL").fetchone()[0] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import psycopg
@@ -12,7 +13,7 @@ from fieldops.domain import JobSource, JobStatus, JobType, PartQuantity, Priorit
 from fieldops.service import jobs
 from fieldops.service.errors import NotFoundError, ServiceError
 from tests.factories import T0
-from tests.service.conftest import World
+from tests.service.conftest import World, make_world
 
 
 def customer_request(world: World, **overrides) -> jobs.JobRequest:
@@ -121,6 +122,7 @@ def test_get_job_unknown_names_job_id(db: psycopg.Connection) -> None:
     ({"device_id": 999}, "device_id"),
     ({"priority": 0}, "priority"),
     ({"priority": 5}, "priority"),
+    ({"priority": True}, "priority"),
     ({"estimated_duration_s": -5}, "estimated_duration_s"),
     ({"required_parts": (PartQuantity("NOPE-1", 1),)}, "required_parts"),
     ({"source": "rumour"}, "source"),
@@ -159,3 +161,32 @@ def test_as_domain_carries_planning_fields(db: psycopg.Connection, world: World)
     job = jobs.create_job(db, customer_request(world), actor="a", now=T0)
     domain = job.as_domain()
     assert (domain.id, domain.required_parts, domain.response_due) == (job.id, job.required_parts, job.response_due)
+
+
+def test_unknown_parent_job_names_parent_job_id(db: psycopg.Connection, world: World) -> None:
+    with pytest.raises(NotFoundError) as err:
+        jobs.create_job(db, customer_request(world, source=JobSource.FOLLOW_UP, parent_job_id=77), actor="a", now=T0)
+    assert err.value.field == "parent_job_id"
+
+
+def test_concurrent_duplicate_creation_merges_into_one_job(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="fieldops.service.jobs")
+    with psycopg.connect(db_url) as setup:
+        world = make_world(setup)
+        setup.commit()
+    results: list[jobs.Job] = []
+    with psycopg.connect(db_url) as one, psycopg.connect(db_url) as two:
+        results.append(jobs.create_job(one, customer_request(world), actor="one", now=T0))
+
+        def second() -> None:
+            results.append(jobs.create_job(two, customer_request(world, priority=Priority.HIGH), actor="two", now=T0))
+            two.commit()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.3)  # blocked on the unique index until the first commits
+        one.commit()
+        thread.join(10)
+    assert results[1].id == results[0].id
+    assert results[1].priority == Priority.HIGH
+    assert "concurrent open job" in caplog.text  # the second insert met the unique index and merged
