@@ -83,9 +83,10 @@ def to_problem(inst: Instance, truncate: bool) -> tuple[Problem, int]:
     """Vehicles become technicians at the depot, demand a load capacity; returns (problem, scale)."""
     scale = 10 if truncate else 1000
     pts = (inst.depot, *inst.customers)
-    matrix = tuple(tuple(round(arc(a, b, truncate) * scale) for b in pts) for a in pts)
-    if not truncate:  # round times up so that an integer-feasible route is feasible in reals
-        matrix = tuple(tuple(math.ceil(euclid(a, b) * scale) for b in pts) for a in pts)
+    # truncated arcs are exact in tenths; real arcs are rounded up, so that a route feasible in
+    # integers is feasible in real arithmetic too
+    to_int = round if truncate else math.ceil
+    matrix = tuple(tuple(to_int(arc(a, b, truncate) * scale) for b in pts) for a in pts)
     techs = tuple(
         Technician(id=v, start=0, end=0, shift_start_s=inst.depot.ready * scale,
                    shift_end_s=inst.depot.due * scale, capacity=inst.capacity)
@@ -145,7 +146,7 @@ def run(path: Path, time_limit: float, optima: dict[str, float], bks: dict[str, 
     routes = [list(r.job_ids()) for r in solution.routes if r.stops]
     feasible, distance = check(inst, routes, truncate)
     reference = optima.get(name, bks.get(name))
-    gap = None if reference is None else round(100 * (distance / reference - 1), 3)
+    gap = None if reference is None else round(100 * (distance / reference - 1), 3) + 0.0
     line = {"instance": name, "vehicles": len(routes), "distance": round(distance, 2),
             "reference": reference, "gap_pct": gap, "feasible": feasible,
             "time_s": round(elapsed, 2)}

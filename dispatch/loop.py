@@ -65,7 +65,7 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
     runs = 0
     try:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events.CHANNEL)))
-        cursor = -1
+        cursor = 0
         trigger = "start"
         while max_runs is None or runs < max_runs:
             if trigger:
@@ -77,16 +77,12 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
                     log.exception("re-plan failed (%s)", trigger)
                 cursor = _last_event(work)
                 work.commit()
-            trigger = ""
-            for _ in listener.notifies(timeout=interval_s, stop_after=1):
-                break
-            kinds = _pending(work, cursor) if cursor >= 0 else []
+            notified = any(True for _ in listener.notifies(timeout=interval_s, stop_after=1))
+            kinds = _pending(work, cursor)
             work.commit()
             relevant = [k for k in kinds if k in TRIGGERS]
-            if relevant:
-                trigger = relevant[0]
-            elif not kinds:
-                trigger = "periodic"
+            # our own commit's NOTIFY wakes us with nothing new: that is not a reason to re-plan
+            trigger = relevant[0] if relevant else ("" if notified else "periodic")
             if kinds and not relevant:
                 cursor = _last_event(work)
                 work.commit()

@@ -8,7 +8,7 @@ problem's travel matrices. ``solve(problem, params)`` in :mod:`dispatch.solver` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dispatch.weights import DEFAULT_WEIGHTS, Weights
@@ -156,7 +156,10 @@ class Params:
     """Solver parameters.
 
     ``initial_routes`` (technician id -> job ids in order, ``-j`` for the part pickup of job j,
-    as ``Solution.initial_routes()`` returns them) warm-starts the search.
+    as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
+    the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
+    search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
+    same.
     """
 
     time_limit_s: float = 5.0
@@ -228,7 +231,7 @@ class Solution:
     unassigned: tuple[Unassigned, ...]
     objective: Objective
     solve_time_s: float
-    warnings: tuple[str, ...] = field(default=())
+    first_solution_s: float = 0.0
 
     def route(self, technician_id: int) -> Route:
         return next(r for r in self.routes if r.technician_id == technician_id)

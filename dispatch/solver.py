@@ -12,10 +12,12 @@ disruption dimension for moving dispatched jobs, and constraints for pinned and 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.util import optional_boolean_pb2
 
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
@@ -101,7 +103,10 @@ class _Model:
         self.job_nodes: dict[int, list[int]] = {}
         self.pickup_of: dict[int, int] = {}  # job node -> pickup node
         wh_loc = {w.id: w.location for w in problem.warehouses}
-        for job in problem.jobs:
+        order = list(problem.jobs)
+        if params.seed:  # the seed permutes node numbering, i.e. OR-Tools' tie-breaking
+            random.Random(params.seed).shuffle(order)
+        for job in order:
             if job.id in self.reasons:
                 continue
             vehicles = [self.v_of[t.id] for t in qualified[job.id]]
@@ -240,7 +245,8 @@ class _Model:
             job = self.nodes[opts[0]].job
             assert job is not None
             idxs = [self.manager.NodeToIndex(n) for n in opts]
-            if job.locked_start_s is not None:
+            lo, hi, _ = _window_range(job)
+            if job.locked_start_s is not None and max(lo, 0) <= job.locked_start_s <= hi:
                 for idx in idxs:
                     tdim.CumulVar(idx).SetRange(job.locked_start_s, job.locked_start_s)
             if job.pinned_technician is not None:
@@ -259,11 +265,17 @@ class _Model:
                 first = [self.manager.NodeToIndex(n) for n in chain[0]]
                 routing.NextVar(routing.Start(v)).SetValues(first + [routing.End(v)])
             for a, b in zip(chain, chain[1:], strict=False):
-                ta = solver.Sum([tdim.CumulVar(self.manager.NodeToIndex(n))
-                                 * routing.ActiveVar(self.manager.NodeToIndex(n)) for n in a])
-                tb = solver.Sum([tdim.CumulVar(self.manager.NodeToIndex(n))
-                                 * routing.ActiveVar(self.manager.NodeToIndex(n)) for n in b])
-                solver.Add(ta + self.nodes[a[0]].service_s <= tb)
+                ta, act_a = self._start_of(a)
+                tb, act_b = self._start_of(b)
+                # only binding when both are served: a finishes before b starts
+                solver.Add(ta + act_a * self.nodes[a[0]].service_s <= tb + BIG * (1 - act_b))
+
+    def _start_of(self, nodes: list[int]) -> tuple[object, object]:
+        """(start time, served 0/1) of a job given its alternative nodes."""
+        routing, solver = self.routing, self.routing.solver()
+        idxs = [self.manager.NodeToIndex(n) for n in nodes]
+        start = solver.Sum([self.time.CumulVar(i) * routing.ActiveVar(i) for i in idxs])
+        return start, solver.Sum([routing.ActiveVar(i) for i in idxs])
 
     # ---- solving --------------------------------------------------------------------------
     def search_parameters(self) -> object:
@@ -273,6 +285,10 @@ class _Model:
         sp.local_search_metaheuristic = getattr(
             routing_enums_pb2.LocalSearchMetaheuristic, self.params.metaheuristic)
         sp.time_limit.FromMilliseconds(max(1, int(self.params.time_limit_s * 1000)))
+        ops = sp.local_search_operators
+        for name in ("use_extended_swap_active", "use_relocate_and_make_active",
+                     "use_exchange_and_make_active"):
+            setattr(ops, name, optional_boolean_pb2.BOOL_TRUE)  # let new urgent jobs displace others
         if self.params.solution_limit:
             sp.solution_limit = self.params.solution_limit
         sp.log_search = self.params.log_search
@@ -322,10 +338,72 @@ class _Model:
         for t, entries in zip(self.p.technicians, self._warm_routes().values(), strict=True):
             routes.append(self._warm_indexes(self.v_of[t.id], entries))
         self.routing.CloseModelWithParameters(self.search_parameters())
+        self._insert_urgent(routes)
         assignment = self.routing.ReadAssignmentFromRoutes(routes, True)
+        if assignment is None:  # first shorten only routes carrying pinned or locked jobs
+            fixed = {t for j in self.p.jobs for t in (j.pinned_technician, j.assigned_technician)}
+            routes = [self._repair(v, r) if t.id in fixed else r
+                      for v, (t, r) in enumerate(zip(self.p.technicians, routes, strict=True))]
+            assignment = self.routing.ReadAssignmentFromRoutes(routes, True)
+        if assignment is None:
+            routes = [self._repair(v, r) for v, r in enumerate(routes)]
+            assignment = self.routing.ReadAssignmentFromRoutes(routes, True)
         if assignment is None:
             log.info("warm start routes are infeasible now; solving from scratch")
         return assignment
+
+    def _insert_urgent(self, routes: list[list[int]], tries: int = 2) -> None:
+        """Put critical jobs missing from the warm routes after the nearest stop of a nearby
+        qualified technician, shortening that route from its end if needed."""
+        planned = {i for r in routes for i in r}
+        dur = self.p.duration_s
+        fixed = {self.v_of[t]: 0 for t in (j.pinned_technician or j.assigned_technician
+                                            for j in self.p.jobs) if t is not None}
+        for j in self.p.jobs:
+            t = j.pinned_technician or j.assigned_technician
+            if t is not None and (j.pinned_technician or j.locked_position is not None):
+                fixed[self.v_of[t]] += 1
+        urgent = [j for j in self.p.jobs if j.priority == 1 and j.id in self.job_nodes
+                  and not any(self.manager.NodeToIndex(n) in planned for n in self.job_nodes[j.id])]
+        for job in sorted(urgent, key=lambda j: (j.priority, j.response_due_s or 0, j.id)):
+            node = next((n for n in self.job_nodes[job.id] if n not in self.pickup_of), None)
+            if node is None:
+                continue
+            idx = self.manager.NodeToIndex(node)
+
+            def near(stop: int, to: int = job.location) -> int:
+                return dur[self.nodes[self.manager.IndexToNode(stop)].location][to]
+
+            vehicles = sorted(self.allowed[node], key=lambda v: min(
+                (near(i) for i in routes[v]), default=near(self.routing.Start(v))))
+            for v in vehicles[:tries]:
+                route = routes[v]
+                pos = max(fixed.get(v, 0), min(range(len(route) + 1), key=lambda k: near(
+                    route[k - 1]) if k else near(self.routing.Start(v))))
+                repaired = self._repair(v, route[:pos] + [idx] + route[pos:])
+                if idx in repaired:
+                    routes[v] = repaired
+                    break
+
+    def _repair(self, v: int, route: list[int]) -> list[int]:
+        """Shorten one warm route from its end until it is feasible on its own."""
+        pickups = {self.manager.NodeToIndex(p) for p in self.pickup_of.values()}
+        empty: list[list[int]] = [[] for _ in self.p.technicians]
+        route = list(route)
+        while route:
+            empty[v] = route
+            if self.routing.ReadAssignmentFromRoutes(empty, True) is not None:
+                break
+            route.pop()
+            while route and route[-1] in pickups:
+                route.pop()
+            kept = set(route)
+            route = [i for i in route if i not in pickups or self._job_of_pickup(i) in kept]
+        return route
+
+    def _job_of_pickup(self, pidx: int) -> int:
+        pnode = self.manager.IndexToNode(pidx)
+        return next(self.manager.NodeToIndex(d) for d, p in self.pickup_of.items() if p == pnode)
 
 
 def solve(problem: Problem, params: Params | None = None) -> Solution:
@@ -335,19 +413,33 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     model = _Model(problem, params)
     model.build()
     sp = model.search_parameters()
+    first: list[float] = []
+
+    def on_solution() -> None:
+        if not first:
+            first.append(time.monotonic() - started)
+
+    model.routing.AddAtSolutionCallback(on_solution)
     initial = model.initial_assignment()
+    assignment = None
     if initial is not None:
         assignment = model.routing.SolveFromAssignmentWithParameters(initial, sp)
-    else:
+        if assignment is None:  # restoring breaks on long warm routes can exhaust the limit
+            log.warning("warm start failed (routing status %s); solving from scratch",
+                        model.routing.status())
+            model = _Model(problem, params)
+            model.build()
+            model.routing.AddAtSolutionCallback(on_solution)
+    if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
     elapsed = time.monotonic() - started
     if assignment is None:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
-    return _extract(model, assignment, elapsed)
+    return _extract(model, assignment, elapsed, first[0] if first else elapsed)
 
 
-def _extract(model: _Model, assignment: object, elapsed: float) -> Solution:
+def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:
     p, routing, manager, tdim = model.p, model.routing, model.manager, model.time
     dur, dist = p.duration_s, p.distance_m
     routes: list[Route] = []
@@ -394,7 +486,7 @@ def _extract(model: _Model, assignment: object, elapsed: float) -> Solution:
         dropped[u.priority] = dropped.get(u.priority, 0) + 1
     objective = Objective(sum(r.travel_s for r in routes), sum(r.distance_m for r in routes), late,
                           overtime, disrupted, dropped, assignment.ObjectiveValue())
-    return Solution(tuple(routes), tuple(unassigned), objective, elapsed)
+    return Solution(tuple(routes), tuple(unassigned), objective, elapsed, first_s)
 
 
 def _break_start(model: _Model, assignment: object, v: int) -> int | None:

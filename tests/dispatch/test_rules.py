@@ -124,6 +124,7 @@ def test_warm_start_from_previous_plan_keeps_a_feasible_plan():
 def test_same_seed_gives_the_same_plan():
     jobs = [job(i, 1 + i % 10, priority=1 + i % 4, duration_s=1800) for i in range(1, 16)]
     p = problem([tech(1), tech(2), tech(3, start=11, end=11)], jobs)
-    a, b = solve(p, FAST), solve(p, FAST)
+    params = replace(FAST, seed=7, time_limit_s=2.0, solution_limit=40)
+    a, b = solve(p, params), solve(p, params)
     assert a.initial_routes() == b.initial_routes()
     assert a.objective == b.objective

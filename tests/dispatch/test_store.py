@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -84,3 +86,34 @@ def test_loop_plans_at_start_and_periodically(db_url: str, db: psycopg.Connectio
     assert runs == 2
     assert db.execute("SELECT count(*) FROM plans").fetchone()[0] == 2
     assert jobs.get_job(db, job_id).technician_id == ada
+
+
+def test_lock_keeps_the_job_where_the_active_plan_has_it(db: psycopg.Connection) -> None:
+    job_id, ada, _ = _day(db)
+    plan_once(db, T0, FAST, GeodesicProvider())
+    planned = jobs.get_job(db, job_id).planned_arrival
+    overrides.apply(db, "lock", job_id, actor="disp", now=T0)
+    db.commit()
+    factories.technician(db, "Cy", ("mechanical",), GeoPoint(48.137, 11.575))  # next door
+    db.commit()
+    plan_once(db, T0, FAST, GeodesicProvider(), trigger="override")
+    job = jobs.get_job(db, job_id)
+    assert (job.technician_id, job.planned_arrival) == (ada, planned)
+
+
+def test_loop_replans_when_a_job_arrives_not_on_its_own_commit(db_url: str, db: psycopg.Connection) -> None:
+    device = factories.device(db)
+    factories.technician(db)
+    db.commit()
+
+    def open_job_later() -> None:
+        with psycopg.connect(db_url) as other:
+            jobs.create_job(other, jobs.JobRequest(source=JobSource.CUSTOMER, device_id=device.id,
+                                                   failure_mode="motor_fault"), actor="cc", now=T0)
+
+    timer = threading.Timer(1.0, open_job_later)
+    timer.start()
+    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=30.0, max_runs=2)
+    timer.join()
+    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
+    assert runs == 2 and triggers == ["start", events.JOB_CREATED]
