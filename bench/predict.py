@@ -1,8 +1,8 @@
 """Prediction bench: backfill simulator history, train, evaluate on held-out devices, score.
 
 ``python -m bench.predict [--devices 500 --days 90]`` starts a private PostgreSQL (or reuses
-``--pg-dir`` with its data), seeds the fleet, backfills history (visits recorded as completed
-jobs, the way an export from an older system would arrive), trains with the hold-out evaluation
+``--pg-dir`` with its data), seeds the fleet, backfills history (repairs and preventive visits
+recorded as completed jobs through the service layer), trains with the hold-out evaluation
 and the threshold-rule baseline, then scores every device. Prints one JSON line.
 """
 
@@ -26,23 +26,11 @@ from fieldops.runtime.postgres import LocalPostgres
 from predict import data, pipeline, registry, scorer
 from predict import features as F
 from simulators import seed
-from simulators.backfill import Visit, backfill
+from simulators.backfill import backfill
+from simulators.history import JobHistory
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 DB = "bench_predict"
-
-
-def record_jobs(conn: psycopg.Connection, visits: list[Visit]) -> int:
-    rows = []
-    for v in visits:
-        if v.preventive:
-            rows.append(data.HistoricJob(v.device_id, "preventive", "preventive_schedule", v.start, v.end,
-                                         True, "other", None, None, v.note))
-        else:
-            fixed = v.restored_mode is not None
-            rows.append(data.HistoricJob(v.device_id, "repair", "fault_event", v.start, v.end, fixed,
-                                         "fault_confirmed", v.finding, v.restored_mode, v.note))
-    return data.import_completed_jobs(conn, rows)
 
 
 def log(msg: str) -> None:
@@ -81,7 +69,7 @@ def main() -> int:
                 conn.commit()
                 log(f"backfilling {args.devices} devices x {args.days:g} days")
                 result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                                  seed=11, end=END, recorder=record_jobs)
+                                  seed=11, end=END, recorder=JobHistory(conn))
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
@@ -106,11 +94,15 @@ def main() -> int:
                          grid.resets * reps, np.tile(grid.installed, reps), np.tile(grid.group, reps),
                          grid.slot_names)
             with threadpool_limits(1):
-                t = time.perf_counter()
-                step = big.last_steps()
-                x = F.compute(big, model.spec, np.arange(len(step)), step)
-                model.predict(x)
-                bulk_s = time.perf_counter() - t
+                passes = []
+                for _ in range(2):  # the scorer runs continuously: report the warm pass
+                    t = time.perf_counter()
+                    step = big.last_steps()
+                    x = F.compute(big, model.spec, np.arange(len(step)), step)
+                    model.predict(x)
+                    model.mode_proba(x)
+                    passes.append(time.perf_counter() - t)
+                bulk_s = passes[-1]
             entry = registry.load(conn, version)[0]
         m, b = model.metrics, model.metrics["baseline"]
         out = {
@@ -127,9 +119,9 @@ def main() -> int:
             "scored_devices_per_s_with_db": round(len(preds) / e2e_s),
             "backfill_s": round(backfill_s, 1), "model_version": entry.version, "promoted": promoted,
         }
-        print(json.dumps(out))  # noqa: T201
+        print(json.dumps(registry.json_safe(out)))  # noqa: T201
     finally:
-        cluster.stop("fast") if hasattr(cluster, "stop") else None
+        cluster.stop("fast")
         if tmp is not None:
             tmp.cleanup()
     return 0

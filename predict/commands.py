@@ -99,7 +99,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _public(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "leads"}
+    """Metrics as strict JSON (NaN becomes null), without the list of lead times."""
+    return registry.json_safe({k: v for k, v in metrics.items() if k != "leads"})
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -163,9 +164,17 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
             if current is None:
                 log.warning("no active model yet; waiting")
             else:
-                result = scorer.score_pass(conn, current[1], current[0].version, clock.now(), batch=args.batch)
-                if args.once:
-                    sys.stdout.write(scorer.summary(result) + "\n")
+                try:
+                    result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
+                                               batch=args.batch)
+                except (AttributeError, ValueError, TypeError) as exc:
+                    log.error("scoring with model v%d failed: %s", current[0].version, exc)
+                    conn.rollback()
+                    if args.once:
+                        return 1
+                else:
+                    if args.once:
+                        sys.stdout.write(scorer.summary(result) + "\n")
         if args.once:
             return 0
         time.sleep(args.interval)

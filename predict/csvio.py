@@ -62,6 +62,23 @@ def _open_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows[1:]
 
 
+def _records(path: Path, header: list[str], rows: list[list[str]]):
+    """Yield (line, row, device_id, time, iso) for every non-blank row, validating field count,
+    device_id and ts."""
+    lowered = [h.lower() for h in header]
+    di, ti = lowered.index("device_id"), lowered.index("ts")
+    for line, row in enumerate(rows, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise CsvError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
+        device = row[di].strip()
+        if not device:
+            raise CsvError(f"{path}:{line}: device_id is empty")
+        t, iso = _parse_time(row[ti], f"{path}:{line}")
+        yield line, row, device, t, iso
+
+
 def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings:
     """Load readings into a grid. With ``metric_names`` (a trained model's), columns map by name
     and missing ones become empty slots; otherwise every column but device_id and ts is a metric
@@ -72,15 +89,7 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
     others = [i for i in range(len(header)) if i not in (di, ti)]
     per_dev: dict[str, list[tuple[float, list[float]]]] = {}
     iso_seen: set[bool] = set()
-    for line, row in enumerate(rows, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise CsvError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
-        device = row[di].strip()
-        if not device:
-            raise CsvError(f"{path}:{line}: device_id is empty")
-        t, iso = _parse_time(row[ti], f"{path}:{line}")
+    for _line, row, device, t, iso in _records(path, header, rows):
         iso_seen.add(iso)
         vals = []
         for i in others:
@@ -130,19 +139,12 @@ def read_failures(path: Path, readings: Readings) -> list[Failure]:
     """Failures of devices present in ``readings``; unknown devices are an error."""
     header, rows = _open_rows(path)
     lowered = [h.lower() for h in header]
-    di, ti = lowered.index("device_id"), lowered.index("ts")
     mi = lowered.index("mode") if "mode" in lowered else -1
     index = {d: i for i, d in enumerate(readings.device_ids)}
     out = []
-    for line, row in enumerate(rows, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise CsvError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
-        device = row[di].strip()
+    for line, row, device, t, iso in _records(path, header, rows):
         if device not in index:
             raise CsvError(f"{path}:{line}: device_id {device!r} has no readings")
-        t, iso = _parse_time(row[ti], f"{path}:{line}")
         if iso != readings.iso_time:
             raise CsvError(f"{path}:{line}: ts form differs from the readings' ts")
         out.append(Failure(index[device], t, row[mi].strip() if mi >= 0 else ""))

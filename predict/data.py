@@ -33,22 +33,6 @@ def from_hours(h: float) -> datetime:
     return datetime.fromtimestamp(h * 3600.0, UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class HistoricJob:
-    """A finished visit from before fieldops ran (an export of an older system, or simulated)."""
-
-    device_id: int
-    type: str  # repair | preventive | inspection
-    source: str  # fault_event | preventive_schedule | customer
-    started_at: datetime
-    completed_at: datetime
-    resolved: bool
-    finding: str | None
-    failure_mode: str | None
-    finding_mode: str | None
-    notes: str = ""
-
-
 @dataclass(slots=True)
 class Fleet:
     """Devices with their model group, contract, and the failures and repairs known for them."""
@@ -154,7 +138,7 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
             if finding == "fault_confirmed":
                 confirmed.append((i, hours(done), mode))
             repairs[i].append(hours(done))
-        failures += _confirmed_without_event(confirmed, repairs, fault_times)
+        failures += _confirmed_without_event(confirmed, fault_times)
     per_dev = [list(r) for r in repairs]
     for f in failures:
         per_dev[f.device_index].append(f.time)
@@ -167,33 +151,18 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
     return Fleet(grid, failures, repairs, [r[3] for r in devs], [r[1] for r in devs])
 
 
-def _confirmed_without_event(confirmed: list[tuple[int, float, str]], repairs: list[list[float]],
+def _confirmed_without_event(confirmed: list[tuple[int, float, str]],
                              fault_times: dict[int, list[float]]) -> list[Failure]:
     """Failures found by technicians (e.g. on proactive jobs) that no fault event reported: a
-    confirming job answers a fault event when one lies between the previous repair and the job."""
+    confirming job answers a fault event when one lies between the device's previous confirming
+    job and this one."""
     out = []
     for i, t, mode in confirmed:
-        before = [r for r in repairs[i] if r < t]
+        before = [c for j, c, _ in confirmed if j == i and c < t]  # the previous confirmed fault
         prev = max(before) if before else -np.inf
         if not any(prev < f <= t for f in fault_times.get(i, [])):
             out.append(Failure(i, t, mode))
     return out
-
-
-def import_completed_jobs(conn: psycopg.Connection, rows: list[HistoricJob]) -> int:
-    """Record work done before fieldops (exported history) as completed or unresolved jobs."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO jobs (device_id, site_id, type, source, status, failure_mode, priority, "
-            "estimated_duration_s, created_at, updated_at, arrived_at, completed_at, finding, finding_mode, "
-            "notes) SELECT d.id, d.site_id, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s "
-            "FROM devices d WHERE d.id = %s",
-            [(j.type, j.source, "completed" if j.resolved else "unresolved", j.failure_mode,
-              4 if j.type == "preventive" else 2, max(1, int((j.completed_at - j.started_at).total_seconds())),
-              j.started_at, j.completed_at, j.started_at, j.completed_at, j.finding, j.finding_mode,
-              j.notes, j.device_id) for j in rows],
-        )
-    return len(rows)
 
 
 def time_range(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:

@@ -13,6 +13,7 @@ never describe the repaired machine.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,10 +29,11 @@ class FeatureSpec:
     windows: tuple[int, ...] = (6, 24, 168)
     extreme_windows: tuple[int, ...] = (6, 24)  # min/max windows (gathered, so kept short)
     baseline_lookback: int = 336  # the baseline is the first ``baseline_len`` steps of this span
-    baseline_len: int = 24
+    baseline_len: int = 168
     count_windows: tuple[int, ...] = (24, 168)
     n_slots: int = 8
     n_counts: int = 0
+    fleet_min_devices: int = 5  # fleet-relative features need this many peers reporting at a step
 
     @property
     def history(self) -> int:
@@ -101,10 +103,17 @@ def _cumsum(a: np.ndarray) -> np.ndarray:
     return out
 
 
+SHORT_GRID = 512  # up to this many steps (scoring) prefix sums run in float32, else float64
+
+
 def _cumsum_last(a: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sum (float64) along the last axis of ``[D, M, T]``."""
+    """Inclusive cumulative sum along the last axis of ``[D, M, T]``.
+
+    On short grids float32 is exact enough for centred values (relative error ~T * 6e-8) and
+    several times faster; long training grids use float64."""
     d, m, t = a.shape
-    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=np.float64).reshape(d, m, t)
+    dtype = np.float32 if t <= SHORT_GRID else np.float64
+    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=dtype).reshape(d, m, t)
 
 
 class _Sums:
@@ -120,9 +129,10 @@ class _Sums:
         first = np.argmax(present, axis=2)
         ref = np.take_along_axis(v, first[:, :, None], axis=2)
         ref = np.where(np.isnan(ref), 0.0, ref)
-        x = np.where(present, v - ref, 0.0)
-        p = present.astype(np.float64)
-        tau = np.arange(v.shape[2], dtype=np.float64) * p
+        dtype = np.float32 if v.shape[2] <= SHORT_GRID else np.float64
+        x = np.where(present, v - ref, 0.0).astype(dtype)
+        p = present.astype(dtype)
+        tau = np.arange(v.shape[2], dtype=dtype) * p
         self.ref = ref[:, :, 0]
         self.n = _cumsum_last(p)
         self.s = _cumsum_last(x)
@@ -138,7 +148,8 @@ class _Sums:
         last, before = hi - 1, np.maximum(lo - 1, 0)
 
         def take(c: np.ndarray) -> np.ndarray:  # sum over [lo, hi) = C[hi-1] - C[lo-1]
-            return c[dev, :, last] - np.where(has_lo, c[dev, :, before], 0.0)
+            return (c[dev, :, last].astype(np.float64)
+                    - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64))
 
         n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -171,6 +182,28 @@ def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndar
     return mins, maxs
 
 
+def fleet_relative(values: np.ndarray, group: np.ndarray, min_devices: int) -> np.ndarray:
+    """Each reading against the same model's fleet at the same step: (x - mean) / scale, where
+    scale is the model's mean absolute deviation per metric.
+
+    Removes what all units share (weather, time of day, season); NaN where fewer than
+    ``min_devices`` units of the model reported at that step."""
+    out = np.full(values.shape, np.nan)
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        if len(rows) < min_devices:
+            continue
+        v = values[rows]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as wanted
+            med = np.nanmean(v, axis=0)
+            mad = np.nanmean(np.abs(v - med), axis=(0, 1))
+        enough = (~np.isnan(v)).sum(axis=0) >= min_devices
+        scale = np.where(np.isnan(mad) | (mad <= EPS), 1.0, mad)
+        out[rows] = np.where(enough, (v - med) / scale, np.nan)
+    return out
+
+
 def feature_names(spec: FeatureSpec) -> list[str]:
     names = ["group", "age", "since_reset", "coverage_24"]
     for m in range(spec.n_slots):
@@ -179,6 +212,7 @@ def feature_names(spec: FeatureSpec) -> list[str]:
             names += [f"m{m}:mean_{w}", f"m{m}:std_{w}", f"m{m}:z_{w}", f"m{m}:trend_{w}"]
         for w in spec.extreme_windows:
             names += [f"m{m}:zmin_{w}", f"m{m}:zmax_{w}"]
+        names += [f"m{m}:fleet_{w}" for w in spec.windows]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
     return names
@@ -222,6 +256,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     per_window = {}
     for w in spec.windows:
         per_window[w] = sums.window(dev, np.maximum(lo_reset, hi - w), hi)
+    fleet_sums = _Sums(fleet_relative(values, grid.group, spec.fleet_min_devices))
+    fleet = {w: fleet_sums.window(dev, np.maximum(lo_reset, hi - w), hi)["mean"] for w in spec.windows}
     ext = {w: _extremes(values, dev, step, lo_reset, w) for w in spec.extreme_windows}
 
     col = 4
@@ -242,6 +278,9 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 out[:, col] = (mins[:, m] - base["mean"][:, m]) / scale[:, m]
                 out[:, col + 1] = (maxs[:, m] - base["mean"][:, m]) / scale[:, m]
                 col += 2
+            for w in spec.windows:
+                out[:, col] = fleet[w][:, m]
+                col += 1
     if spec.n_counts:
         csum = _cumsum(grid.counts[:, :, : spec.n_counts])
         for k in range(spec.n_counts):

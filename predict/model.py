@@ -118,9 +118,14 @@ class FailureModel:
     estimator: str
     metric_names: list[list[str]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    columns: np.ndarray | None = None  # the feature columns the estimators use
+
+    def select(self, x: np.ndarray) -> np.ndarray:
+        return x if self.columns is None else x[:, self.columns]
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """P(failure within horizon) and remaining useful life per row of ``x``."""
+        """P(failure within horizon) and remaining useful life per row of ``x`` (all features)."""
+        x = self.select(x)
         p = self.classifier.predict_proba(x)[:, 1]
         rul = np.clip(self.regressor.predict(x), 0.0, self.rul_cap)
         return p, rul
@@ -129,7 +134,7 @@ class FailureModel:
         """P(mode | failure) per row, columns in ``modes`` order."""
         if self.mode_classifier is None:
             return np.ones((len(x), max(len(self.modes), 1)))
-        return self.mode_classifier.predict_proba(x)
+        return self.mode_classifier.predict_proba(self.select(x))
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -139,6 +144,14 @@ class FailureModel:
     @staticmethod
     def from_bytes(data: bytes) -> FailureModel:
         return joblib.load(io.BytesIO(data))
+
+
+def informative_columns(x: np.ndarray) -> np.ndarray:
+    """Columns with at least two distinct finite values (constant or empty ones carry nothing)."""
+    finite = np.isfinite(x)
+    lo = np.where(finite, x, np.inf).min(axis=0)
+    hi = np.where(finite, x, -np.inf).max(axis=0)
+    return np.flatnonzero(finite.any(axis=0) & (hi > lo))
 
 
 def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
@@ -160,14 +173,18 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
 # ---------------------------------------------------------------- alerts and events
 
 
-def alert_events(ds: Dataset, score: np.ndarray, threshold: float) -> dict[str, float]:
+def alert_events(ds: Dataset, score: np.ndarray, threshold: float,
+                 max_lead: float | None = None) -> dict[str, float]:
     """Operational view: alerts grouped into episodes per device (as one open job would be).
 
-    An episode starts at the first alerting sample and ends at the next failure or reset; it is a
-    true alert when a failure follows its start within the horizon. A failure is caught when an
-    episode started in the horizon before it; its lead time is failure minus episode start.
-    Returns precision, recall, median lead time and the lead times.
+    An episode starts at the first alerting sample between two resets (failures, repairs,
+    services) and lasts until the next one. It is a true alert when the device fails within
+    ``max_lead`` of the episode's start (default: the larger of 7 days and twice the horizon; a
+    proactive job opened then still finds the developing fault), a false alert otherwise. A
+    failure is caught when an episode started in the ``max_lead`` before it; its lead time is
+    failure minus episode start. Returns precision, recall, median lead time and the lead times.
     """
+    window = max_lead if max_lead is not None else max(168.0 * ds.horizon / 72.0, 2.0 * ds.horizon)
     lab = ds.labels
     tp = fp = 0
     leads: list[float] = []
@@ -194,13 +211,13 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float) -> dict[str, 
             if len(hits) == 0:
                 continue
             start = t[hits[0]]
-            if next_fail - start <= ds.horizon:
+            if next_fail - start <= window:
                 tp += 1
                 caught.add((int(i), float(next_fail)))
                 leads.append(float(next_fail - start))
             else:
                 fp += 1
-    # failures that the test samples could have caught: with a kept sample in the horizon before
+    # failures that the samples could have caught: with a kept sample in the horizon before
     total = 0
     for f in ds.failures:
         sel = (ds.dev == f.device_index) & lab.keep & (ds.time < f.time) & (ds.time >= f.time - ds.horizon)
@@ -265,7 +282,9 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
     progress(f"features for {tr_mask.sum()} training and {te_mask.sum()} test samples")
     x_all = F.compute(ds.grid, spec, ds.dev, ds.step)
-    x_tr, x_te = x_all[tr_mask], x_all[te_mask]
+    x_tr_full, x_te = x_all[tr_mask], x_all[te_mask]
+    columns = informative_columns(x_tr_full[train_ds.labels.keep])
+    x_tr = x_tr_full[:, columns]
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     val = validation_devices(train_ds, share=0.25)[train_ds.dev]
@@ -308,7 +327,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     model = FailureModel(
         spec=spec, classifier=calibrated, regressor=reg, mode_classifier=mode_clf, modes=modes,
         threshold=threshold, horizon=ds.horizon, rul_cap=cap, estimator=best,
-        metric_names=ds.grid.slot_names,
+        metric_names=ds.grid.slot_names, columns=columns,
     )
     train_s = time.perf_counter() - started
     model.metrics = evaluate(model, test_ds, x_te)

@@ -42,13 +42,19 @@ def fit(ds: M.Dataset, spec: F.FeatureSpec, *, progress: M.Progress, plot_dir: P
         result.model.metrics["baseline"] = {k: v for k, v in baseline.items() if k != "leads"}
         paths: list[Path] = []
         if plot_dir is not None:
-            keep = result.test.labels.keep
             p, _ = result.model.predict(result.test_x)
-            paths = plots.save_all(
-                plot_dir, result.test.labels.y[keep], p[keep], result.model.metrics["leads"], baseline,
-                result.model.metrics, result.model.classifier, result.test_x[keep],
-                F.feature_names(spec), unit=unit)
+            paths = _plots(plot_dir, result.model, result.test, result.test_x, p, baseline, unit)
     return Run(result, baseline, paths)
+
+
+def _plots(plot_dir: Path, model: M.FailureModel, test: M.Dataset, x: np.ndarray, p: np.ndarray,
+           baseline: dict, unit: str, metrics: dict | None = None) -> list[Path]:
+    keep = test.labels.keep
+    names = np.array(F.feature_names(model.spec))
+    cols = np.arange(len(names)) if model.columns is None else model.columns
+    metrics = metrics if metrics is not None else model.metrics
+    return plots.save_all(plot_dir, test.labels.y[keep], p[keep], metrics["leads"], baseline, metrics,
+                          model.classifier, x[keep][:, cols], list(names[cols]), unit=unit)
 
 
 # ---------------------------------------------------------------- database
@@ -80,9 +86,13 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     if current is not None:
         entry, old = current
         active_version = entry.version
-        with threadpool_limits(1):
-            active_metrics = M.evaluate(old, run.result.test)
-        progress(f"active model v{entry.version} on this hold-out: {M.format_metrics(active_metrics)}")
+        try:
+            with threadpool_limits(1):
+                active_metrics = M.evaluate(old, run.result.test)
+            progress(f"active model v{entry.version} on this hold-out: {M.format_metrics(active_metrics)}")
+        except (AttributeError, ValueError, TypeError) as exc:  # built by other feature code
+            log.warning("active model v%d cannot score this data (%s); it is replaced", entry.version, exc)
+            active_metrics = None
     params = {"spec": asdict(spec),
               "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days,
               "estimator": run.result.model.estimator, "threshold": run.result.model.threshold,
@@ -115,10 +125,8 @@ def _evaluate(ds: M.Dataset, model: M.FailureModel, plot_dir: Path | None, progr
         metrics["baseline"] = {k: v for k, v in baseline.items() if k != "leads"}
         progress(f"model: {M.format_metrics(metrics)}; baseline: {M.format_metrics(baseline)}")
         if plot_dir is not None:
-            keep = test.labels.keep
             p, _ = model.predict(x)
-            plots.save_all(plot_dir, test.labels.y[keep], p[keep], metrics["leads"], baseline, metrics,
-                           model.classifier, x[keep], F.feature_names(model.spec), unit=unit)
+            _plots(plot_dir, model, test, x, p, baseline, unit, metrics)
     return metrics
 
 

@@ -34,12 +34,12 @@ class Entry:
     created_at: datetime
 
 
-def _clean(obj: object) -> object:
+def json_safe(obj: object) -> object:
     """JSON-safe copy: NaN becomes null, numpy scalars become floats."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, str | bool | int) or obj is None:
         return obj
     value = float(obj)  # type: ignore[arg-type]
@@ -89,9 +89,9 @@ def register(conn: psycopg.Connection, model: FailureModel, *, params: dict,
         "compared_with, compared_metrics, artifact, sha256, active, promoted_at) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) "
         "RETURNING version",
-        (model.estimator, json.dumps(_clean(params)), train_start, train_end, model.horizon,
-         json.dumps(_clean(metrics)), active_version,
-         None if compared is None else json.dumps(_clean(compared)),
+        (model.estimator, json.dumps(json_safe(params)), train_start, train_end, model.horizon,
+         json.dumps(json_safe(metrics)), active_version,
+         None if compared is None else json.dumps(json_safe(compared)),
          blob, hashlib.sha256(blob).hexdigest(), promote, promote),
     ).fetchone()
     log.info("model version %d registered (%s)", version, "active" if promote else "not promoted")

@@ -70,3 +70,18 @@ def test_event_counts_sum_over_their_window():
 def test_each_sample_only_sees_its_past():
     grid = one_metric_grid([1, 2, 3, 100, 100, 100])
     assert row(grid, 2)["m0:mean_3"] == pytest.approx(2.0)
+
+
+def test_fleet_relative_values_remove_what_all_units_share():
+    # five units of one model; at step 1 all rise by 10 (weather), unit 4 stands out by 3 at step 2
+    base = np.array([[1.0, 11.0, 1.0]] * 5)
+    base[:, :] += np.arange(5)[:, None] * 0.5
+    base[4, 2] += 3.0
+    rel = F.fleet_relative(base[:, :, None], np.zeros(5, dtype=int), min_devices=5)[:, :, 0]
+    assert np.allclose(rel[:, 0], rel[:, 1])  # the shared rise leaves no trace
+    assert rel[4, 2] > rel[4, 1]
+
+
+def test_fleet_relative_values_need_enough_peers():
+    rel = F.fleet_relative(np.ones((3, 2, 1)), np.zeros(3, dtype=int), min_devices=5)
+    assert np.isnan(rel).all()
