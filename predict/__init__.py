@@ -1,0 +1,1 @@
+"""Failure prediction: features, models, registry, scoring and proactive jobs."""

@@ -1,0 +1,191 @@
+"""``fieldops predict ...``: train, evaluate, score, rul, score-loop, models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from fieldops.clock import Clock
+from fieldops.config import Settings
+from fieldops.db import connect
+from predict import csvio, data, pipeline, registry, scorer
+from predict import model as M
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="failure prediction: train, evaluate, score")
+    ps = p.add_subparsers(dest="predict_command", required=True)
+
+    t = ps.add_parser("train", help="train from the database (registry) or from CSV files (--telemetry)")
+    t.add_argument("--telemetry", type=Path, help="readings CSV: device_id,ts,<numeric metrics>...")
+    t.add_argument("--failures", type=Path, help="failures CSV: device_id,ts[,mode]")
+    t.add_argument("--out", type=Path, help="where to write the model (CSV mode)")
+    t.add_argument("--horizon", type=float, help="failure horizon (hours; ts units for numeric CSV ts)")
+    t.add_argument("--days", type=float, default=90.0, help="database mode: days of history")
+    t.add_argument("--every", type=int, default=2, help="database mode: sample every N hours")
+    t.add_argument("--estimators", nargs="+", choices=sorted(M.candidates()), help="candidates to compare")
+    t.set_defaults(func=cmd_train)
+
+    e = ps.add_parser("evaluate", help="evaluate a model on held-out devices, write plots")
+    e.add_argument("--version", type=int, help="registry version (default: the active model)")
+    e.add_argument("--model", type=Path, help="a model file (CSV mode, with --telemetry and --failures)")
+    e.add_argument("--telemetry", type=Path)
+    e.add_argument("--failures", type=Path)
+    e.add_argument("--days", type=float, default=90.0)
+    e.set_defaults(func=cmd_evaluate)
+
+    for name, helptext in (("score", "print device_id,p_fail"), ("rul", "print device_id,rul")):
+        s = ps.add_parser(name, help=helptext)
+        s.add_argument("--model", type=Path, required=name == "rul", help="model file")
+        s.add_argument("--telemetry", type=Path, help="readings CSV (default for score: the database)")
+        s.set_defaults(func=cmd_score, column="p_fail" if name == "score" else "rul")
+
+    loop = ps.add_parser("score-loop", help="score the fleet periodically, open proactive jobs")
+    loop.add_argument("--interval", type=float, default=600.0, help="seconds between passes")
+    loop.add_argument("--once", action="store_true", help="one pass, then exit")
+    loop.add_argument("--batch", type=int, default=2000)
+    loop.set_defaults(func=cmd_score_loop, process_name="scorer")
+
+    ps.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
+
+
+def _url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
+    return settings.database_url
+
+
+def _progress(msg: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+def _fail(msg: str) -> int:
+    sys.stderr.write(f"fieldops predict: {msg}\n")
+    return 2
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    plot_dir = settings.data_path / "predict" / "plots"
+    if args.telemetry or args.failures or args.out:
+        if not (args.telemetry and args.failures and args.out):
+            return _fail("CSV training needs --telemetry, --failures and --out")
+        try:
+            run = pipeline.train_csv(args.telemetry, args.failures, args.out, horizon=args.horizon,
+                                     plot_dir=plot_dir, progress=_progress)
+        except (csvio.CsvError, ValueError) as exc:
+            return _fail(str(exc))
+        sys.stdout.write(json.dumps(_public(run.result.model.metrics)) + "\n")
+        return 0
+    with connect(_url(settings)) as conn:
+        try:
+            run, version, promoted = pipeline.train_db(
+                conn, days=args.days, horizon_h=args.horizon or pipeline.DEFAULT_HORIZON_H,
+                every=args.every, plot_dir=plot_dir, estimators=args.estimators, progress=_progress)
+        except ValueError as exc:
+            return _fail(str(exc))
+        conn.commit()
+    _progress(f"model v{version} registered, {'now active' if promoted else 'not promoted'}")
+    sys.stdout.write(json.dumps({"version": version, "promoted": promoted, **_public(run.result.model.metrics)}) + "\n")
+    return 0
+
+
+def _public(metrics: dict) -> dict:
+    """Metrics as strict JSON (NaN becomes null), without the list of lead times."""
+    return registry.json_safe({k: v for k, v in metrics.items() if k != "leads"})
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    plot_dir = settings.data_path / "predict" / "plots"
+    if args.model:
+        if not (args.telemetry and args.failures):
+            return _fail("evaluating a model file needs --telemetry and --failures")
+        try:
+            model = pipeline.load_model_file(args.model)
+            metrics = pipeline.evaluate_csv(model, args.telemetry, args.failures)
+        except (csvio.CsvError, ValueError) as exc:
+            return _fail(str(exc))
+        sys.stdout.write(json.dumps(_public(metrics)) + "\n")
+        return 0
+    with connect(_url(settings)) as conn:
+        try:
+            entry, model = (registry.load(conn, args.version) if args.version
+                            else registry.active(conn) or (None, None))
+            if model is None:
+                return _fail("no active model: run `fieldops predict train` first")
+            metrics = pipeline.evaluate_db(conn, model, days=args.days, plot_dir=plot_dir, progress=_progress)
+        except (LookupError, ValueError, registry.ArtifactMismatch) as exc:
+            return _fail(str(exc))
+    sys.stdout.write(json.dumps({"version": entry.version, **_public(metrics)}) + "\n")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    if args.telemetry:
+        if not args.model:
+            return _fail("scoring a CSV file needs --model")
+        try:
+            rows = pipeline.score_csv(pipeline.load_model_file(args.model), args.telemetry)
+        except (csvio.CsvError, ValueError) as exc:
+            return _fail(str(exc))
+        out.writerow(["device_id", args.column])
+        for device, p, rul in rows:
+            out.writerow([device, f"{p:.4f}" if args.column == "p_fail" else f"{rul:.4g}"])
+        return 0
+    if args.column == "rul":
+        return _fail("rul needs --telemetry")
+    clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+    with connect(_url(settings)) as conn:
+        current = registry.active(conn)
+        if current is None:
+            return _fail("no active model: run `fieldops predict train` first")
+        ids = data.active_device_ids(conn, clock.now() - timedelta(hours=scorer.ACTIVE_WITHIN_H))
+        preds = scorer.score_devices(conn, current[1], clock.now(), ids)
+    out.writerow(["device_id", "p_fail"])
+    for p in preds:
+        out.writerow([p.device_id, f"{p.p_fail:.4f}"])
+    return 0
+
+
+def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
+    clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+    while True:
+        with connect(_url(settings)) as conn:
+            current = registry.active(conn)
+            if current is None:
+                log.warning("no active model yet; waiting")
+            else:
+                try:
+                    result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
+                                               batch=args.batch)
+                except (AttributeError, ValueError, TypeError) as exc:
+                    log.error("scoring with model v%d failed: %s", current[0].version, exc)
+                    conn.rollback()
+                    if args.once:
+                        return 1
+                else:
+                    if args.once:
+                        sys.stdout.write(scorer.summary(result) + "\n")
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(_url(settings)) as conn:
+        for e in registry.entries(conn):
+            m = e.metrics
+            sys.stdout.write(
+                f"v{e.version}{' *' if e.active else '  '} {e.created_at:%Y-%m-%d %H:%M} {e.estimator:24s} "
+                f"pr_auc={m.get('pr_auc')} precision={m.get('precision')} recall={m.get('recall')} "
+                f"sha256={e.sha256[:12]}\n")
+    return 0

@@ -1,0 +1,367 @@
+"""Features and labels from a per-device time grid; the one code path for training and scoring.
+
+A :class:`Grid` holds, for D devices and T steps, the metric values ``values[D, T, M]`` (NaN where
+missing), the time of each step ``time[D, T]`` (hours from the database, the ``ts`` unit from CSV;
+NaN past a device's last step), event counts ``counts[D, T, K]`` and, per device, the times of
+resets (failures and repairs). From the database a step is one hour of the rollup; from CSV a step
+is one row. Windows are counted in steps, so "24" is 24 hours on the database path.
+
+Window statistics come from cumulative sums, so any number of sample points costs O(1) each;
+every window starts no earlier than the device's last reset, so readings from before a repair
+never describe the repaired machine.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """Which windows (in steps) the features use; stored with every model."""
+
+    windows: tuple[int, ...] = (6, 24, 168)
+    extreme_windows: tuple[int, ...] = (6, 24)  # min/max windows (gathered, so kept short)
+    baseline_lookback: int = 336  # the baseline is the first ``baseline_len`` steps of this span
+    baseline_len: int = 168
+    count_windows: tuple[int, ...] = (24, 168)
+    n_slots: int = 8
+    n_counts: int = 0
+    fleet_min_devices: int = 5  # fleet-relative features need this many peers reporting at a step
+
+    @property
+    def history(self) -> int:
+        """Steps of history scoring needs before the scored step."""
+        return max(max(self.windows), self.baseline_lookback, max(self.count_windows))
+
+
+@dataclass(slots=True)
+class Grid:
+    """Per-device step arrays. ``time`` is NaN on padding steps (after a device's last step)."""
+
+    device_ids: np.ndarray  # [D]
+    values: np.ndarray  # [D, T, M] float64
+    time: np.ndarray  # [D, T] float64
+    counts: np.ndarray  # [D, T, K] float64
+    resets: list[np.ndarray]  # per device: sorted reset times (failures and repairs)
+    installed: np.ndarray  # [D] time of installation (or first step)
+    group: np.ndarray  # [D] int: device model index (0 when unknown)
+    slot_names: list[list[str]] = field(default_factory=list)  # per group: metric name per slot
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.values.shape  # type: ignore[return-value]
+
+    def last_steps(self) -> np.ndarray:
+        """Index of each device's last step with a time, -1 for a device without any."""
+        has = ~np.isnan(self.time)
+        last = self.time.shape[1] - 1 - np.argmax(has[:, ::-1], axis=1)
+        return np.where(has.any(axis=1), last, -1)
+
+
+def reset_steps(grid: Grid) -> np.ndarray:
+    """``[D, T]`` index of the first step at or after each step's last reset (0 if none)."""
+    d, t = grid.time.shape
+    out = np.zeros((d, t), dtype=np.int64)
+    for i, resets in enumerate(grid.resets):
+        if len(resets) == 0:
+            continue
+        times = grid.time[i]
+        filled = np.where(np.isnan(times), np.inf, times)
+        # the reset that applies at step j is the last reset <= time[j]; windows start after it
+        k = np.searchsorted(resets, filled, side="right") - 1
+        start_time = np.where(k >= 0, resets[np.maximum(k, 0)], -np.inf)
+        first = np.searchsorted(filled, start_time, side="right")
+        out[i] = np.minimum(first, np.arange(t))
+    return out
+
+
+def last_reset_time(grid: Grid, dev: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Time of the last reset at or before each sample (the installation time if none)."""
+    out = grid.installed[dev].astype(np.float64).copy()
+    for i in np.unique(dev):
+        resets = grid.resets[i]
+        if len(resets) == 0:
+            continue
+        sel = np.flatnonzero(dev == i)
+        times = grid.time[i, step[sel]]
+        k = np.searchsorted(resets, times, side="right") - 1
+        out[sel] = np.where(k >= 0, resets[np.maximum(k, 0)], out[sel])
+    return out
+
+
+def _cumsum(a: np.ndarray) -> np.ndarray:
+    """Cumulative sum along axis 1 with a leading zero step."""
+    out = np.zeros((a.shape[0], a.shape[1] + 1) + a.shape[2:], dtype=np.float64)
+    np.cumsum(a, axis=1, dtype=np.float64, out=out[:, 1:])
+    return out
+
+
+SHORT_GRID = 512  # up to this many steps (scoring) prefix sums run in float32, else float64
+
+
+def _cumsum_last(a: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum along the last axis of ``[D, M, T]``.
+
+    On short grids float32 is exact enough for centred values (relative error ~T * 6e-8) and
+    several times faster; long training grids use float64."""
+    d, m, t = a.shape
+    dtype = np.float32 if t <= SHORT_GRID else np.float64
+    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=dtype).reshape(d, m, t)
+
+
+class _Sums:
+    """Prefix sums of count, x, x^2, t, t^2, t*x per metric, for O(1) window statistics.
+
+    Values are centred on each device's first reading per metric (added back to the mean), which
+    keeps the sums of squares free of cancellation; arrays are laid out ``[D, M, T]``.
+    """
+
+    def __init__(self, values: np.ndarray) -> None:
+        v = np.ascontiguousarray(values.transpose(0, 2, 1))  # [D, M, T]
+        present = ~np.isnan(v)
+        first = np.argmax(present, axis=2)
+        ref = np.take_along_axis(v, first[:, :, None], axis=2)
+        ref = np.where(np.isnan(ref), 0.0, ref)
+        dtype = np.float32 if v.shape[2] <= SHORT_GRID else np.float64
+        x = np.where(present, v - ref, 0.0).astype(dtype)
+        p = present.astype(dtype)
+        tau = np.arange(v.shape[2], dtype=dtype) * p
+        self.ref = ref[:, :, 0]
+        self.n = _cumsum_last(p)
+        self.s = _cumsum_last(x)
+        self.q = _cumsum_last(x * x)
+        self.t = _cumsum_last(tau)
+        self.tt = _cumsum_last(tau * tau)
+        self.tx = _cumsum_last(tau * x)
+
+    def window(self, dev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
+        """Mean, std and slope per step over steps ``[lo, hi)`` of each sample; NaN where empty."""
+
+        has_lo = (lo > 0)[:, None]
+        last, before = hi - 1, np.maximum(lo - 1, 0)
+
+        def take(c: np.ndarray) -> np.ndarray:  # sum over [lo, hi) = C[hi-1] - C[lo-1]
+            return (c[dev, :, last].astype(np.float64)
+                    - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64))
+
+        n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, s / n, np.nan) + self.ref[dev]
+            var = np.where(n > 1, (q - s * s / np.maximum(n, 1)) / np.maximum(n - 1, 1), np.nan)
+            std = np.sqrt(np.maximum(var, 0.0))
+            den = n * tt - t * t
+            slope = np.where((n > 2) & (den > EPS), (n * tx - t * s) / np.where(den > EPS, den, 1), np.nan)
+        return {"n": n, "mean": mean, "std": std, "slope": slope}
+
+
+def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndarray, w: int,
+              chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max per metric over the window ``[max(lo, step-w+1), step]`` of each sample."""
+    m = values.shape[2]
+    mins = np.full((len(dev), m), np.nan)
+    maxs = np.full((len(dev), m), np.nan)
+    offsets = np.arange(w)[None, :]
+    for a in range(0, len(dev), chunk):
+        d, s, start = dev[a:a + chunk], step[a:a + chunk], lo[a:a + chunk]
+        idx = s[:, None] - offsets
+        ok = idx >= start[:, None]
+        gathered = values[d[:, None], np.maximum(idx, 0)]
+        gathered = np.where(ok[:, :, None], gathered, np.nan)
+        has = ~np.isnan(gathered).all(axis=1)
+        filled_lo = np.where(np.isnan(gathered), np.inf, gathered).min(axis=1)
+        filled_hi = np.where(np.isnan(gathered), -np.inf, gathered).max(axis=1)
+        mins[a:a + chunk] = np.where(has, filled_lo, np.nan)
+        maxs[a:a + chunk] = np.where(has, filled_hi, np.nan)
+    return mins, maxs
+
+
+def fleet_relative(values: np.ndarray, group: np.ndarray, min_devices: int) -> np.ndarray:
+    """Each reading against the same model's fleet at the same step: (x - mean) / scale, where
+    scale is the model's mean absolute deviation per metric.
+
+    Removes what all units share (weather, time of day, season); NaN where fewer than
+    ``min_devices`` units of the model reported at that step."""
+    out = np.full(values.shape, np.nan)
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        if len(rows) < min_devices:
+            continue
+        v = values[rows]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as wanted
+            med = np.nanmean(v, axis=0)
+            mad = np.nanmean(np.abs(v - med), axis=(0, 1))
+        enough = (~np.isnan(v)).sum(axis=0) >= min_devices
+        scale = np.where(np.isnan(mad) | (mad <= EPS), 1.0, mad)
+        out[rows] = np.where(enough, (v - med) / scale, np.nan)
+    return out
+
+
+def feature_names(spec: FeatureSpec) -> list[str]:
+    names = ["group", "age", "since_reset", "coverage_24"]
+    for m in range(spec.n_slots):
+        names += [f"m{m}:base_mean", f"m{m}:base_std"]
+        for w in spec.windows:
+            names += [f"m{m}:mean_{w}", f"m{m}:std_{w}", f"m{m}:z_{w}", f"m{m}:trend_{w}"]
+        for w in spec.extreme_windows:
+            names += [f"m{m}:zmin_{w}", f"m{m}:zmax_{w}"]
+        names += [f"m{m}:fleet_{w}" for w in spec.windows]
+    for k in range(spec.n_counts):
+        names += [f"c{k}:count_{w}" for w in spec.count_windows]
+    return names
+
+
+def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
+            resets: np.ndarray | None = None) -> np.ndarray:
+    """Feature matrix ``[N, F]`` for samples (device index ``dev``, step index ``step``).
+
+    Per metric slot: the baseline (mean and std of the first ``baseline_len`` steps of the last
+    ``baseline_lookback`` steps since the last reset); per window mean, std, the mean's distance
+    from the baseline in baseline standard deviations (z) and the change over the window along
+    the least-squares slope, also in baseline standard deviations (trend); min and max over short
+    windows as z. Then event counts per window, the device's age, the time since its last reset
+    and the share of the last 24 steps with data.
+    """
+    dev = np.asarray(dev, dtype=np.int64)
+    step = np.asarray(step, dtype=np.int64)
+    values = grid.values[:, :, : spec.n_slots]
+    if values.shape[2] < spec.n_slots:
+        pad = np.full(values.shape[:2] + (spec.n_slots - values.shape[2],), np.nan)
+        values = np.concatenate([values, pad], axis=2)
+    if resets is None:
+        resets = reset_steps(grid)
+    lo_reset = resets[dev, step]
+    hi = step + 1
+    sums = _Sums(values)
+
+    base_lo = np.maximum(lo_reset, hi - spec.baseline_lookback)
+    base = sums.window(dev, base_lo, np.minimum(base_lo + spec.baseline_len, hi))
+    scale = base["std"] + 1e-3 * np.abs(base["mean"]) + EPS
+    n_feat = len(feature_names(spec))
+    out = np.full((len(dev), n_feat), np.nan)
+    now = grid.time[dev, step]
+    out[:, 0] = grid.group[dev]
+    out[:, 1] = now - grid.installed[dev]
+    out[:, 2] = now - last_reset_time(grid, dev, step)
+    cover = sums.window(dev, np.maximum(lo_reset, hi - 24), hi)["n"]
+    out[:, 3] = cover.max(axis=1) / 24.0
+
+    per_window = {}
+    for w in spec.windows:
+        per_window[w] = sums.window(dev, np.maximum(lo_reset, hi - w), hi)
+    fleet_sums = _Sums(fleet_relative(values, grid.group, spec.fleet_min_devices))
+    fleet = {w: fleet_sums.window(dev, np.maximum(lo_reset, hi - w), hi)["mean"] for w in spec.windows}
+    ext = {w: _extremes(values, dev, step, lo_reset, w) for w in spec.extreme_windows}
+
+    col = 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m in range(spec.n_slots):
+            out[:, col] = base["mean"][:, m]
+            out[:, col + 1] = base["std"][:, m]
+            col += 2
+            for w in spec.windows:
+                st = per_window[w]
+                out[:, col] = st["mean"][:, m]
+                out[:, col + 1] = st["std"][:, m]
+                out[:, col + 2] = (st["mean"][:, m] - base["mean"][:, m]) / scale[:, m]
+                out[:, col + 3] = st["slope"][:, m] * (w - 1) / scale[:, m]
+                col += 4
+            for w in spec.extreme_windows:
+                mins, maxs = ext[w]
+                out[:, col] = (mins[:, m] - base["mean"][:, m]) / scale[:, m]
+                out[:, col + 1] = (maxs[:, m] - base["mean"][:, m]) / scale[:, m]
+                col += 2
+            for w in spec.windows:
+                out[:, col] = fleet[w][:, m]
+                col += 1
+    if spec.n_counts:
+        csum = _cumsum(grid.counts[:, :, : spec.n_counts])
+        for k in range(spec.n_counts):
+            for w in spec.count_windows:
+                lo = np.maximum(0, hi - w)
+                out[:, col] = csum[dev, hi, k] - csum[dev, lo, k]
+                col += 1
+    return out
+
+
+# ---------------------------------------------------------------- labels
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A confirmed failure of one device at ``time`` (grid time units), with its mode if known."""
+
+    device_index: int
+    time: float
+    mode: str = ""
+
+
+@dataclass(slots=True)
+class Labels:
+    """Per sample: kept for training, failure within horizon, time to next failure, its mode."""
+
+    keep: np.ndarray
+    y: np.ndarray
+    ttf: np.ndarray  # time to the next failure, NaN if none observed
+    mode: np.ndarray  # object array of mode codes ('' where no failure follows)
+
+
+def make_labels(grid: Grid, dev: np.ndarray, step: np.ndarray, failures: Sequence[Failure],
+                repairs: Sequence[Sequence[float]], horizon: float, settle: float,
+                min_recent: int = 6) -> Labels:
+    """Label samples with "failure within ``horizon``" and the time to the next failure.
+
+    Dropped (``keep`` false): steps without data in the last ``min_recent`` steps; steps while the
+    device is failed (from a failure until the next repair, when repairs are known); steps less
+    than ``settle`` after a failure or repair (neither healthy baseline nor pre-failure); and
+    steps whose outcome is unknown (no failure follows and the data ends within ``horizon``).
+    """
+    dev = np.asarray(dev, dtype=np.int64)
+    step = np.asarray(step, dtype=np.int64)
+    now = grid.time[dev, step]
+    n = len(dev)
+    ttf = np.full(n, np.nan)
+    mode = np.full(n, "", dtype=object)
+    keep = ~np.isnan(now)
+    by_dev: dict[int, list[Failure]] = {}
+    for f in failures:
+        by_dev.setdefault(f.device_index, []).append(f)
+    last = grid.last_steps()
+    end_time = np.where(last >= 0, grid.time[np.arange(len(last)), np.maximum(last, 0)], -np.inf)
+    present = ~np.isnan(grid.values).all(axis=2)
+    recent = _cumsum(present.astype(np.float64)[:, :, None])[:, :, 0]
+    keep &= (recent[dev, step + 1] - recent[dev, np.maximum(step + 1 - min_recent, 0)]) > 0
+    for i in np.unique(dev):
+        sel = np.flatnonzero(dev == i)
+        t = now[sel]
+        fl = sorted(by_dev.get(int(i), []), key=lambda f: f.time)
+        ftimes = np.array([f.time for f in fl], dtype=np.float64)
+        fmodes = np.array([f.mode for f in fl], dtype=object)
+        reps = np.sort(np.asarray(repairs[i] if i < len(repairs) else [], dtype=np.float64))
+        if len(ftimes):
+            k = np.searchsorted(ftimes, t, side="right")  # next failure strictly after t
+            has = k < len(ftimes)
+            ttf[sel] = np.where(has, ftimes[np.minimum(k, len(ftimes) - 1)] - t, np.nan)
+            mode[sel] = np.where(has, fmodes[np.minimum(k, len(ftimes) - 1)], "")
+            if len(reps):  # failed from the failure until the first repair after it
+                prev = k - 1
+                pf = np.where(prev >= 0, ftimes[np.maximum(prev, 0)], -np.inf)
+                r = np.searchsorted(reps, pf, side="left")
+                fixed = np.where(r < len(reps), reps[np.minimum(r, len(reps) - 1)], np.inf)
+                keep[sel] &= ~((prev >= 0) & (t >= pf) & (t < fixed))
+        events = np.sort(np.concatenate([ftimes, reps]))
+        if len(events):
+            j = np.searchsorted(events, t, side="right") - 1
+            since = np.where(j >= 0, t - events[np.maximum(j, 0)], np.inf)
+            keep[sel] &= since >= settle
+        unknown = np.isnan(ttf[sel]) & (end_time[i] - t < horizon)
+        keep[sel] &= ~unknown
+    y = (ttf <= horizon) & ~np.isnan(ttf)
+    return Labels(keep=keep, y=y, ttf=ttf, mode=mode)

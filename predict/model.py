@@ -1,0 +1,396 @@
+"""Failure models: a calibrated classifier for P(failure within the horizon), P(mode | failure) and
+a remaining-useful-life regressor, chosen by measurement and evaluated on held-out devices.
+
+The split is by device and by time: test samples come from held-out devices after ``t_cut``,
+training samples from the other devices before it; a validation share of the training devices
+chooses the estimator, calibrates it and fixes the operating threshold, so the test set is
+touched once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import joblib
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from predict import features as F
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Dataset:
+    """Samples of a grid with features and labels; ``time`` is the sample's step time."""
+
+    grid: F.Grid
+    dev: np.ndarray
+    step: np.ndarray
+    time: np.ndarray
+    labels: F.Labels
+    failures: list[F.Failure]
+    horizon: float
+
+    def subset(self, mask: np.ndarray) -> Dataset:
+        lab = self.labels
+        return Dataset(self.grid, self.dev[mask], self.step[mask], self.time[mask],
+                       F.Labels(lab.keep[mask], lab.y[mask], lab.ttf[mask], lab.mode[mask]),
+                       self.failures, self.horizon)
+
+
+def build_dataset(grid: F.Grid, failures: Sequence[F.Failure], repairs: Sequence[Sequence[float]],
+                  horizon: float, settle: float, every: int = 1) -> Dataset:
+    """Samples every ``every`` steps of every device, labelled."""
+    d, t = grid.time.shape
+    dev, step = np.meshgrid(np.arange(d), np.arange(0, t, every), indexing="ij")
+    dev, step = dev.ravel(), step.ravel()
+    ok = ~np.isnan(grid.time[dev, step])
+    dev, step = dev[ok], step[ok]
+    labels = F.make_labels(grid, dev, step, failures, repairs, horizon, settle)
+    return Dataset(grid, dev, step, grid.time[dev, step], labels, list(failures), horizon)
+
+
+def device_split(device_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
+    """Stable pseudo-random split of devices: True for about ``share`` of them."""
+    out = np.empty(len(device_ids), dtype=bool)
+    for i, d in enumerate(device_ids):
+        h = hashlib.sha256(f"{salt}:{d}".encode()).digest()
+        out[i] = int.from_bytes(h[:4], "big") / 2**32 < share
+    return out
+
+
+def validation_devices(ds: Dataset, share: float) -> np.ndarray:
+    """Per grid device: held out for validation. Stratified so that both sides get devices with
+    failures when there are at least two such devices."""
+    out = np.zeros(len(ds.grid.device_ids), dtype=bool)
+    present = np.unique(ds.dev[ds.labels.keep])
+    failing = np.unique(ds.dev[ds.labels.keep & ds.labels.y])
+    for group in (failing, np.setdiff1d(present, failing)):
+        if len(group) == 0:
+            continue
+        h = np.array([int.from_bytes(hashlib.sha256(f"validation:{ds.grid.device_ids[i]}".encode()).digest()[:4],
+                                     "big") for i in group])
+        ordered = group[np.argsort(h)]
+        k = int(round(len(group) * share))
+        k = min(max(k, 1), len(group) - 1) if len(group) >= 2 else 0
+        out[ordered[:k]] = True
+    return out
+
+
+# ---------------------------------------------------------------- the artifact
+
+
+@dataclass(slots=True)
+class FailureModel:
+    """Everything scoring needs: feature spec, estimators, threshold, horizon and names."""
+
+    spec: F.FeatureSpec
+    classifier: object
+    regressor: object
+    mode_classifier: object | None
+    modes: list[str]
+    threshold: float
+    horizon: float
+    rul_cap: float
+    estimator: str
+    metric_names: list[list[str]] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    columns: np.ndarray | None = None  # the feature columns the estimators use
+
+    def select(self, x: np.ndarray) -> np.ndarray:
+        return x if self.columns is None else x[:, self.columns]
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P(failure within horizon) and remaining useful life per row of ``x`` (all features)."""
+        x = self.select(x)
+        p = self.classifier.predict_proba(x)[:, 1]
+        rul = np.clip(self.regressor.predict(x), 0.0, self.rul_cap)
+        return p, rul
+
+    def mode_proba(self, x: np.ndarray) -> np.ndarray:
+        """P(mode | failure) per row, columns in ``modes`` order."""
+        if self.mode_classifier is None:
+            return np.ones((len(x), max(len(self.modes), 1)))
+        return self.mode_classifier.predict_proba(self.select(x))
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        joblib.dump(self, buf, compress=3)
+        return buf.getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> FailureModel:
+        return joblib.load(io.BytesIO(data))
+
+
+def informative_columns(x: np.ndarray) -> np.ndarray:
+    """Columns with at least two distinct finite values (constant or empty ones carry nothing)."""
+    finite = np.isfinite(x)
+    lo = np.where(finite, x, np.inf).min(axis=0)
+    hi = np.where(finite, x, -np.inf).max(axis=0)
+    return np.flatnonzero(finite.any(axis=0) & (hi > lo))
+
+
+def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
+    """Estimators compared on the validation devices; class imbalance handled by class weights."""
+    return {
+        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.08, max_leaf_nodes=31, class_weight="balanced",
+            early_stopping=False, random_state=seed),
+        "logistic_regression": lambda: make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+            LogisticRegression(class_weight="balanced", max_iter=500)),
+        "random_forest": lambda: make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            RandomForestClassifier(n_estimators=80, min_samples_leaf=5, class_weight="balanced_subsample",
+                                   n_jobs=1, random_state=seed)),
+    }
+
+
+# ---------------------------------------------------------------- alerts and events
+
+
+def alert_events(ds: Dataset, score: np.ndarray, threshold: float,
+                 max_lead: float | None = None) -> dict[str, float]:
+    """Operational view: alerts grouped into episodes per device (as one open job would be).
+
+    An episode starts at the first alerting sample between two resets (failures, repairs,
+    services) and lasts until the next one. It is a true alert when the device fails within
+    ``max_lead`` of the episode's start (default: the larger of 7 days and twice the horizon; a
+    proactive job opened then still finds the developing fault), a false alert otherwise. A
+    failure is caught when an episode started in the ``max_lead`` before it; its lead time is
+    failure minus episode start. Returns precision, recall, median lead time and the lead times.
+    """
+    window = max_lead if max_lead is not None else max(168.0 * ds.horizon / 72.0, 2.0 * ds.horizon)
+    lab = ds.labels
+    tp = fp = 0
+    leads: list[float] = []
+    caught: set[tuple[int, float]] = set()
+    alert = score >= threshold
+    fail_by_dev: dict[int, list[float]] = {}
+    for f in ds.failures:
+        fail_by_dev.setdefault(f.device_index, []).append(f.time)
+    for i in np.unique(ds.dev):
+        sel = np.flatnonzero((ds.dev == i) & lab.keep)
+        if len(sel) == 0:
+            continue
+        order = sel[np.argsort(ds.time[sel])]
+        t = ds.time[order]
+        a = alert[order]
+        ftimes = np.sort(np.asarray(fail_by_dev.get(int(i), []), dtype=np.float64))
+        resets = np.sort(np.concatenate([ftimes, np.asarray(ds.grid.resets[i], dtype=np.float64)]))
+        seg = np.searchsorted(resets, t, side="right")  # which inter-reset segment a sample is in
+        for s in np.unique(seg):
+            in_seg = seg == s
+            hits = np.flatnonzero(a & in_seg)
+            nxt = ftimes[ftimes > t[in_seg][0]]
+            next_fail = nxt[0] if len(nxt) else np.inf
+            if len(hits) == 0:
+                continue
+            start = t[hits[0]]
+            if next_fail - start <= window:
+                tp += 1
+                caught.add((int(i), float(next_fail)))
+                leads.append(float(next_fail - start))
+            else:
+                fp += 1
+    # failures that the samples could have caught: with a kept sample in the horizon before
+    total = 0
+    for f in ds.failures:
+        sel = (ds.dev == f.device_index) & lab.keep & (ds.time < f.time) & (ds.time >= f.time - ds.horizon)
+        if sel.any():
+            total += 1
+    recall = len(caught) / total if total else float("nan")
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    return {"precision": precision, "recall": recall,
+            "median_lead": float(np.median(leads)) if leads else float("nan"),
+            "failures": total, "alerts": tp + fp, "leads": leads}
+
+
+def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) -> float:
+    """Lowest threshold whose alert precision reaches the target (the highest recall that keeps
+    precision); the threshold with the best precision when none does."""
+    qs = np.unique(np.quantile(score[ds.labels.keep], np.linspace(0.5, 0.9995, 120)))
+    best, best_prec = float(qs[-1]), -1.0
+    for th in qs:  # ascending: the first that reaches the target has the highest recall
+        ev = alert_events(ds, score, float(th))
+        prec = ev["precision"]
+        if not np.isnan(prec) and prec >= target_precision and ev["recall"] > 0:
+            return float(th)
+        if not np.isnan(prec) and prec > best_prec:
+            best, best_prec = float(th), prec
+    return best
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(slots=True)
+class TrainResult:
+    model: FailureModel
+    comparison: dict[str, float]
+    test: Dataset
+    test_x: np.ndarray
+    train_s: float
+    train_mask: np.ndarray
+    test_mask: np.ndarray
+
+
+def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdout") -> tuple[np.ndarray, np.ndarray, float]:
+    """Masks of training and test samples (disjoint devices, test after ``t_cut``) and ``t_cut``."""
+    is_test_dev = device_split(ds.grid.device_ids, test_share, salt)
+    if is_test_dev.all() or not is_test_dev.any():
+        is_test_dev = np.arange(len(is_test_dev)) % max(2, round(1 / max(test_share, 1e-3))) == 0
+        if is_test_dev.all():
+            is_test_dev[0::2] = False
+    t_cut = float(np.nanquantile(ds.time, time_share))
+    test = is_test_dev[ds.dev] & (ds.time >= t_cut)
+    train = ~is_test_dev[ds.dev] & (ds.time < t_cut)
+    return train, test, t_cut
+
+
+def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
+          test_share: float = 0.3, time_share: float = 0.5, rul_cap: float | None = None,
+          estimators: Sequence[str] | None = None, progress: Progress = _quiet,
+          seed: int = 0) -> TrainResult:
+    """Choose, fit, calibrate and threshold a model; evaluate on the held-out devices."""
+    started = time.perf_counter()
+    tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
+    train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
+    progress(f"features for {tr_mask.sum()} training and {te_mask.sum()} test samples")
+    x_all = F.compute(ds.grid, spec, ds.dev, ds.step)
+    x_tr_full, x_te = x_all[tr_mask], x_all[te_mask]
+    columns = informative_columns(x_tr_full[train_ds.labels.keep])
+    x_tr = x_tr_full[:, columns]
+    keep = train_ds.labels.keep
+    y = train_ds.labels.y
+    val = validation_devices(train_ds, share=0.25)[train_ds.dev]
+    fit_rows, val_rows = keep & ~val, keep & val
+    if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
+        raise ValueError(
+            f"too few failures to train: {int(y[keep].sum())} positive samples "
+            f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
+    comparison: dict[str, float] = {}
+    fitted: dict[str, object] = {}
+    pool = candidates(seed)
+    for name in estimators or list(pool):
+        t0 = time.perf_counter()
+        est = pool[name]()
+        est.fit(x_tr[fit_rows], y[fit_rows])
+        p = est.predict_proba(x_tr[val_rows])[:, 1]
+        comparison[name] = float(average_precision_score(y[val_rows], p))
+        fitted[name] = est
+        progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
+    best = max(comparison, key=comparison.get)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="isotonic")
+    calibrated.fit(x_tr[val_rows], y[val_rows])
+    val_ds = train_ds.subset(val)
+    val_score = calibrated.predict_proba(x_tr[val])[:, 1]
+    threshold = choose_threshold(val_ds, val_score, target_precision)
+    progress(f"chose {best}; operating threshold {threshold:.3f}")
+
+    ttf = train_ds.labels.ttf
+    cap = rul_cap if rul_cap is not None else 2.0 * ds.horizon
+    rul_target = np.where(np.isnan(ttf), cap, np.minimum(ttf, cap))
+    reg = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.08, random_state=seed)
+    reg.fit(x_tr[keep], rul_target[keep])
+    modes = sorted({m for m in train_ds.labels.mode[keep & y] if m})
+    mode_clf = None
+    if len(modes) > 1:
+        rows = keep & y & (train_ds.labels.mode != "")
+        mode_clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
+        mode_clf.fit(x_tr[rows], train_ds.labels.mode[rows].astype(str))
+        modes = [str(c) for c in mode_clf.classes_]
+    model = FailureModel(
+        spec=spec, classifier=calibrated, regressor=reg, mode_classifier=mode_clf, modes=modes,
+        threshold=threshold, horizon=ds.horizon, rul_cap=cap, estimator=best,
+        metric_names=ds.grid.slot_names, columns=columns,
+    )
+    train_s = time.perf_counter() - started
+    model.metrics = evaluate(model, test_ds, x_te)
+    model.metrics.update({"train_s": train_s, "t_cut": t_cut, "comparison": comparison})
+    progress(f"test: {format_metrics(model.metrics)}")
+    return TrainResult(model, comparison, test_ds, x_te, train_s, tr_mask, te_mask)
+
+
+def evaluate(model: FailureModel, ds: Dataset, x: np.ndarray | None = None) -> dict:
+    """Sample PR-AUC, alert precision/recall at the model's threshold, lead times, RUL error."""
+    if x is None:
+        x = F.compute(ds.grid, model.spec, ds.dev, ds.step)
+    p, rul = model.predict(x)
+    out = score_metrics(ds, p, model.threshold)
+    keep = ds.labels.keep
+    sel = keep & ~np.isnan(ds.labels.ttf) & (ds.labels.ttf <= model.rul_cap)
+    out["rul_rmse"] = (float(np.sqrt(np.mean((rul[sel] - ds.labels.ttf[sel]) ** 2)))
+                       if sel.any() else float("nan"))
+    return out
+
+
+def score_metrics(ds: Dataset, p: np.ndarray, threshold: float) -> dict:
+    """PR-AUC over kept samples, alert (event) and sample precision/recall at ``threshold``."""
+    keep = ds.labels.keep
+    y = ds.labels.y[keep]
+    pr_auc = float(average_precision_score(y, p[keep])) if y.any() else float("nan")
+    ev = alert_events(ds, p, threshold)
+    alerts = p[keep] >= threshold
+    s_prec = float((y & alerts).sum() / alerts.sum()) if alerts.any() else float("nan")
+    s_rec = float((y & alerts).sum() / y.sum()) if y.any() else float("nan")
+    return {"pr_auc": pr_auc, "precision": ev["precision"], "recall": ev["recall"],
+            "median_lead": ev["median_lead"], "failures": ev["failures"], "alerts": ev["alerts"],
+            "sample_precision": s_prec, "sample_recall": s_rec,
+            "leads": ev["leads"], "samples": int(keep.sum()), "positives": int(y.sum())}
+
+
+def baseline_scores(ds: Dataset, fit_mask: np.ndarray, quantile: float = 0.99) -> np.ndarray:
+    """Threshold rule on raw readings: the share of metric slots whose latest step is above the
+    ``quantile`` of that slot's healthy training readings (per device model). Alert when >= 1."""
+    grid = ds.grid
+    vals = grid.values[ds.dev, ds.step]  # [N, M]
+    healthy = fit_mask & ds.labels.keep & ~ds.labels.y
+    limits = np.full((int(grid.group.max()) + 1, vals.shape[1]), np.inf)
+    for g in np.unique(grid.group):
+        rows = healthy & (grid.group[ds.dev] == g)
+        if rows.any():
+            with np.errstate(all="ignore"):
+                limits[g] = np.nanquantile(vals[rows], quantile, axis=0)
+    limits = np.where(np.isnan(limits), np.inf, limits)
+    over = vals > limits[grid.group[ds.dev]]
+    return over.any(axis=1).astype(np.float64)
+
+
+def format_metrics(m: dict) -> str:
+    keys = ("pr_auc", "precision", "recall", "median_lead", "rul_rmse")
+    return ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
+
+
+def at_least_as_good(new: dict, active: dict) -> bool:
+    """Promotion rule: PR-AUC and alert recall not lower, alert precision not lower by > 0.01."""
+    def val(m: dict, k: str) -> float:
+        v = m.get(k)
+        return -1.0 if v is None or np.isnan(v) else float(v)
+    return (val(new, "pr_auc") >= val(active, "pr_auc")
+            and val(new, "recall") >= val(active, "recall")
+            and val(new, "precision") >= val(active, "precision") - 0.01)

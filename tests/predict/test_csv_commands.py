@@ -1,0 +1,108 @@
+"""Cold start from CSV: train, rul and score through the ``fieldops`` command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from fieldops.cli import main
+from tests.predict.synth import write_history
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("csv")
+    readings, failures = write_history(directory, devices=16, steps=500)
+    out = directory / "model.joblib"
+    return directory, readings, failures, out
+
+
+def run(capsys, monkeypatch, tmp_path, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("FIELDOPS_DATA_DIR", str(tmp_path))
+    code = main(["predict", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def train(capsys, monkeypatch, tmp_path, readings, failures, out) -> dict:
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings),
+                            "--failures", str(failures), "--out", str(out))
+    assert code == 0, err
+    return json.loads(stdout)
+
+
+def test_train_writes_a_model_and_reports_hold_out_metrics(trained, capsys, monkeypatch, tmp_path):
+    _, readings, failures, out = trained
+    metrics = train(capsys, monkeypatch, tmp_path, readings, failures, out)
+    assert out.exists()
+    assert {"pr_auc", "precision", "recall", "median_lead", "baseline"} <= set(metrics)
+    assert (tmp_path / "predict" / "plots" / "pr_curve.png").exists()
+
+
+def test_rul_prints_one_row_per_device_in_ts_units(trained, capsys, monkeypatch, tmp_path):
+    _, readings, failures, out = trained
+    if not out.exists():
+        train(capsys, monkeypatch, tmp_path, readings, failures, out)
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "rul", "--model", str(out), "--telemetry", str(readings))
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(stdout)))
+    assert rows[0] == ["device_id", "rul"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(f"dev-{d}" for d in range(16))
+    assert all(float(r[1]) >= 0 for r in rows[1:])
+
+
+def test_score_works_with_other_columns_missing_or_extra(trained, capsys, monkeypatch, tmp_path):
+    _, readings, failures, out = trained
+    if not out.exists():
+        train(capsys, monkeypatch, tmp_path, readings, failures, out)
+    other = tmp_path / "other.csv"
+    other.write_text("device_id,ts,vib,unrelated\nx,1,1.0,7\nx,2,1.1,7\ny,5,3.5,\n")  # no temp, short
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "score", "--model", str(out), "--telemetry", str(other))
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(stdout)))
+    assert rows[0] == ["device_id", "p_fail"] and [r[0] for r in rows[1:]] == ["x", "y"]
+    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
+
+
+def test_iso_timestamps_are_accepted(tmp_path, capsys, monkeypatch):
+    readings, failures = write_history(tmp_path, devices=16, steps=500)
+    iso_r, iso_f = tmp_path / "iso_r.csv", tmp_path / "iso_f.csv"
+    for src, dst in ((readings, iso_r), (failures, iso_f)):
+        rows = list(csv.reader(src.open()))
+        with dst.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(rows[0])
+            for r in rows[1:]:
+                r[1] = f"2026-01-{1 + int(r[1]) // 24:02d}T{int(r[1]) % 24:02d}:00:00Z"
+                w.writerow(r)
+    metrics = train(capsys, monkeypatch, tmp_path, iso_r, iso_f, tmp_path / "iso.joblib")
+    assert metrics["pr_auc"] >= 0
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("device,ts,x\na,1,2\n", "no 'device_id' column"),
+    ("device_id,ts,x\na,yesterday,2\n", "readings.csv:2: ts 'yesterday'"),
+    ("device_id,ts,x\na,1,2,3\n", "readings.csv:2: 4 fields"),
+    ("", "empty file"),
+])
+def test_malformed_readings_get_a_clear_error(tmp_path, capsys, monkeypatch, content, message):
+    bad = tmp_path / "readings.csv"
+    bad.write_text(content)
+    failures = tmp_path / "failures.csv"
+    failures.write_text("device_id,ts\na,1\n")
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bad), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2
+    assert message in err
+
+
+def test_failures_of_unknown_devices_are_an_error(trained, tmp_path, capsys, monkeypatch):
+    _, readings, _, _ = trained
+    failures = tmp_path / "failures.csv"
+    failures.write_text("device_id,ts\nnobody,5\n")
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2 and "'nobody' has no readings" in err

@@ -1,0 +1,87 @@
+"""Window features against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from predict import features as F
+
+
+def one_metric_grid(values: list[float], resets: list[float] = (), counts: list[float] | None = None) -> F.Grid:
+    n = len(values)
+    c = np.zeros((1, n, 1)) if counts is None else np.array(counts, dtype=float).reshape(1, n, 1)
+    return F.Grid(
+        device_ids=np.array([1]), values=np.array(values, dtype=float).reshape(1, n, 1),
+        time=np.arange(n, dtype=float).reshape(1, n), counts=c,
+        resets=[np.array(resets, dtype=float)], installed=np.array([-10.0]), group=np.array([0]),
+    )
+
+
+SPEC = F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=6, baseline_len=2,
+                     count_windows=(2,), n_slots=1, n_counts=0)
+
+
+def row(grid: F.Grid, step: int, spec: F.FeatureSpec = SPEC) -> dict[str, float]:
+    x = F.compute(grid, spec, np.array([0]), np.array([step]))[0]
+    return dict(zip(F.feature_names(spec), x, strict=True))
+
+
+def test_window_mean_std_and_trend_match_hand_computation():
+    f = row(one_metric_grid([1, 2, 3, 4, 5, 6]), 5)
+    # window = steps 3..5 -> 4, 5, 6; baseline = steps 0..1 -> 1, 2
+    assert f["m0:mean_3"] == pytest.approx(5.0)
+    assert f["m0:std_3"] == pytest.approx(1.0)
+    assert f["m0:base_mean"] == pytest.approx(1.5)
+    assert f["m0:base_std"] == pytest.approx(math.sqrt(0.5))
+    scale = math.sqrt(0.5) + 1e-3 * 1.5
+    assert f["m0:z_3"] == pytest.approx((5.0 - 1.5) / scale, rel=1e-6)
+    assert f["m0:trend_3"] == pytest.approx(1.0 * 2 / scale, rel=1e-6)  # slope 1 per step over 2 steps
+    assert f["m0:zmin_3"] == pytest.approx((4 - 1.5) / scale, rel=1e-6)
+    assert f["m0:zmax_3"] == pytest.approx((6 - 1.5) / scale, rel=1e-6)
+
+
+def test_missing_values_are_skipped_not_counted_as_zero():
+    f = row(one_metric_grid([1, 2, 3, 4, math.nan, 8]), 5)
+    assert f["m0:mean_3"] == pytest.approx(6.0)  # (4 + 8) / 2
+    assert f["m0:std_3"] == pytest.approx(math.sqrt(8.0))
+
+
+def test_windows_start_after_the_last_reset():
+    f = row(one_metric_grid([9, 9, 9, 1, 1, 1], resets=[2.0]), 5,
+            F.FeatureSpec(windows=(6,), extreme_windows=(6,), baseline_lookback=6, baseline_len=2,
+                          count_windows=(2,), n_slots=1))
+    assert f["m0:mean_6"] == pytest.approx(1.0)  # steps 3..5 only: before the repair is another machine
+    assert f["m0:base_mean"] == pytest.approx(1.0)
+    assert f["since_reset"] == pytest.approx(3.0)
+    assert f["age"] == pytest.approx(15.0)
+
+
+def test_event_counts_sum_over_their_window():
+    grid = one_metric_grid([1, 1, 1, 1, 1, 1], counts=[1, 0, 2, 0, 3, 1])
+    f = row(grid, 5, F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=6, baseline_len=2,
+                                   count_windows=(2, 6), n_slots=1, n_counts=1))
+    assert f["c0:count_2"] == 4.0
+    assert f["c0:count_6"] == 7.0
+
+
+def test_each_sample_only_sees_its_past():
+    grid = one_metric_grid([1, 2, 3, 100, 100, 100])
+    assert row(grid, 2)["m0:mean_3"] == pytest.approx(2.0)
+
+
+def test_fleet_relative_values_remove_what_all_units_share():
+    # five units of one model; at step 1 all rise by 10 (weather), unit 4 stands out by 3 at step 2
+    base = np.array([[1.0, 11.0, 1.0]] * 5)
+    base[:, :] += np.arange(5)[:, None] * 0.5
+    base[4, 2] += 3.0
+    rel = F.fleet_relative(base[:, :, None], np.zeros(5, dtype=int), min_devices=5)[:, :, 0]
+    assert np.allclose(rel[:, 0], rel[:, 1])  # the shared rise leaves no trace
+    assert rel[4, 2] > rel[4, 1]
+
+
+def test_fleet_relative_values_need_enough_peers():
+    rel = F.fleet_relative(np.ones((3, 2, 1)), np.zeros(3, dtype=int), min_devices=5)
+    assert np.isnan(rel).all()

@@ -1,0 +1,130 @@
+"""Proactive jobs from predictions, and technicians' findings on them as the next labels."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+
+from fieldops.domain import JobStatus
+from fieldops.service import jobs
+from predict import data, scorer
+from tests import factories
+from tests.factories import T0
+
+
+def prediction(device_id: int, p: float, rul_h: float = 60.0, mode: str = "bearing_wear") -> scorer.Prediction:
+    return scorer.Prediction(device_id, p, rul_h, mode, "vibration_mm_s up 40% over 7 days", "standard")
+
+
+def prediction_jobs(db) -> list[tuple]:
+    return db.execute("SELECT id, priority, source, failure_mode FROM jobs ORDER BY id").fetchall()
+
+
+def test_risk_above_threshold_opens_one_job_with_the_modes_skill_parts_and_duration(db):
+    dev = factories.device(db)
+    opened = scorer.open_jobs(db, [prediction(dev.id, 0.8)], threshold=0.5, now=T0)
+    job = jobs.get_job(db, opened[dev.id])
+    assert job.source == "prediction" and job.failure_mode == "bearing_wear"
+    assert job.required_skills == frozenset({"mechanical"})
+    assert [(p.sku, p.quantity) for p in job.required_parts] == [("BRG-1", 1)]
+    assert job.estimated_duration_s == 5400
+    assert job.windows[0].end == T0 + timedelta(hours=60 - scorer.SAFETY_MARGIN_H)
+    assert "vibration_mm_s up 40% over 7 days" in job.explanation
+
+
+def test_risk_below_threshold_opens_nothing(db):
+    dev = factories.device(db)
+    assert scorer.open_jobs(db, [prediction(dev.id, 0.3)], threshold=0.5, now=T0) == {}
+    assert prediction_jobs(db) == []
+
+
+def test_repeated_scoring_keeps_one_open_job(db):
+    dev = factories.device(db)
+    first = scorer.open_jobs(db, [prediction(dev.id, 0.8)], threshold=0.5, now=T0)
+    again = scorer.open_jobs(db, [prediction(dev.id, 0.8)], threshold=0.5, now=T0 + timedelta(minutes=10))
+    assert again == first
+    assert len(prediction_jobs(db)) == 1
+
+
+def test_rising_risk_raises_the_priority_of_the_open_job(db):
+    dev = factories.device(db)
+    first = scorer.open_jobs(db, [prediction(dev.id, 0.6)], threshold=0.5, now=T0)
+    assert jobs.get_job(db, first[dev.id]).priority == 3
+    scorer.open_jobs(db, [prediction(dev.id, 0.95, rul_h=12)], threshold=0.5, now=T0 + timedelta(hours=1))
+    assert [(j[0], j[1]) for j in prediction_jobs(db)] == [(first[dev.id], 1)]
+
+
+def test_premium_contract_makes_the_job_more_urgent():
+    assert scorer.priority_for(0.8, "premium", 48) < scorer.priority_for(0.8, "standard", 48)
+
+
+def complete(db, job_id: int, finding: str, at) -> None:
+    tech = factories.technician(db)
+    jobs.assign(db, job_id, tech.id, at - timedelta(hours=2), now=at - timedelta(hours=3))
+    for status in (JobStatus.DISPATCHED, JobStatus.EN_ROUTE, JobStatus.ON_SITE):
+        jobs.transition(db, job_id, status, expected_version=None, actor="ada", now=at - timedelta(hours=1))
+    jobs.transition(db, job_id, JobStatus.COMPLETED, expected_version=None, actor="ada", now=at,
+                    finding=finding)
+
+
+def test_a_confirmed_fault_on_a_proactive_job_becomes_a_failure_label(db):
+    dev = factories.device(db)
+    job_id = scorer.open_jobs(db, [prediction(dev.id, 0.8)], threshold=0.5, now=T0)[dev.id]
+    complete(db, job_id, "fault_confirmed", T0 + timedelta(hours=20))
+    fleet = data.load(db, T0 - timedelta(days=2), T0 + timedelta(days=2), [dev.id], n_slots=3)
+    assert [(f.time, f.mode) for f in fleet.failures] == [(data.hours(T0 + timedelta(hours=20)), "bearing_wear")]
+    assert fleet.repairs == [[data.hours(T0 + timedelta(hours=20))]]
+
+
+def test_no_fault_found_is_a_service_visit_not_a_failure(db):
+    dev = factories.device(db)
+    job_id = scorer.open_jobs(db, [prediction(dev.id, 0.8)], threshold=0.5, now=T0)[dev.id]
+    complete(db, job_id, "no_fault_found", T0 + timedelta(hours=20))
+    fleet = data.load(db, T0 - timedelta(days=2), T0 + timedelta(days=2), [dev.id], n_slots=3)
+    assert fleet.failures == []
+    assert fleet.repairs == [[data.hours(T0 + timedelta(hours=20))]]
+
+
+def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
+    from predict import features as F
+
+    spec = F.FeatureSpec(windows=(6, 168), extreme_windows=(6,), n_slots=2, n_counts=1)
+    names = F.feature_names(spec)
+    x = np.full(len(names), np.nan)
+    values = {"m0:base_mean": 50.0, "m0:mean_168": 51.0, "m0:z_168": 0.5, "m0:trend_168": 0.2,
+              "m1:base_mean": 2.0, "m1:mean_168": 2.8, "m1:z_168": 6.0, "m1:trend_168": 4.0,
+              "c0:count_24": 3.0}
+    for k, v in values.items():
+        x[names.index(k)] = v
+    text = scorer.explain(x, names, ["oil_temp_c", "vibration_mm_s"], spec)
+    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 after the last service)")
+    assert "3 error events in 24 h" in text
+
+
+def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    from fieldops.db.repo.telemetry import TelemetryWriter
+    from predict import features as F
+    from predict import registry
+    from predict.model import FailureModel
+
+    devices = [factories.device(db, serial=f"pump-{i}") for i in range(2)]
+    db.commit()
+    writer = TelemetryWriter(db)
+    writer.write([(d.id, T0 - timedelta(minutes=10 * k), None, [60.0, 3.0 + 0.01 * k, 20.0])
+                  for d in devices for k in range(1, 200)])
+    db.commit()
+    x, y = np.zeros((4, 1)), np.array([1, 1, 1, 0])
+    model = FailureModel(
+        spec=F.FeatureSpec(n_slots=3, n_counts=3), classifier=DummyClassifier(strategy="prior").fit(x, y),
+        regressor=DummyRegressor(strategy="constant", constant=30.0).fit(x, [30.0] * 4),
+        mode_classifier=None, modes=["bearing_wear"], threshold=0.5, horizon=72.0, rul_cap=144.0,
+        estimator="dummy", metrics={"pr_auc": 0.5})
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    first = scorer.score_pass(db, model, version, T0)
+    second = scorer.score_pass(db, model, version, T0 + timedelta(minutes=10))
+    assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
+    assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
+    assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
