@@ -133,7 +133,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             ProcessSpec("jobs", _fieldops("jobs", "process-events", "--follow")),
             ProcessSpec("scorer", _fieldops("predict", "score-loop")),
             ProcessSpec("dispatch", _fieldops("dispatch", "loop")),
-            ProcessSpec("web", _fieldops("web", "--host", settings.web_host, "--port", str(web_port))),
+            ProcessSpec("web", _fieldops("web", "--bind", f"{settings.web_host}:{web_port}")),
         ]
         if not args.no_simulators:
             processes += [
