@@ -6,9 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps python-deps test lint demo clean
+.PHONY: deps system-deps python-deps web-assets test lint demo clean
 
-deps: system-deps python-deps
+deps: system-deps python-deps web-assets
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -20,6 +20,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# Front-end libraries come from npm (package.json, package-lock.json) and are copied into the
+# static files, so pages never load anything from a CDN at run time.
+LEAFLET := web/static/vendor/leaflet/leaflet.js
+
+web-assets: $(LEAFLET)
+
+$(LEAFLET): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	rm -rf web/static/vendor/leaflet
+	mkdir -p web/static/vendor
+	cp -r node_modules/leaflet/dist web/static/vendor/leaflet
+	@touch $(LEAFLET)
 
 lint: python-deps
 	$(PY) -m ruff check .

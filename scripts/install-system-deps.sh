@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fieldops needs when they are missing: mosquitto, PostgreSQL server.
+# Installs the Debian packages fieldops needs when they are missing: mosquitto, PostgreSQL server,
+# npm (front-end assets at build time) and chromium (the browser tests drive it headless).
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ have_mosquitto() {
 }
 have_pg || need+=(postgresql)
 have_mosquitto || need+=(mosquitto)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 for pkg in ${FIELDOPS_EXTRA_DEBS:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -192,7 +192,7 @@ def backfill(
                 vals = np.where(np.isnan(block.values), None, block.values.astype(np.float32)).tolist()
                 for ts, v, k in zip(block.ts.tolist(), vals, keep.tolist(), strict=True):
                     if k:
-                        rows.append((dev_id, _dt(ts), int(ts), v))
+                        rows.append((dev_id, _dt(ts), int(ts) * 1000, v))  # seq: epoch ms, as live
 
             history.run(grid, end_ts, emit)
             store.record_failures(conn, history.failures)

@@ -50,6 +50,7 @@ class Block:
     faulted: np.ndarray
     stuck: np.ndarray
     failure: Failure | None
+    start: tuple = ()  # state before the block: (health, last_ts, failed, failed_ts), for rewind
 
     @property
     def n(self) -> int:
@@ -120,6 +121,12 @@ class DeviceSim:
         self.h[:] = 0.0
         self.onset[j] = ts
 
+    def set_failed(self, mode: str, failed_ts: float) -> None:
+        """Start in the failed state of ``mode`` (continuing a history whose fault is still open)."""
+        j = self.spec.mode_index(mode)
+        self.h[j] = 1.0
+        self.failed, self.failed_ts = j, failed_ts
+
     # ------------------------------------------------------------ generation
 
     def advance(self, ts: np.ndarray) -> Block:
@@ -128,6 +135,7 @@ class DeviceSim:
         if len(ts) == 0 or ts[0] <= self.last_ts:
             raise ValueError("ts: must be non-empty and after the previous reading")
         rng = self.rng
+        start = (self.h.copy(), self.last_ts, self.failed, self.failed_ts)
         k = len(ts)
         dt = np.diff(ts, prepend=self.last_ts)
         ambient = self.climate.ambient_c(ts)
@@ -169,7 +177,7 @@ class DeviceSim:
         if failure is not None:
             self.failed = self.spec.mode_index(failure.mode)
             self.failed_ts = failure.failed_ts
-        return Block(ts, values, present, health, faulted, stuck, failure)
+        return Block(ts, values, present, health, faulted, stuck, failure, start)
 
     def _values(self, ts, load, ambient, health, faulted, failure) -> np.ndarray:
         rng = self.rng
@@ -224,12 +232,16 @@ class DeviceSim:
 
     def rewind(self, block: Block, keep: int) -> None:
         """Forget rows ``keep:`` of the last ``block`` (e.g. a repair came before they were sent)."""
-        if not 1 <= keep <= block.n:
-            raise ValueError("keep: must be between 1 and the block length")
-        self.h = block.health[keep - 1].copy()
-        self.last_ts = float(block.ts[keep - 1])
-        if block.failure is not None and not block.faulted[keep - 1]:
-            self.failed, self.failed_ts = -1, None
+        if not 0 <= keep <= block.n:
+            raise ValueError("keep: must be between 0 and the block length")
+        if keep == 0:
+            h, self.last_ts, self.failed, self.failed_ts = block.start
+            self.h = h.copy()
+        else:
+            self.h = block.health[keep - 1].copy()
+            self.last_ts = float(block.ts[keep - 1])
+            if block.failure is not None and not block.faulted[keep - 1]:
+                self.failed, self.failed_ts = -1, None
         self.stuck_until = np.minimum(self.stuck_until, self.last_ts)
         self.gap_until = min(self.gap_until, self.last_ts)
 

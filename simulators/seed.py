@@ -142,6 +142,8 @@ def _technicians(conn, n: int, region: Region, parts, rng) -> int:
         skills = {primary, str(rng.choice(others))}
         tech = catalog.create_technician(conn, name, skills, homes[t][1], SHIFT, region.name, region.timezone)
         van = catalog.create_stock_location(conn, StockKind.VAN, f"Van of {name}", technician_id=tech.id)
-        for sku in _VAN_STOCK:
-            catalog.set_stock(conn, van.id, parts[sku].id, int(rng.integers(1, 5)), min_quantity=1)
+        for sku in _VAN_STOCK:  # enough for one repair of every mode that needs the part, sometimes more
+            need = max(p.quantity for m in MODEL_SPECS.values() for f in m.model.failure_modes
+                       for p in f.parts if p.sku == sku)
+            catalog.set_stock(conn, van.id, parts[sku].id, need + int(rng.integers(0, 3)), min_quantity=need)
     return n

@@ -125,3 +125,74 @@ def set_device_status(conn: psycopg.Connection, device_id: int, status: str, ts:
         "WHERE id = %s",
         (status, ts, ts, device_id),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedJob:
+    """A completed job as the simulated device experiences it: what was found and what was fitted."""
+
+    job_id: int
+    device_id: int
+    preventive: bool
+    completed_at: datetime
+    finding_mode: str | None
+    parts: dict[str, int]
+
+
+def completed_jobs(conn: psycopg.Connection, device_ids: Sequence[int], exclude: set[int],
+                   since: datetime) -> list[CompletedJob]:
+    """Completed jobs of these devices finished at or after ``since`` and not in ``exclude``."""
+    rows = conn.execute(
+        "SELECT j.id, j.device_id, j.type = 'preventive', j.completed_at, "
+        "CASE WHEN j.finding = 'fault_confirmed' THEN j.finding_mode END, "
+        "coalesce((SELECT jsonb_object_agg(p.sku, u.qty) FROM (SELECT part_id, sum(quantity) AS qty "
+        "FROM job_parts_used WHERE job_id = j.id GROUP BY part_id) u JOIN parts p ON p.id = u.part_id), "
+        "'{}'::jsonb) "
+        "FROM jobs j WHERE j.status = 'completed' AND j.device_id = ANY(%s) AND j.completed_at >= %s "
+        "ORDER BY j.completed_at, j.id",
+        (list(device_ids), since),
+    ).fetchall()
+    return [CompletedJob(r[0], r[1], r[2], r[3], r[4], {k: int(v) for k, v in r[5].items()})
+            for r in rows if r[0] not in exclude]
+
+
+def save_device_state(conn: psycopg.Connection, rows: Iterable[tuple[int, datetime, str | None, dict]]) -> None:
+    """Upsert (device_id, at, failed_mode, health by mode) rows of the live fleet."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO simulator.device_state (device_id, at, failed_mode, health) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, failed_mode = excluded.failed_mode, "
+            "health = excluded.health",
+            [(d, at, mode, json.dumps(h)) for d, at, mode, h in rows],
+        )
+
+
+def device_state(conn: psycopg.Connection, device_id: int) -> tuple[str | None, dict[str, float]]:
+    """(failed mode, health by mode) of a device: the live state if the fleet runs, else open failures."""
+    row = conn.execute(
+        "SELECT failed_mode, health FROM simulator.device_state WHERE device_id = %s", (device_id,)
+    ).fetchone()
+    if row is not None:
+        return row[0], {k: float(v) for k, v in row[1].items()}
+    open_row = conn.execute(
+        "SELECT mode FROM simulator.failures WHERE device_id = %s AND repaired_at IS NULL "
+        "ORDER BY failed_at DESC LIMIT 1", (device_id,)
+    ).fetchone()
+    return (open_row[0] if open_row else None), {}
+
+
+def record_position(conn: psycopg.Connection, technician_id: int, lat: float, lon: float, at: datetime) -> None:
+    conn.execute(
+        "UPDATE technicians SET last_lat = %s, last_lon = %s, last_position_at = %s WHERE id = %s",
+        (lat, lon, at, technician_id),
+    )
+
+
+def open_failures(conn: psycopg.Connection, device_ids: Sequence[int]) -> dict[int, tuple[str, datetime]]:
+    """Device -> (mode, failed_at) of its latest failure not yet repaired."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (device_id) device_id, mode, failed_at FROM simulator.failures "
+        "WHERE device_id = ANY(%s) AND repaired_at IS NULL ORDER BY device_id, failed_at DESC",
+        (list(device_ids),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}

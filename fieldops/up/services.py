@@ -29,9 +29,10 @@ def load_secrets(data: Path) -> dict[str, str]:
     path = data / "secrets.json"
     values = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for key in ("ingest_password", "operator_password", "secret_key"):
+    sizes = {"ingest_password": 32, "operator_password": 32, "secret_key": 32, "demo_password": 9}
+    for key, nbytes in sizes.items():
         if key not in values:
-            values[key] = secrets.token_urlsafe(32)
+            values[key] = secrets.token_urlsafe(nbytes)
             changed = True
     if changed:
         data.mkdir(parents=True, exist_ok=True)

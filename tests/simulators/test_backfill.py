@@ -44,3 +44,17 @@ def test_backfilled_repairs_are_completed_jobs_with_matching_findings(db, db_url
             assert (finding, mode) == ("fault_confirmed", restored)
         else:
             assert restored is None
+
+
+def test_each_backfilled_failure_is_a_fault_event_with_its_mode(db, db_url):
+    seed.seed_data(db, now=END, secret="s", devices=30, technicians=2)
+    db.commit()
+    backfill(db_url, days=60, devices=30, seed=5, end=END)
+    truth = {(f.device_id, f.failed_at): f for f in store.failures(db)}
+    events = db.execute("SELECT device_id, ts, code, severity, payload, handled_at FROM device_events").fetchall()
+    assert truth and len(events) == len(truth)
+    for device_id, ts, code, severity, payload, handled_at in events:
+        failure = truth[(device_id, ts)]
+        assert (code, severity, payload["mode"]) == (failure.fault_code, "fault", failure.mode)
+        if failure.repaired_at is not None:
+            assert handled_at is not None

@@ -33,3 +33,12 @@ CREATE TABLE simulator.repairs (
     source text NOT NULL CHECK (source IN ('backfill', 'fleet')),
     UNIQUE (device_id, ts)
 );
+
+-- The live fleet's hidden state per device (health 0..1 per failure mode), refreshed periodically,
+-- so that simulated technicians on site find the wear a real one would see.
+CREATE TABLE simulator.device_state (
+    device_id integer PRIMARY KEY REFERENCES devices (id),
+    at timestamptz NOT NULL,
+    failed_mode text,
+    health jsonb NOT NULL
+);

@@ -1,0 +1,82 @@
+"""``fieldops dispatch ...``: plan once, run the re-planning loop, record a dispatcher override."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from dispatch import overrides
+from dispatch.loop import plan_once, run_loop
+from dispatch.problem import Params
+from dispatch.travel import provider_for
+from fieldops.clock import Clock
+from fieldops.config import Settings
+from fieldops.db import connect
+from fieldops.service.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("dispatch", help="plan technicians, routes and parts")
+    dsub = d.add_subparsers(dest="dispatch_command", required=True)
+    plan = dsub.add_parser("plan", help="plan once and commit")
+    plan.add_argument("--time-limit", type=float, default=10.0, help="search seconds")
+    plan.set_defaults(func=cmd_plan)
+    loop = dsub.add_parser("loop", help="re-plan on events and periodically")
+    loop.add_argument("--time-limit", type=float, default=5.0, help="search seconds per re-plan")
+    loop.add_argument("--interval", type=float, default=300.0, help="seconds between periodic re-plans")
+    loop.set_defaults(func=cmd_loop, process_name="dispatch")
+    ov = dsub.add_parser("override", help="assign, move, lock, unlock or unassign a job")
+    ov.add_argument("action", choices=overrides.ACTIONS)
+    ov.add_argument("job_id", type=int)
+    ov.add_argument("--technician", type=int)
+    ov.add_argument("--position", type=int)
+    ov.add_argument("--force", action="store_true", help="accept breaking a hard rule, with a warning")
+    ov.add_argument("--actor", default="dispatcher")
+    ov.set_defaults(func=cmd_override)
+
+
+def _url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
+    return settings.database_url
+
+
+def _clock(settings: Settings) -> Clock:
+    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+
+
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(_url(settings)) as conn:
+        plan_id, solution = plan_once(conn, _clock(settings).now(), Params(time_limit_s=args.time_limit),
+                                      provider_for(settings.osrm_url))
+    sys.stdout.write(json.dumps({
+        "plan_id": plan_id, "routes": {r.technician_id: r.job_ids() for r in solution.routes},
+        "unassigned": {u.job_id: u.reason for u in solution.unassigned}}) + "\n")
+    return 0
+
+
+def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
+    clock = _clock(settings)
+    run_loop(_url(settings), clock.now, Params(time_limit_s=args.time_limit),
+             provider_for(settings.osrm_url), interval_s=args.interval)
+    return 0
+
+
+def cmd_override(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(_url(settings)) as conn:
+        try:
+            warning = overrides.apply(conn, args.action, args.job_id, actor=args.actor,
+                                      now=_clock(settings).now(), technician_id=args.technician,
+                                      position=args.position, force=args.force)
+        except ServiceError as exc:
+            conn.rollback()
+            sys.stderr.write(f"refused: {exc}\n")
+            return 1
+        conn.commit()
+    if warning:
+        sys.stderr.write(f"accepted with warning: {warning}\n")
+    return 0

@@ -1,0 +1,92 @@
+"""Planning runs: one-shot ``plan_once`` and the re-planning ``run_loop``.
+
+The loop LISTENs on the events channel and re-plans when a job arrives or changes (priority,
+status, ETA), a technician reports a position, or a dispatcher overrides; otherwise every
+``interval_s``. Each run warm-starts from the active plan and commits only a feasible plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from dispatch.overrides import OVERRIDE
+from dispatch.problem import Params, Solution
+from dispatch.solver import solve
+from dispatch.store import active_routes, commit_plan, load_problem
+from dispatch.travel import TravelProvider
+from fieldops import events
+from fieldops.service.errors import ConflictError
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = frozenset({events.JOB_CREATED, events.JOB_UPDATED, events.JOB_STATUS,
+                      events.TECHNICIAN_POSITION, OVERRIDE})
+ATTEMPTS = 3
+
+
+def plan_once(conn: psycopg.Connection, now: datetime, params: Params, provider: TravelProvider,
+              *, trigger: str = "manual") -> tuple[int, Solution]:
+    """Load, solve (warm-started from the active plan) and commit; retried when jobs change meanwhile."""
+    for attempt in range(1, ATTEMPTS + 1):
+        loaded = load_problem(conn, now, provider)
+        warm = active_routes(conn)
+        conn.commit()
+        solution = solve(loaded.problem, replace(params, initial_routes=warm or None))
+        try:
+            plan_id = commit_plan(conn, loaded, solution, now=now, trigger=trigger)
+            conn.commit()
+            return plan_id, solution
+        except ConflictError as exc:
+            conn.rollback()
+            log.info("plan attempt %d: %s; re-planning", attempt, exc)
+    raise ConflictError("jobs", f"jobs kept changing during {ATTEMPTS} planning attempts")
+
+
+def _last_event(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+
+def _pending(conn: psycopg.Connection, after: int) -> list[str]:
+    return [k for (k,) in conn.execute(
+        "SELECT kind FROM events WHERE id > %s ORDER BY id", (after,)).fetchall()]
+
+
+def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provider: TravelProvider,
+             *, interval_s: float = 300.0, max_runs: int | None = None) -> int:
+    """Re-plan on relevant events and every ``interval_s``; returns the number of plans made."""
+    listener = psycopg.connect(conninfo, autocommit=True)
+    work = psycopg.connect(conninfo)
+    runs = 0
+    try:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events.CHANNEL)))
+        cursor = 0
+        trigger = "start"
+        while max_runs is None or runs < max_runs:
+            if trigger:
+                try:
+                    plan_once(work, now(), params, provider, trigger=trigger)
+                    runs += 1
+                except Exception:  # one failed run must not stop the loop
+                    work.rollback()
+                    log.exception("re-plan failed (%s)", trigger)
+                cursor = _last_event(work)
+                work.commit()
+            notified = any(True for _ in listener.notifies(timeout=interval_s, stop_after=1))
+            kinds = _pending(work, cursor)
+            work.commit()
+            relevant = [k for k in kinds if k in TRIGGERS]
+            # our own commit's NOTIFY wakes us with nothing new: that is not a reason to re-plan
+            trigger = relevant[0] if relevant else ("" if notified else "periodic")
+            if kinds and not relevant:
+                cursor = _last_event(work)
+                work.commit()
+    finally:
+        listener.close()
+        work.close()
+    return runs

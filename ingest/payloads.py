@@ -1,0 +1,299 @@
+"""The one place that parses and checks device payloads (see the README, "Ingest: topics and payloads").
+
+``Parser.parse`` turns a received MQTT message into exactly one frozen outcome: ``Telemetry``
+(good readings, plus the single readings refused with their reasons), ``Status``, ``DeviceEvent``
+or ``Refused`` (the whole message, with a reason naming the field). It never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fieldops.db.repo.ingest import DeviceRef
+from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
+from fieldops.domain import DeviceModel
+from ingest import topics
+from ingest.topics import Channel
+
+log = logging.getLogger(__name__)
+
+MAX_SEQ = 2**63 - 1
+EVENT_SEVERITIES = frozenset({"info", "warning", "error", "fault"})
+STATUSES = frozenset({"online", "offline"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One MQTT message as received (``mid`` is what gets acknowledged after commit)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    received_at: datetime
+    session: int = 0  # the broker connection it arrived on
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    device_id: int
+    rows: tuple[Row, ...]
+    refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    device_id: int
+    serial: str
+    ts: datetime
+    code: str
+    severity: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+Outcome = Telemetry | Status | DeviceEvent | Refused
+
+
+class PayloadError(ValueError):
+    """The whole message is refused; the text names the field."""
+
+
+class ReadingError(ValueError):
+    """One reading is refused; the text names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelSlots:
+    code: str
+    width: int
+    slots: Mapping[str, tuple[int, float, float]]  # metric name -> (slot, min, max)
+
+
+def _model_slots(model: DeviceModel) -> _ModelSlots:
+    return _ModelSlots(
+        model.code, len(model.metrics), {m.name: (m.index, m.min_value, m.max_value) for m in model.metrics}
+    )
+
+
+class Parser:
+    """Checks payloads against the device directory and the device models.
+
+    ``lookup(serial)`` returns the device or None; ``now()`` is the shared clock.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, DeviceModel],
+        lookup: Callable[[str], DeviceRef | None],
+        now: Callable[[], datetime],
+        *,
+        max_payload_bytes: int = 262_144,
+        max_future_s: float = 300.0,
+    ) -> None:
+        self._models = {code: _model_slots(m) for code, m in models.items()}
+        self._lookup = lookup
+        self._now = now
+        self.max_payload_bytes = max_payload_bytes
+        self.max_future_s = max_future_s
+
+    def update_models(self, models: Mapping[str, DeviceModel]) -> None:
+        self._models = {code: _model_slots(m) for code, m in models.items()}
+
+    def parse(self, msg: Inbound) -> Outcome:
+        try:
+            return self._parse(msg)
+        except PayloadError as exc:
+            return Refused(str(exc))
+        except RecursionError:
+            return Refused("payload: nested too deeply")
+        except Exception as exc:  # a process never dies on one bad message
+            log.warning("unexpected error parsing a message on %r", msg.topic[:120], exc_info=True)
+            return Refused(f"payload: cannot be parsed ({type(exc).__name__})")
+
+    # ------------------------------------------------------------ whole messages
+
+    def _parse(self, msg: Inbound) -> Outcome:
+        try:
+            where = topics.parse(msg.topic)
+        except topics.TopicError as exc:
+            raise PayloadError(f"topic: {exc}") from None
+        if len(msg.payload) > self.max_payload_bytes:
+            raise PayloadError(
+                f"payload: {len(msg.payload)} bytes is over the limit of {self.max_payload_bytes}"
+            )
+        device = self._lookup(where.serial)
+        if device is None:
+            raise PayloadError(f"topic: unknown device {where.serial!r}")
+        if where.channel is Channel.TELEMETRY:
+            return self._telemetry(device, msg.payload)
+        if where.channel is Channel.STATUS:
+            return self._status(device, msg.payload)
+        return self._event(device, msg.payload)
+
+    def _telemetry(self, device: DeviceRef, payload: bytes) -> Telemetry:
+        doc = _json(payload)
+        model = self._models.get(device.model_code)
+        if model is None:
+            raise PayloadError(f"device {device.serial}: model {device.model_code!r} is not known")
+        if type(doc) is dict:
+            readings = (doc,)
+        elif type(doc) is list:
+            if not doc:
+                raise PayloadError("payload: empty list of readings")
+            readings = doc
+        else:
+            raise PayloadError("payload: expected a reading object or a list of them")
+        now = self._now()
+        latest = now + timedelta(seconds=self.max_future_s)
+        rows: list[Row] = []
+        refused: list[tuple[str, bytes]] = []
+        for i, reading in enumerate(readings):
+            try:
+                rows.append(self._reading(reading, device, model, latest))
+            except ReadingError as exc:
+                where = f"readings[{i}]." if len(readings) > 1 else ""
+                refused.append((f"{where}{exc}", _dump(reading)))
+        return Telemetry(device.id, tuple(rows), tuple(refused))
+
+    def _status(self, device: DeviceRef, payload: bytes) -> Status:
+        text = payload.strip()
+        if text in (b"online", b"offline"):
+            return Status(device.id, text.decode(), self._now())
+        doc = _json(payload)
+        if type(doc) is str:
+            doc = {"status": doc}
+        if type(doc) is not dict:
+            raise PayloadError('status: expected "online", "offline" or {"status": ..., "ts": ...}')
+        _check_device(doc, device)
+        status = doc.get("status")
+        if status not in STATUSES:
+            raise PayloadError(f"status: must be online or offline, not {_show(status)}")
+        ts = self._now() if doc.get("ts") is None else self._message_ts(doc.get("ts"), device, "ts")
+        return Status(device.id, status, ts)
+
+    def _event(self, device: DeviceRef, payload: bytes) -> DeviceEvent:
+        doc = _json(payload)
+        if type(doc) is not dict:
+            raise PayloadError("event: expected an object with code, severity and ts")
+        _check_device(doc, device)
+        code = doc.get("code")
+        if type(code) is not str or not 1 <= len(code) <= 64 or not code.isprintable():
+            raise PayloadError(f"code: expected 1 to 64 printable characters, not {_show(code)}")
+        severity = doc.get("severity")
+        if severity not in EVENT_SEVERITIES:
+            raise PayloadError(f"severity: must be one of {sorted(EVENT_SEVERITIES)}, not {_show(severity)}")
+        ts = self._message_ts(doc.get("ts"), device, "ts")
+        extra = {k: v for k, v in doc.items() if k not in ("code", "severity", "ts")}
+        try:
+            text = json.dumps(extra, allow_nan=False)
+        except ValueError:
+            raise PayloadError("event: extra fields hold NaN or infinity") from None
+        if "\\u0000" in text:
+            raise PayloadError("event: extra fields hold a NUL character")
+        return DeviceEvent(device.id, device.serial, ts, code, severity, extra)
+
+    def _message_ts(self, value: object, device: DeviceRef, field: str) -> datetime:
+        latest = self._now() + timedelta(seconds=self.max_future_s)
+        try:
+            return _timestamp(value, device, latest)
+        except ReadingError as exc:
+            raise PayloadError(f"{field}: {exc}") from None
+
+    # ------------------------------------------------------------ single readings (the hot path)
+
+    def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime) -> Row:
+        if type(reading) is not dict:
+            raise ReadingError("reading: expected an object with ts, seq and metrics")
+        if "device" in reading and reading["device"] != device.serial:
+            raise PayloadError(
+                f"device: payload names {_show(reading['device'])} but the topic names {device.serial!r}"
+            )
+        try:
+            ts = _timestamp(reading.get("ts"), device, latest)
+        except ReadingError as exc:
+            raise ReadingError(f"ts: {exc}") from None
+        seq = reading.get("seq")
+        if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
+            raise ReadingError(f"seq: expected a non-negative integer, not {_show(seq)}")
+        metrics = reading.get("metrics")
+        if type(metrics) is not dict or not metrics:
+            raise ReadingError("metrics: expected a non-empty object of metric name to number")
+        vals: list[float | None] = [None] * model.width
+        slots = model.slots
+        for name, value in metrics.items():
+            slot = slots.get(name)
+            if slot is None:
+                raise ReadingError(f"metrics.{name[:64]}: not a metric of model {model.code}")
+            kind = type(value)
+            if kind is not float and kind is not int:
+                raise ReadingError(f"metrics.{name}: expected a number, not {_show(value)}")
+            index, lo, hi = slot
+            if not lo <= value <= hi:
+                if kind is float and not math.isfinite(value):
+                    raise ReadingError(f"metrics.{name}: {value} is not a finite number")
+                raise ReadingError(f"metrics.{name}: {_show(value)} is outside [{lo}, {hi}]")
+            vals[index] = float(value)
+        return (device.id, ts, seq, vals)
+
+
+def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:
+    kind = type(value)
+    if kind is int:
+        if not 0 <= value <= 253_402_300_799_000:  # up to 9999-12-31
+            raise ReadingError(f"epoch milliseconds {_show(value)} out of range")
+        ts = _EPOCH + timedelta(milliseconds=value)
+    elif kind is str:
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            raise ReadingError(f"{_show(value)} is not ISO-8601") from None
+        if ts.tzinfo is None:
+            raise ReadingError(f"{_show(value)} has no UTC offset")
+    else:
+        raise ReadingError(f"expected ISO-8601 UTC text or epoch milliseconds, not {_show(value)}")
+    if ts > latest:
+        raise ReadingError(f"{ts.isoformat()} is in the future")
+    if ts < device.installed_at:
+        raise ReadingError(f"{ts.isoformat()} is before the device was installed")
+    return ts
+
+
+def _check_device(doc: dict, device: DeviceRef) -> None:
+    if "device" in doc and doc["device"] != device.serial:
+        raise PayloadError(f"device: payload names {_show(doc['device'])} but the topic names {device.serial!r}")
+
+
+def _json(payload: bytes) -> object:
+    try:
+        return json.loads(payload.decode())
+    except UnicodeDecodeError:
+        raise PayloadError("payload: not valid UTF-8") from None
+    except RecursionError:
+        raise PayloadError("payload: nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError(f"payload: not valid JSON ({str(exc)[:100]})") from None
+
+
+def _dump(value: object) -> bytes:
+    try:
+        return json.dumps(value)[:4096].encode()
+    except (ValueError, TypeError, RecursionError):
+        return repr(value)[:4096].encode(errors="replace")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,140 @@
+"""``fieldops simulate ...``: seed-data, backfill, fleet, technicians."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fieldops.clock import Clock, utcnow
+from fieldops.config import Settings
+from fieldops.db import connect
+from fieldops.db.repo import catalog
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser("simulate", help="simulated devices and technicians")
+    ssub = sim.add_subparsers(dest="simulate_command", required=True)
+
+    p = ssub.add_parser("seed-data", help="create the Munich demo world (once)")
+    p.add_argument("--devices", type=int, default=500)
+    p.add_argument("--technicians", type=int, default=20)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_seed_data)
+
+    p = ssub.add_parser("backfill", help="write N days of history straight into the database")
+    p.add_argument("--days", type=float, default=30.0)
+    p.add_argument("--devices", type=int, default=None, help="first M devices (default: all)")
+    p.add_argument("--resolution-s", type=int, default=600)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-jobs", action="store_true",
+                   help="record repairs only as ground truth, not as completed jobs")
+    p.set_defaults(func=cmd_backfill)
+
+    p = ssub.add_parser("fleet", help="run the devices live over MQTT")
+    p.add_argument("--devices", type=int, default=None, help="first M devices (default: all)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--batch", type=int, default=1, help="readings per message, like a gateway")
+    p.add_argument("--window", type=int, default=1000, help="unacknowledged QoS 1 messages per device")
+    p.add_argument("--interval-s", type=float, default=None, help="reading interval (default: per model)")
+    p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
+    p.add_argument("--passwords", type=Path, default=None,
+                   help="JSON serial -> password (default: derived from FIELDOPS_SECRET_KEY)")
+    p.set_defaults(func=cmd_fleet)
+
+    p = ssub.add_parser("technicians", help="technicians who work through today's routes")
+    p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--position-every-s", type=float, default=5.0)
+    p.set_defaults(func=cmd_technicians)
+
+
+def _url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
+    return settings.database_url
+
+
+def _clock(settings: Settings) -> Clock:
+    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+
+
+def cmd_seed_data(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.seed import seed_data
+
+    with connect(_url(settings)) as conn:
+        result = seed_data(conn, now=_clock(settings).now(), secret=settings.secret_key,
+                           devices=args.devices, technicians=args.technicians, seed=args.seed)
+        conn.commit()
+    sys.stdout.write(json.dumps({"created": result.created, "devices": result.devices,
+                                 "technicians": result.technicians, "sites": result.sites}) + "\n")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.backfill import backfill, record_in_simulator_schema
+
+    url = _url(settings)
+    recorder = record_in_simulator_schema
+    if not args.no_jobs:
+        from simulators.history import JobHistory
+
+        with connect(url) as conn:
+            recorder = JobHistory(conn)
+    result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
+                      seed=args.seed, end=_clock(settings).now(), recorder=recorder)
+    sys.stdout.write(json.dumps({
+        "devices": result.devices, "readings": result.readings, "failures": result.failures,
+        "visits": result.visits, "open_faults": len(result.open_faults),
+        "seconds": round(result.generate_s + result.write_s + result.rollup_s, 2),
+    }) + "\n")
+    return 0
+
+
+def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.fleet import Fleet, FleetConfig, FleetDevice
+    from simulators.models import MODEL_SPECS
+    from simulators.seed import device_password
+
+    url = _url(settings)
+    with connect(url) as conn:
+        devices = [FleetDevice(d.id, d.serial, d.model_code) for d in catalog.devices(conn)
+                   if d.model_code in MODEL_SPECS]
+    devices = devices[: args.devices] if args.devices is not None else devices
+    if args.passwords is not None:
+        passwords = json.loads(args.passwords.read_text())
+    else:
+        def passwords(serial: str) -> str:
+            return device_password(settings.secret_key, serial)
+    config = FleetConfig(host=settings.mqtt_host or "127.0.0.1", port=settings.mqtt_port, tls=settings.mqtt_tls,
+                         seed=args.seed, batch=args.batch, window=args.window, interval_s=args.interval_s)
+    fleet = Fleet(devices, passwords, _clock(settings), config, conninfo=url)
+    log.info("fleet: %d devices to %s:%d", len(devices), config.host, config.port)
+    fleet.connect()
+    try:
+        stats = fleet.run(args.duration_s)
+    except KeyboardInterrupt:
+        stats = fleet.stats
+    finally:
+        fleet.close()
+    log.info("fleet stopped: %s", stats)
+    return 0
+
+
+def cmd_technicians(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.technicians import InProcessJobsClient, run_technicians
+
+    url = _url(settings)
+    client = InProcessJobsClient(url)
+    try:
+        run_technicians(client, _clock(settings), duration_s=args.duration_s, seed=args.seed,
+                        position_every_s=args.position_every_s, today=utcnow())
+    except KeyboardInterrupt:
+        log.info("technicians stopped")
+    finally:
+        client.close()
+    return 0

@@ -1,0 +1,128 @@
+"""Web fixtures: an app on this test's database, signed-in clients per role, tiny named data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fieldops.clock import Clock, utcnow
+from fieldops.config import Settings
+from fieldops.domain import GeoPoint
+from fieldops.service import jobs
+from tests import factories
+from web import store
+from web.app import close_app, create_app
+
+PASSWORD = "correct horse battery"
+NOON = factories.T0.replace(hour=12)  # the app's "now" in these tests
+
+
+@pytest.fixture
+def web_settings(db_url: str) -> Settings:
+    return Settings(env="test", database_url=db_url, secret_key="t" * 40, db_pool_max=4)
+
+
+def clock() -> Clock:
+    return Clock(speed=1.0, real_anchor=utcnow(), sim_anchor=NOON)
+
+
+@pytest.fixture
+def app(web_settings: Settings) -> Iterator[Flask]:
+    """The app without the live-update listener (see ``live_app``)."""
+    app = create_app(web_settings, start_hub=False, clock=clock())
+    yield app
+    close_app(app)
+
+
+@pytest.fixture
+def live_app(web_settings: Settings) -> Iterator[Flask]:
+    app = create_app(web_settings, clock=clock())
+    yield app
+    close_app(app)
+
+
+@dataclass
+class People:
+    """Two technicians with accounts (ada, bob), a dispatcher (dora) and an admin (root)."""
+
+    ada_technician_id: int
+    bob_technician_id: int
+
+
+@dataclass
+class Work:
+    """One dispatched job each for Ada and Bob on pump devices, and one unassigned job."""
+
+    ada_job_id: int
+    bob_job_id: int
+    new_job_id: int
+    device_id: int
+
+
+def dispatched_job(conn: psycopg.Connection, device_id: int, technician_id: int, arrival_h: int) -> int:
+    job = jobs.create_job(conn, jobs.JobRequest(source="customer", device_id=device_id,
+                                                failure_mode="bearing_wear", priority=2),
+                          actor="test", now=factories.T0)
+    jobs.assign(conn, job.id, technician_id, factories.T0.replace(hour=arrival_h), now=factories.T0)
+    jobs.transition(conn, job.id, "dispatched", expected_version=None, actor="test", now=factories.T0)
+    return job.id
+
+
+@pytest.fixture
+def work(db: psycopg.Connection, people: People) -> Work:
+    plant_a = factories.device(db, "pump-a")
+    plant_b = factories.site(db, "Plant B", GeoPoint(48.20, 11.60))
+    pump_b = factories.device(db, "pump-b", plant_b.id)
+    plant_c = factories.site(db, "Plant C", GeoPoint(48.05, 11.45))
+    pump_c = factories.device(db, "pump-c", plant_c.id)
+    ada_job = dispatched_job(db, plant_a.id, people.ada_technician_id, 13)
+    bob_job = dispatched_job(db, pump_b.id, people.bob_technician_id, 14)
+    new_job = jobs.create_job(db, jobs.JobRequest(source="customer", device_id=pump_c.id,
+                                                  failure_mode="bearing_wear", priority=3),
+                              actor="test", now=factories.T0)
+    db.commit()
+    return Work(ada_job, bob_job, new_job.id, plant_a.id)
+
+
+@pytest.fixture
+def people(db: psycopg.Connection) -> People:
+    ada = factories.technician(db, "Ada Lovelace")
+    bob = factories.technician(db, "Bob Builder")
+    store.create_user(db, "ada", PASSWORD, "technician", ada.id)
+    store.create_user(db, "bob", PASSWORD, "technician", bob.id)
+    store.create_user(db, "dora", PASSWORD, "dispatcher")
+    store.create_user(db, "root", PASSWORD, "admin")
+    db.commit()
+    return People(ada.id, bob.id)
+
+
+def csrf_of(client: FlaskClient) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> str:
+    """Sign ``client`` in; return the session's CSRF token."""
+    token = csrf_of(client)
+    resp = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return csrf_of(client)
+
+
+@pytest.fixture
+def signed_in(app: Flask, people: People):
+    """``signed_in(name)`` -> (client, csrf token); name None gives an anonymous client."""
+
+    def make(username: str | None) -> tuple[FlaskClient, str]:
+        client = app.test_client()
+        if username is None:
+            return client, csrf_of(client)
+        return client, login(client, username)
+
+    return make

@@ -1,0 +1,199 @@
+"""Real flows in headless Chromium against a live server (marker ``browser``)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from fieldops.db.repo import catalog
+from fieldops.domain import StockKind
+from fieldops.service import jobs
+from tests.web.conftest import NOON, PASSWORD
+from web import store
+from web.security import new_tracking_token
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1400, "height": 1000}
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make system-deps)"),
+]
+
+
+@pytest.fixture
+def base_url(live_app) -> Iterator[str]:
+    srv = make_server("127.0.0.1", 0, live_app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shoot(artifacts_dir):
+    """``shoot(page, name)`` saves a screenshot to tests/artifacts and docs/screenshots."""
+
+    def save(page, name: str) -> None:
+        path = artifacts_dir / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / path.name)
+
+    return save
+
+
+def sign_in(browser, base_url, username, viewport, **context_args):
+    context = browser.new_context(viewport=viewport, base_url=base_url, **context_args)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    return page
+
+
+def test_technician_completes_a_job_on_a_phone(browser, base_url, work, people, db, shoot):
+    van = catalog.create_stock_location(db, StockKind.VAN, "Ada's van", technician_id=people.ada_technician_id)
+    catalog.set_stock(db, van.id, catalog.parts_by_sku(db)["BRG-1"].id, 2)
+    db.commit()
+    page = sign_in(browser, base_url, "ada", PHONE, geolocation={"latitude": 48.12, "longitude": 11.52},
+                   permissions=["geolocation"])
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_text("Plant A street 1, Munich").wait_for()
+    shoot(page, "technician-route")
+    stop.get_by_role("button", name="Start travel").click()
+    stop.get_by_role("button", name="Arrived").click()
+    stop.locator("select[name=finding]").select_option("fault_confirmed")
+    stop.locator("select[name=part]").select_option("BRG-1")
+    stop.locator("textarea[name=note]").fill("Replaced the bearing")
+    shoot(page, "technician-complete-form")
+    stop.get_by_role("button", name="Completed").click()
+    stop.locator(".status", has_text="completed").wait_for()
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    shoot(page, "technician-done")
+    assert jobs.get_job(db, work.ada_job_id).status == "completed"
+
+
+def test_dispatcher_override_reaches_technician_page_live(browser, base_url, work, people, shoot):
+    tech = sign_in(browser, base_url, "ada", PHONE)
+    tech.locator(f"li.stop[data-job-id='{work.ada_job_id}']").wait_for()
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    console.locator(f"#assign-job option[value='{work.new_job_id}']").wait_for(state="attached")
+    console.select_option("#assign-job", str(work.new_job_id))
+    console.select_option("#assign-tech", str(people.ada_technician_id))
+    console.select_option("#assign-action", "assign")
+    console.get_by_role("button", name="Apply").click()
+    console.locator("#assign-message", has_text="Applied").wait_for()
+    shoot(console, "dispatcher-console")
+    notice = tech.locator("#notice", has_text="New stop: Plant C")
+    notice.wait_for(timeout=5000)
+    tech.locator(f"li.stop[data-job-id='{work.new_job_id}']").wait_for()
+    shoot(tech, "technician-plan-changed")
+
+
+def test_dispatcher_sees_validation_message_for_unskilled_technician(browser, base_url, work, db):
+    from tests import factories
+
+    eve = factories.technician(db, "Eve", skills=("electrical",))
+    db.commit()
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    console.locator(f"#assign-tech option[value='{eve.id}']").wait_for(state="attached")
+    console.select_option("#assign-job", str(work.new_job_id))
+    console.select_option("#assign-tech", str(eve.id))
+    console.get_by_role("button", name="Apply").click()
+    console.locator("#assign-message", has_text="lacks skill").wait_for()
+
+
+def test_customer_follows_tracking_link_and_leaves_feedback(browser, base_url, work, people, db, shoot):
+    token = new_tracking_token()
+    store.store_tracking_token(db, token, work.ada_job_id, NOON + timedelta(days=1))
+    jobs.transition(db, work.ada_job_id, "en_route", expected_version=None, actor="t", now=NOON)
+    store.record_position(db, people.ada_technician_id, 48.1234, 11.5432, NOON)
+    db.commit()
+    context = browser.new_context(viewport=PHONE, base_url=base_url)
+    page = context.new_page()
+    page.goto(f"/track/{token}")
+    page.locator("#steps li.current", has_text="On the way").wait_for()
+    page.get_by_text("Your technician: Ada").wait_for()
+    shoot(page, "tracking-on-the-way")
+    jobs.transition(db, work.ada_job_id, "on_site", expected_version=None, actor="t", now=NOON)
+    jobs.transition(db, work.ada_job_id, "completed", expected_version=None, actor="t", now=NOON,
+                    finding="fault_confirmed")
+    db.commit()
+    page.locator("#steps li.current", has_text="Done").wait_for(timeout=5000)
+    page.select_option("#rating", "4")
+    page.fill("#comment", "Friendly and quick")
+    page.get_by_role("button", name="Send feedback").click()
+    page.get_by_text("Thank you for your feedback.").wait_for()
+    shoot(page, "tracking-feedback")
+    assert db.execute("SELECT rating, comment FROM feedback").fetchone() == (4, "Friendly and quick")
+
+
+def test_technician_cannot_open_another_technicians_job(browser, base_url, work, shoot):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    response = page.goto(f"/tech/jobs/{work.bob_job_id}")
+    assert response.status == 403
+    page.get_by_text("This job is not assigned to you.").wait_for()
+    shoot(page, "technician-forbidden")
+
+
+def _telemetry(db, device_id, hours):
+    import math
+
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    writer = TelemetryWriter(db)
+    start = NOON - timedelta(hours=hours)
+    rows = [(device_id, start + timedelta(minutes=10 * i), i,
+             [60 + 5 * math.sin(i / 12), 2 + i / 100, 30.0]) for i in range(hours * 6)]
+    writer.write(rows)
+    db.commit()
+
+
+def test_dispatcher_device_page_charts_hourly_telemetry(browser, base_url, work, db, shoot):
+    _telemetry(db, work.device_id, 48)
+    page = sign_in(browser, base_url, "dora", DESKTOP)
+    page.goto(f"/console/devices/{work.device_id}")
+    page.locator("#metric option").first.wait_for(state="attached")
+    page.locator("#history li").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    shoot(page, "dispatcher-device")
+    drawn = page.evaluate("() => document.getElementById('chart').getContext('2d')"
+                          ".getImageData(0, 0, 900, 260).data.some((v, i) => i % 4 === 3 && v > 0)")
+    assert drawn
+
+
+def test_update_made_offline_is_queued_and_sent_once_back_online(browser, base_url, work, db, shoot):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_role("button", name="Start travel").wait_for()
+    page.context.set_offline(True)
+    stop.get_by_role("button", name="Start travel").click()
+    page.locator("#queue-state", has_text="1 update(s) waiting").wait_for()
+    shoot(page, "technician-offline-queue")
+    page.context.set_offline(False)
+    page.evaluate("() => fo.queue.flush()")
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    assert [e.to_status for e in jobs.job_events(db, work.ada_job_id)].count("en_route") == 1

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import queue
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from werkzeug.serving import make_server
+
+from fieldops import events
+from fieldops.events import Event
+from tests.web.conftest import login
+from web.live import technician_filter, tracking_filter
+from web.sse_client import messages, open_stream
+
+AT = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+def _event(kind, payload, technician_id=None, job_id=None, event_id=1):
+    return Event(event_id, kind, payload, AT, technician_id, job_id)
+
+
+def test_technician_sees_own_status_events():
+    seen = technician_filter(7)(_event(events.JOB_STATUS, {"to": "en_route"}, technician_id=7))
+    assert seen is not None
+
+
+def test_technician_does_not_see_other_technicians_events():
+    assert technician_filter(7)(_event(events.JOB_STATUS, {"to": "en_route"}, technician_id=8)) is None
+
+
+def test_technician_sees_plan_change_that_took_a_job_away():
+    change = _event(events.PLAN_CHANGED, {"technician_ids": [7, 8], "job_ids": [3]}, job_id=3)
+    assert technician_filter(7)(change) is not None
+
+
+def test_tracking_sees_its_job_without_details():
+    shown = tracking_filter(3, 7)(_event(events.JOB_STATUS, {"to": "on_site", "note": "x"}, 7, 3))
+    assert shown.payload == {"job_id": 3, "changed": True}
+
+
+def test_tracking_does_not_see_other_jobs():
+    assert tracking_filter(3, 7)(_event(events.JOB_STATUS, {"to": "on_site"}, 7, 4)) is None
+
+
+def test_tracking_gets_coarse_position_of_its_technician_on_the_way():
+    visible = tracking_filter(3, 7)
+    visible(_event(events.JOB_STATUS, {"to": "en_route", "technician_id": 7}, 7, 3))
+    shown = visible(_event(events.TECHNICIAN_POSITION, {"lat": 48.123456, "lon": 11.56789}, 7))
+    assert shown.payload == {"lat": 48.12, "lon": 11.57}
+
+
+def test_tracking_gets_no_position_once_on_site():
+    visible = tracking_filter(3, 7)
+    visible(_event(events.JOB_STATUS, {"to": "on_site", "technician_id": 7}, 7, 3))
+    assert visible(_event(events.TECHNICIAN_POSITION, {"lat": 48.1, "lon": 11.5}, 7)) is None
+
+
+@pytest.fixture
+def server(live_app):
+    srv = make_server("127.0.0.1", 0, live_app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_port
+    srv.shutdown()
+
+
+def _cookie(live_app, username):
+    client = live_app.test_client()
+    login(client, username)
+    return "fieldops_session=" + client.get_cookie("fieldops_session").value
+
+
+def _collect(port, cookie, out: queue.Queue, last_event_id=None) -> threading.Thread:
+    resp = open_stream("127.0.0.1", port, "/events", cookie=cookie, last_event_id=last_event_id, timeout_s=10)
+
+    def run():
+        for message in messages(resp):
+            out.put(message.id)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_stream_delivers_notified_event_to_dispatcher(server, live_app, people, db):
+    got: queue.Queue = queue.Queue()
+    _collect(server, _cookie(live_app, "dora"), got)
+    published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
+    db.commit()
+    assert got.get(timeout=5) == published
+
+
+def test_stream_resumes_after_last_event_id(server, live_app, people, db):
+    first = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
+    second = events.publish(db, events.JOB_STATUS, {"to": "on_site"}, technician_id=1, job_id=1)
+    db.commit()
+    got: queue.Queue = queue.Queue()
+    _collect(server, _cookie(live_app, "dora"), got, last_event_id=first)
+    assert got.get(timeout=5) == second
+
+
+def test_technician_stream_skips_other_technicians(server, live_app, people, db):
+    got: queue.Queue = queue.Queue()
+    _collect(server, _cookie(live_app, "ada"), got)
+    events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=people.bob_technician_id)
+    db.commit()
+    own = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=people.ada_technician_id)
+    db.commit()
+    assert got.get(timeout=5) == own
+
+
+def test_malformed_last_event_id_names_the_header(live_app, people):
+    client = live_app.test_client()
+    login(client, "dora")
+    resp = client.get("/events", headers={"Last-Event-ID": "abc"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "Last-Event-ID"
+
+
+def test_technician_sees_whole_plan_change_without_its_details():
+    shown = technician_filter(7)(_event(events.PLAN_CHANGED, {"plan_id": 4, "warnings": ["job 9: x"]}))
+    assert shown.payload == {"plan_id": 4}
+
+
+def test_hub_delivers_an_event_that_commits_after_a_newer_one(db_url, live_app):
+    import psycopg
+
+    hub = live_app.extensions["fieldops"].hub
+    sub = hub.subscribe(lambda event: event)
+    with psycopg.connect(db_url) as slow, psycopg.connect(db_url) as fast:
+        older = events.publish(slow, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        newer = events.publish(fast, events.JOB_STATUS, {"to": "on_site"}, job_id=2)
+        fast.commit()
+        assert sub.queue.get(timeout=5).id == newer
+        slow.commit()
+        assert sub.queue.get(timeout=5).id == older

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fieldops.runtime.postgres import free_port
+
+
+def _wait_http(port: int, path: str, timeout_s: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            return conn.getresponse().status
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def gunicorn_port(db_url):
+    port = free_port()
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
+           "FIELDOPS_SECRET_KEY": "s" * 40}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fieldops.cli", "web", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         "--threads", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_fieldops_web_serves_through_gunicorn(gunicorn_port):
+    assert _wait_http(gunicorn_port, "/api/openapi.json") == 200
+
+
+def test_signed_out_page_request_is_sent_to_login(gunicorn_port):
+    _wait_http(gunicorn_port, "/login")
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=5)
+    conn.request("GET", "/console/")
+    resp = conn.getresponse()
+    assert resp.status == 302 and "/login?next=" in resp.getheader("Location")
+
+
+def test_web_user_command_creates_an_account_that_can_sign_in(db_url, db):
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
+           "FIELDOPS_NEW_PASSWORD": "long-enough-pw"}
+    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    from web import store
+    from web.security import verify_password
+
+    assert verify_password("long-enough-pw", store.user_by_name(db, "dora").password_hash)
+
+
+def test_web_user_command_refuses_a_short_password(db_url):
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test", "FIELDOPS_NEW_PASSWORD": "short"}
+    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 2

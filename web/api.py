@@ -1,0 +1,470 @@
+"""The JSON API under every page. Errors are ``{"error": ..., "field": ...}`` with a 4xx status."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from flask import Blueprint, g, jsonify, request, url_for
+
+from fieldops.domain import PartQuantity
+from fieldops.service import jobs as jobs_service
+from web import store
+from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
+from web.context import db, state
+from web.openapi import document
+from web.security import new_tracking_token
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+TRACKING_TTL = timedelta(days=7)
+MAX_TELEMETRY_HOURS = 24 * 31
+
+
+def body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object", "body")
+    return data
+
+
+def number(data: dict[str, Any], name: str, lo: float, hi: float, *, required: bool = True) -> float | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "is required", name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApiError(400, "must be a number", name)
+    if not lo <= value <= hi:
+        raise ApiError(400, f"must be between {lo:g} and {hi:g}", name)
+    return float(value)
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(400, "must be an integer", name) from exc
+    if not lo <= value <= hi:
+        raise ApiError(400, f"must be between {lo} and {hi}", name)
+    return value
+
+
+def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) -> Any:
+    """Run ``action`` once per ``Idempotency-Key``: a retry gets the first answer, not a second change."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        status, payload = action()
+        return jsonify(payload), status
+    if not 8 <= len(key) <= 200:
+        raise ApiError(400, "must be 8 to 200 characters", "Idempotency-Key")
+    stored = store.claim_idempotency_key(conn, g.user.id, key, request.path)
+    if stored is not None:
+        status, payload = stored
+        response = jsonify(payload)
+        response.headers["Idempotent-Replay"] = "true"
+        return response, status
+    status, payload = action()
+    store.finish_idempotency_key(conn, g.user.id, key, status, payload)
+    return jsonify(payload), status
+
+
+def own_job_or_403(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
+    """The job, if the current user may see it: staff always, a technician only when assigned."""
+    job = store.job_view(conn, job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id}", "job_id")
+    user = g.user
+    if user.role == "technician" and job["technician_id"] != user.technician_id:
+        raise ApiError(403, "this job is not assigned to you", "job_id")
+    return job
+
+
+def day_bounds() -> tuple[Any, Any]:
+    now = state().clock.now()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+@bp.get("/openapi.json")
+@requires(PUBLIC)
+def openapi() -> Any:
+    return jsonify(document())
+
+
+@bp.get("/me")
+@requires(*ALL_USERS)
+def me() -> Any:
+    user = g.user
+    return jsonify({"id": user.id, "username": user.username, "role": user.role,
+                    "technician_id": user.technician_id})
+
+
+@bp.get("/jobs")
+@requires(*ALL_USERS)
+def list_jobs() -> Any:
+    statuses = request.args.getlist("status") or None
+    technician_id = g.user.technician_id if g.user.role == "technician" else None
+    if g.user.role != "technician" and request.args.get("technician_id"):
+        technician_id = int_arg("technician_id", 0, 1, 2**31 - 1)
+    with db() as conn:
+        return jsonify(store.jobs_view(conn, technician_id=technician_id, statuses=statuses))
+
+
+@bp.get("/jobs/<int:job_id>")
+@requires(*ALL_USERS)
+def get_job(job_id: int) -> Any:
+    with db() as conn:
+        return jsonify(own_job_or_403(conn, job_id))
+
+
+@bp.post("/jobs/<int:job_id>/tracking-links")
+@requires(*STAFF)
+def create_tracking_link(job_id: int) -> Any:
+    with db() as conn:
+        if store.job_view(conn, job_id) is None:
+            raise ApiError(404, f"no job {job_id}", "job_id")
+        token = new_tracking_token()
+        expires_at = state().clock.now() + TRACKING_TTL
+        store.store_tracking_token(conn, token, job_id, expires_at)
+    return jsonify({"url": url_for("tracking.page", token=token, _external=True),
+                    "token": token, "expires_at": expires_at}), 201
+
+
+@bp.get("/technicians")
+@requires(*STAFF)
+def technicians() -> Any:
+    with db() as conn:
+        return jsonify(store.technician_rows(conn))
+
+
+@bp.get("/technicians/<int:technician_id>/route")
+@requires(*ALL_USERS)
+def route(technician_id: int) -> Any:
+    if g.user.role == "technician" and g.user.technician_id != technician_id:
+        raise ApiError(403, "you may only see your own route", "technician_id")
+    start, end = day_bounds()
+    with db() as conn:
+        jobs = store.jobs_view(conn, technician_id=technician_id, day_start=start, day_end=end)
+    return jsonify({"technician_id": technician_id, "day": start.date().isoformat(), "stops": jobs})
+
+
+@bp.post("/positions")
+@requires("technician")
+def post_position() -> Any:
+    data = body()
+    lat = number(data, "lat", -90, 90)
+    lon = number(data, "lon", -180, 180)
+    now = state().clock.now()
+
+    def action() -> tuple[int, Any]:
+        store.record_position(conn, g.user.technician_id, lat, lon, now)
+        return 201, {"technician_id": g.user.technician_id, "lat": lat, "lon": lon, "at": now}
+
+    with db() as conn:
+        return idempotent(conn, action)
+
+
+@bp.get("/parts")
+@requires(*ALL_USERS)
+def parts() -> Any:
+    with db() as conn:
+        return jsonify(store.parts_rows(conn))
+
+
+@bp.get("/devices")
+@requires(*STAFF)
+def devices() -> Any:
+    with db() as conn:
+        return jsonify(store.device_rows(conn))
+
+
+@bp.get("/devices/<int:device_id>")
+@requires(*STAFF)
+def device(device_id: int) -> Any:
+    with db() as conn:
+        found = store.device_row(conn, device_id)
+        if found is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
+        found["metrics"] = store.device_metrics(conn, device_id)
+        found["events"] = store.device_events(conn, device_id)
+    return jsonify(found)
+
+
+@bp.get("/devices/<int:device_id>/telemetry")
+@requires(*STAFF)
+def device_telemetry(device_id: int) -> Any:
+    """Hourly count/mean/min/max per metric from the rollup, for the last ``hours`` hours."""
+    from fieldops.db.repo.telemetry import hourly_stats
+
+    hours = int_arg("hours", 72, 1, MAX_TELEMETRY_HOURS)
+    metric = request.args.get("metric")
+    metric_index = int_arg("metric", 0, 0, 7) if metric is not None else None
+    end = state().clock.now()
+    with db() as conn:
+        if store.device_row(conn, device_id) is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
+        stats = hourly_stats(conn, [device_id], end - timedelta(hours=hours), end, metric_index)
+    return jsonify([{"bucket": s.bucket, "metric_index": s.metric_index, "n": s.n, "mean": s.mean,
+                     "min": s.min, "max": s.max} for s in stats])
+
+
+# ---------------------------------------------------------------- jobs: transitions and overrides
+
+TECHNICIAN_TARGETS = frozenset({"en_route", "on_site", "completed", "unresolved"})
+MAX_NOTE = 4000
+
+
+def text(data: dict[str, Any], name: str, max_len: int = MAX_NOTE) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "must be a string", name)
+    if len(value) > max_len:
+        raise ApiError(400, f"must be at most {max_len} characters", name)
+    return value
+
+
+def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "is required", name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, "must be an integer", name)
+    return value
+
+
+def parts_list(data: dict[str, Any]) -> list[PartQuantity]:
+    raw = data.get("parts_used") or []
+    if not isinstance(raw, list):
+        raise ApiError(400, "must be a list of {sku, quantity}", "parts_used")
+    used = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("sku"), str):
+            raise ApiError(400, f"item {i} needs a sku", "parts_used")
+        quantity = item.get("quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise ApiError(400, f"item {i}: quantity must be a positive integer", "parts_used")
+        used.append(PartQuantity(item["sku"], quantity))
+    return used
+
+
+def job_json(job: jobs_service.Job) -> dict[str, Any]:
+    return {"id": job.id, "status": str(job.status), "version": job.version,
+            "technician_id": job.technician_id, "planned_arrival": job.planned_arrival, "eta": job.eta,
+            "follow_up_job_id": job.follow_up_job_id}
+
+
+@bp.post("/jobs/<int:job_id>/transitions")
+@requires(*ALL_USERS)
+def transition(job_id: int) -> Any:
+    """Move a job to the next status (technicians: their own jobs, field steps only)."""
+    data = body()
+    to_status = text(data, "to_status", 40)
+    if not to_status:
+        raise ApiError(400, "is required", "to_status")
+    if g.user.role == "technician" and to_status not in TECHNICIAN_TARGETS:
+        raise ApiError(403, f"technicians may set {', '.join(sorted(TECHNICIAN_TARGETS))}", "to_status")
+    expected = integer(data, "expected_version", required=False)
+    lat = number(data, "lat", -90, 90, required=False)
+    lon = number(data, "lon", -180, 180, required=False)
+    note = text(data, "note")
+    finding = text(data, "finding", 40)
+    used = parts_list(data)
+    now = state().clock.now()
+    with db() as conn:
+        own_job_or_403(conn, job_id)
+
+        def action() -> tuple[int, Any]:
+            job = jobs_service.transition(
+                conn, job_id, to_status, expected_version=expected, actor=f"user:{g.user.username}",
+                now=now, lat=lat, lon=lon, note=note or None, finding=finding or None, parts_used=used)
+            return 200, job_json(job)
+
+        return idempotent(conn, action)
+
+
+OVERRIDE_ACTIONS = ("assign", "move", "lock", "unlock", "unassign", "release")
+
+
+@bp.post("/overrides")
+@requires(*STAFF)
+def create_override() -> Any:
+    """Record a dispatcher override (assign, move, lock, unlock, unassign) or release a job.
+
+    Assign and move take effect on the job at once and stand for every later plan; a rule the
+    override breaks (skill, shift) is refused naming ``technician_id`` unless ``force`` is true.
+    ``release`` hands a scheduled job to the technician's phone (scheduled -> dispatched).
+    """
+    from dispatch import overrides
+
+    data = body()
+    action_name = text(data, "action", 20)
+    if action_name not in OVERRIDE_ACTIONS:
+        raise ApiError(400, f"must be one of {', '.join(OVERRIDE_ACTIONS)}", "action")
+    job_id = integer(data, "job_id")
+    technician_id = integer(data, "technician_id", required=action_name in ("assign", "move"))
+    position = integer(data, "position", required=action_name == "move")
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "must be true or false", "force")
+    now = state().clock.now()
+    actor = f"user:{g.user.username}"
+    with db() as conn:
+        before = store.job_view(conn, job_id)
+        if before is None:
+            raise ApiError(404, f"no job {job_id}", "job_id")
+
+        def action() -> tuple[int, Any]:
+            warning = None
+            if action_name == "release":
+                job = jobs_service.transition(conn, job_id, "dispatched", expected_version=None,
+                                              actor=actor, now=now)
+            else:
+                warning = overrides.apply(conn, action_name, job_id, actor=actor, now=now,
+                                          technician_id=technician_id, position=position, force=force)
+                job = jobs_service.get_job(conn, job_id)
+                if action_name in ("assign", "move") and job.technician_id != technician_id:
+                    arrival = job.planned_arrival or now + timedelta(hours=1)
+                    job = jobs_service.assign(conn, job_id, technician_id, arrival, actor=actor, now=now)
+            store.announce_plan_change(conn, job_id, before["technician_id"], job.technician_id, action_name)
+            return 200, {**job_json(job), "warning": warning}
+
+        return idempotent(conn, action)
+
+
+PREVIEW_SOLVE_S = 2.0
+
+
+@bp.get("/plan")
+@requires(*STAFF)
+def plan() -> Any:
+    """The active plan: stops per technician in order, and unassigned jobs with their reasons."""
+    with db() as conn:
+        return jsonify(store.active_plan(conn))
+
+
+def _planner() -> tuple[Any, Any]:
+    from dispatch.problem import Params
+    from dispatch.travel import provider_for
+
+    return Params(time_limit_s=PREVIEW_SOLVE_S), provider_for(state().settings.osrm_url)
+
+
+@bp.post("/plan/preview")
+@requires(*STAFF)
+def plan_preview() -> Any:
+    """Solve now without committing and list what would change against the current assignments."""
+    from dataclasses import replace
+
+    from dispatch.solver import solve
+    from dispatch.store import active_routes, load_problem
+
+    params, provider = _planner()
+    now = state().clock.now()
+    with db() as conn:
+        loaded = load_problem(conn, now, provider)
+        warm = active_routes(conn)
+        current = {j["id"]: j for j in store.jobs_view(conn, statuses=list(jobs_service.OPEN))}
+        conn.rollback()
+    solution = solve(loaded.problem, replace(params, initial_routes=warm or None))
+    changes = []
+    for job_id, job in sorted(current.items()):
+        new_tech, old_tech = solution.technician_of(job_id), job["technician_id"]
+        if new_tech == old_tech:
+            continue
+        if new_tech is None:
+            what = f"would be unassigned: {solution.reason(job_id) or 'no reason given'}"
+        elif old_tech is None:
+            what = f"would go to technician {new_tech}"
+        else:
+            what = f"would move from technician {old_tech} to {new_tech}"
+        changes.append({"job_id": job_id, "from": old_tech, "to": new_tech,
+                        "description": f"job {job_id} ({job['site']}) {what}"})
+    return jsonify({"changes": changes, "unassigned": [{"job_id": u.job_id, "reason": u.reason}
+                                                       for u in solution.unassigned]})
+
+
+@bp.post("/plan/apply")
+@requires(*STAFF)
+def plan_apply() -> Any:
+    """Re-plan now and commit the result as the active plan (a fresh solve, as in the preview).
+
+    Not keyed by Idempotency-Key: applying twice only re-plans twice.
+    """
+    from dispatch.loop import plan_once
+
+    params, provider = _planner()
+    now = state().clock.now()
+    with db() as conn:
+        plan_id, solution = plan_once(conn, now, params, provider, trigger=f"user:{g.user.username}")
+    return jsonify({"plan_id": plan_id, "unassigned": len(solution.unassigned)}), 201
+
+
+@bp.get("/devices/<int:device_id>/jobs")
+@requires(*STAFF)
+def device_jobs(device_id: int) -> Any:
+    """The device's maintenance history (every job, newest first)."""
+    with db() as conn:
+        history = jobs_service.jobs_of_device(conn, device_id)
+    return jsonify([{"id": j.id, "type": str(j.type), "status": str(j.status), "created_at": j.created_at,
+                     "completed_at": j.completed_at, "finding": j.finding, "notes": j.notes}
+                    for j in history])
+
+
+@bp.get("/kpis")
+@requires(*STAFF)
+def kpis() -> Any:
+    """KPIs over the last ``days`` days, grouped ``by`` all, day, region, technician or model."""
+    from dataclasses import asdict
+
+    from fieldops.service import kpis as kpi_service
+
+    days = int_arg("days", 7, 1, 366)
+    by = request.args.get("by", "all")
+    end = state().clock.now()
+    start = end - timedelta(days=days)
+    with db() as conn:
+        rows = kpi_service.kpis(conn, start, end, by)
+    return jsonify({"start": start, "end": end, "by": by, "rows": [asdict(r) for r in rows]})
+
+
+@bp.get("/predictions")
+@requires(*STAFF)
+def predictions() -> Any:
+    """The newest failure prediction of each device, riskiest first."""
+    limit = int_arg("limit", 100, 1, 1000)
+    with db() as conn:
+        return jsonify(store.latest_predictions(conn, limit))
+
+
+@bp.get("/devices/<int:device_id>/predictions")
+@requires(*STAFF)
+def device_predictions(device_id: int) -> Any:
+    """The device's risk history with explanations, newest first."""
+    with db() as conn:
+        return jsonify(store.prediction_history(conn, device_id))
+
+
+@bp.get("/models")
+@requires(*STAFF)
+def models() -> Any:
+    """The model registry: versions, estimators, evaluation metrics, which one is active."""
+    from predict import registry
+
+    with db() as conn:
+        found = registry.entries(conn)
+    return jsonify([{"version": e.version, "estimator": e.estimator, "metrics": e.metrics,
+                     "active": e.active, "created_at": e.created_at} for e in found])

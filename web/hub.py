@@ -1,0 +1,133 @@
+"""Live-update fan-out: one LISTEN thread per process feeding every SSE subscriber's queue.
+
+The listener wakes on NOTIFY ``fieldops_events``, reads the new rows once through the pool and
+offers each event to every subscriber; each subscriber's filter decides what it may see.
+
+Event ids come from an identity column, so concurrent transactions can commit a lower id after
+a higher one was read. Missing ids below the newest seen are kept as gaps and looked up again
+for ``GAP_WAIT_S`` (a rolled-back transaction leaves a permanent gap).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from psycopg_pool import ConnectionPool
+
+from fieldops import events
+from fieldops.events import Event
+from web import store
+
+log = logging.getLogger(__name__)
+
+Filter = Callable[[Event], Event | None]
+QUEUE_SIZE = 1000
+GAP_WAIT_S = 10.0
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open SSE stream. ``filter`` returns the event to send (maybe reduced) or None."""
+
+    filter: Filter
+    queue: queue.Queue[Event | None] = field(default_factory=lambda: queue.Queue(QUEUE_SIZE))
+    dropped: bool = False
+
+    def offer(self, event: Event) -> None:
+        try:
+            shown = self.filter(event)
+        except Exception:  # a broken filter must not stop the fan-out to others
+            log.exception("subscriber filter failed on event %s", event.id)
+            return
+        if shown is None:
+            return
+        try:
+            self.queue.put_nowait(shown)
+        except queue.Full:
+            self.dropped = True  # the stream closes; the browser reconnects with Last-Event-ID
+
+
+class Hub:
+    """Fans events out to subscribers. ``start`` runs the listener thread (daemon)."""
+
+    def __init__(self, pool: ConnectionPool, conninfo: str, poll_s: float = 1.0) -> None:
+        self._pool = pool
+        self._conninfo = conninfo
+        self._poll_s = poll_s
+        self._subs: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_id = 0
+        self._gaps: dict[int, float] = {}  # event id -> when it was first missed (monotonic)
+
+    def start(self) -> Hub:
+        with self._pool.connection() as conn:
+            self._last_id = events.last_id(conn)
+        self._thread = threading.Thread(target=self._run, name="fieldops-sse-hub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=self._poll_s + 1.0)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def subscribe(self, filter: Filter) -> Subscriber:
+        sub = Subscriber(filter)
+        with self._lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subs)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for note in events.listen(self._conninfo, timeout_s=self._poll_s):
+                    if self._stop.is_set():
+                        return
+                    # Also poll on timeouts: a NOTIFY sent while reconnecting is not lost.
+                    if note is None or note > self._last_id:
+                        self._dispatch_new()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("event listener failed; reconnecting")
+                self._stop.wait(1.0)
+
+    def _dispatch_new(self) -> None:
+        now = time.monotonic()
+        self._gaps = {i: t for i, t in self._gaps.items() if now - t < GAP_WAIT_S}
+        with self._pool.connection() as conn:
+            late = store.events_by_ids(conn, sorted(self._gaps)) if self._gaps else []
+            batch = events.since(conn, self._last_id)
+        for event in batch:
+            self._gaps.update((i, now) for i in range(self._last_id + 1, event.id))
+            self._last_id = event.id
+        for event in late:
+            self._gaps.pop(event.id, None)
+        for event in late + batch:
+            with self._lock:
+                subs = list(self._subs)
+            for sub in subs:
+                sub.offer(event)
