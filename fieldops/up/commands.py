@@ -48,8 +48,8 @@ def _fieldops(*args: str) -> list[str]:
     return [sys.executable, "-m", "fieldops.cli", *args]
 
 
-def _run_step(title: str, argv: list[str], env: dict[str, str]) -> None:
-    """Run one preparation command with prefixed output; raise if it fails."""
+def _run_step(title: str, argv: list[str], env: dict[str, str], *, required: bool = True) -> bool:
+    """Run one preparation command with prefixed output; a required step that fails stops ``up``."""
     import subprocess
 
     _say(f"{title} ...")
@@ -59,8 +59,12 @@ def _run_step(title: str, argv: list[str], env: dict[str, str]) -> None:
     for raw in proc.stdout:
         sys.stdout.write(f"[prepare   ] {raw.decode(errors='replace')}")
     if proc.wait() != 0:
-        raise SystemExit(f"fieldops up: step failed: {title} (exit {proc.returncode})")
+        if required:
+            raise SystemExit(f"fieldops up: step failed: {title} (exit {proc.returncode})")
+        _say(f"{title}: failed (exit {proc.returncode}); continuing without it")
+        return False
     _say(f"{title}: done in {(datetime.now(UTC) - started).total_seconds():.1f}s")
+    return True
 
 
 def _demo_start(now: datetime) -> datetime:
@@ -119,8 +123,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if _count(pg.url, "SELECT count(*) FROM (SELECT 1 FROM telemetry LIMIT 1) t") == 0:
             _run_step(f"backfilling {args.history_days:g} days of history",
                       _fieldops("simulate", "backfill", "--days", str(args.history_days)), env)
-        if _count(pg.url, "SELECT count(*) FROM models WHERE active") == 0:
-            _run_step("training the first failure model", _fieldops("predict", "train"), env)
+        if _count(pg.url, "SELECT count(*) FROM model_registry WHERE active") == 0:
+            _run_step("training the first failure model",
+                      _fieldops("predict", "train", "--days", str(args.history_days),
+                                "--estimators", "random_forest"), env, required=False)
         _run_step("creating demo users", _fieldops("web-user", "demo", "--password",
                                                   secrets_["demo_password"]), env)
 

@@ -39,3 +39,10 @@ def test_unknown_env_refused():
 
 def test_every_setting_is_documented():
     assert all(doc for _, _, doc in documented_settings())
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert [var for var, _, _ in documented_settings() if f"`{var}`" not in readme] == []
