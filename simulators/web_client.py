@@ -210,7 +210,12 @@ class WebJobsClient(SimWorld):
     def change_status(self, technician_id: int, stop: Stop, to: JobStatus, at: datetime, where: GeoPoint,
                       *, finding: str | None = None, finding_mode: str | None = None,
                       parts_used: tuple[PartQuantity, ...] = (), note: str | None = None) -> Stop:
-        """Post the transition (``finding_mode`` goes into the note: the API records the job's mode)."""
+        """Post the transition with a fresh ``Idempotency-Key``; a stale version is reloaded once.
+
+        ``finding_mode`` is sent and, when it differs from the job's failure mode, also written
+        into the note: the API (web/api.py) does not read ``finding_mode`` yet and records the
+        job's failure mode for a confirmed fault.
+        """
         if to is JobStatus.DISPATCHED and self._desk is not None:
             return self._release(stop)
         session = self._session(technician_id)
@@ -218,6 +223,7 @@ class WebJobsClient(SimWorld):
             note = f"{note}; found {finding_mode}" if note else f"found {finding_mode}"
         body: dict[str, Any] = {"to_status": to.value, "expected_version": stop.version,
                                 "lat": where.lat, "lon": where.lon, "note": note, "finding": finding,
+                                "finding_mode": finding_mode,
                                 "parts_used": [{"sku": p.sku, "quantity": p.quantity} for p in parts_used]}
         try:
             return self._transition(session, stop, body)

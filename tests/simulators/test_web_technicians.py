@@ -100,6 +100,8 @@ def test_technician_completes_a_job_over_http_as_the_actor_in_the_audit_trail(db
     trail = [(e.to_status, e.actor) for e in jobs.job_events(db, job.id)]
     me = f"user:tech{tech.id}"
     assert trail[-3:] == [("en_route", me), ("on_site", me), ("completed", me)]
+    assert {p.sku for p in parts.parts_used(db, job.id)} == {
+        p.sku for p in catalog.device_models(db)[device.model_code].failure_mode(mode_of(device)).parts}
 
 
 def test_positions_posted_over_http_end_at_the_site(db, db_url, base_url, world):
