@@ -1,8 +1,7 @@
 """Simulated technicians work their route over HTTP, signed in to a live web server."""
 
 import threading
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from werkzeug.serving import make_server
@@ -14,12 +13,12 @@ from fieldops.domain import JobSource, JobStatus
 from fieldops.runtime.postgres import free_port
 from fieldops.service import jobs, parts
 from simulators import seed, store
-from simulators.technicians import SignInError, TechnicianSim
+from simulators.technicians import SignInError
 from simulators.web_client import Credentials, WebJobsClient, WebSession, WebUnavailable
+from tests.simulators.test_technicians import MONDAY_9, drive
 from web.app import close_app, create_app
 from web.commands import demo_users
 
-MONDAY_9 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Munich
 PASSWORD = "demo-password-1"
 
 
@@ -77,17 +76,9 @@ def status(db, job_id):
     return jobs.get_job(db, job_id)
 
 
-def work(db_url, base_url, until, *, dispatcher=None, timeout_s=30.0):
-    clock = Clock(speed=1200.0, real_anchor=utcnow(), sim_anchor=MONDAY_9)
+def work(db_url, base_url, until, *, dispatcher=None):
     client = WebJobsClient(base_url, db_url, PASSWORD, dispatcher=dispatcher, backoff_s=0.05)
-    sim = TechnicianSim(client, client.technicians(), clock, position_every_s=0.1)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not until():
-            sim.step()
-            time.sleep(0.02)
-    finally:
-        client.close()
+    drive(client, until, speed=1200.0, position_every_s=0.1, timeout_s=30.0)
 
 
 def test_technician_completes_a_job_over_http_as_the_actor_in_the_audit_trail(db, db_url, base_url, world):
