@@ -2,7 +2,7 @@
 
 Each technician has a session of its own (cookie jar + CSRF token from the page's meta tag).
 State changes carry an ``Idempotency-Key`` and are retried with the same key on transient
-failures (no connection, timeouts, 429/502/503/504), so a retried update is applied once. An
+failures (no connection, timeouts, 429 and 5xx answers), so a retried update is applied once. An
 expired session signs in again. 4xx answers become the service layer's errors, which the
 simulator handles as "the job changed under me". What the phone cannot know (the device's real
 state, the van's shelves) comes from :class:`simulators.technicians.SimWorld`.
@@ -34,7 +34,7 @@ from simulators.technicians import ROUTE_STATUSES, SignInError, SimWorld, Stop, 
 log = logging.getLogger(__name__)
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-TRANSIENT_STATUS = frozenset({429, 502, 503, 504})  # and every 5xx
+TRANSIENT_STATUS = frozenset({429})  # and every 5xx
 LOGIN_TRANSIENT_STATUS = frozenset({502, 503, 504})  # 429 at sign-in is the rate limit: give up
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 ERROR_BY_STATUS = {404: NotFoundError, 409: ConflictError}
