@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--position-every-s", type=float, default=5.0)
+    p.add_argument("--web-url", default=None,
+                   help="web API to sign in to (default http://FIELDOPS_WEB_HOST:FIELDOPS_WEB_PORT)")
+    p.add_argument("--in-process", action="store_true", help="call the service layer directly instead")
+    p.add_argument("--password-env", default="FIELDOPS_DEMO_PASSWORD",
+                   help="environment variable with the password of the tech<id> accounts")
+    p.add_argument("--dispatcher", default="dispatcher",
+                   help="account that releases scheduled jobs when a technician is ready ('' = a human does)")
     p.set_defaults(func=cmd_technicians)
 
 
@@ -125,14 +133,31 @@ def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def web_url(settings: Settings) -> str:
+    """The web server's URL from its bind settings (a wildcard bind is reached on loopback)."""
+    host = settings.web_host if settings.web_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.web_port}"
+
+
 def cmd_technicians(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.technicians import InProcessJobsClient, run_technicians
 
     url = _url(settings)
-    client = InProcessJobsClient(url)
+    if args.in_process:
+        client = InProcessJobsClient(url)
+    else:
+        from simulators.web_client import Credentials, WebJobsClient
+
+        password = os.environ.get(args.password_env, "")
+        if not password:
+            sys.stderr.write(f"fieldops simulate technicians: set {args.password_env} to the technicians' "
+                             "web password (or use --in-process)\n")
+            return 2
+        desk = Credentials(args.dispatcher, password) if args.dispatcher else None
+        client = WebJobsClient(args.web_url or web_url(settings), url, password, dispatcher=desk)
     try:
-        run_technicians(client, _clock(settings), duration_s=args.duration_s, seed=args.seed,
-                        position_every_s=args.position_every_s, today=utcnow())
+        run_technicians(client, client.technicians(), _clock(settings), duration_s=args.duration_s,
+                        seed=args.seed, position_every_s=args.position_every_s, today=utcnow())
     except KeyboardInterrupt:
         log.info("technicians stopped")
     finally:

@@ -1,8 +1,8 @@
 """Simulated technicians: sign in, fetch today's route, drive it, report every status change.
 
-They talk to fieldops only through :class:`JobsClient`; :class:`InProcessJobsClient` calls the
-service layer directly (until the web API exists, when an HTTP client with the same methods
-replaces it). Driving follows the straight line between stops at road speed (a detour factor on
+They talk to fieldops only through :class:`JobsClient`: :class:`simulators.web_client.WebJobsClient`
+signs in to the web API like a phone (the default), :class:`InProcessJobsClient` calls the service
+layer directly. Driving follows the straight line between stops at road speed (a detour factor on
 the geodesic distance, slower in town), posting positions every few real seconds. On site a
 technician finds what is really wrong with the device (the simulator's hidden state), fits the
 parts from the van, or reports the job unresolved when a part is missing (the service opens the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,7 @@ TOWN_SPEED_M_S = 25 / 3.6  # short trips
 ROAD_SPEED_M_S = 50 / 3.6  # longer trips, partly on the Autobahn
 WEAR_VISIBLE = 0.3  # health above which a technician finds the wear on inspection
 FOUND_WORN = "fault_confirmed"
+SIGN_IN_RETRY_S = 4 * 3600.0  # simulated seconds before a refused technician tries again
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ class Stop:
     preventive: bool
 
 
+class SignInError(RuntimeError):
+    """The technician's account was refused; they stay off until the next shift check."""
+
+
 class JobsClient(Protocol):
     """What a technician's phone can do (the web API's technician endpoints)."""
 
@@ -67,12 +72,12 @@ class JobsClient(Protocol):
     def mode_parts(self, device_id: int, mode: str) -> tuple[PartQuantity, ...]: ...
 
 
-class InProcessJobsClient:
-    """The client over the service layer in this process, one transaction per call."""
+class SimWorld:
+    """What a technician learns by being there, not through the API: the device's real state,
+    what is in the van, and which parts a failure mode needs (the simulator's own records)."""
 
     def __init__(self, conninfo: str) -> None:
         self.conn = psycopg.connect(conninfo)
-        self._sites: dict[int, GeoPoint] = {}
         self._models = catalog.device_models(self.conn)
         self._device_models = {d.id: d.model_code for d in catalog.devices(self.conn)}
         self.conn.commit()
@@ -84,6 +89,39 @@ class InProcessJobsClient:
         found = catalog.technicians(self.conn)
         self.conn.commit()
         return found
+
+    def van_stock(self, technician_id: int) -> dict[str, int]:
+        van = parts.van_of(self.conn, technician_id)
+        stock = {lvl.sku: lvl.quantity for lvl in parts.levels(self.conn, van)} if van is not None else {}
+        self.conn.commit()
+        return stock
+
+    def inspect(self, device_id: int) -> tuple[str | None, dict[str, float]]:
+        state = store.device_state(self.conn, device_id)
+        self.conn.commit()
+        return state
+
+    def mode_parts(self, device_id: int, mode: str) -> tuple[PartQuantity, ...]:
+        model = self._models.get(self._device_models.get(device_id, ""))
+        fm = model.failure_mode(mode) if model else None
+        return fm.parts if fm else ()
+
+
+def route_order(stop: Stop) -> tuple:
+    """Work already started first, then by planned arrival, then by job id."""
+    far = datetime.max.replace(tzinfo=UTC)
+    return (stop.status not in (JobStatus.ON_SITE, JobStatus.EN_ROUTE), stop.planned_arrival or far, stop.job_id)
+
+
+ROUTE_STATUSES = (JobStatus.SCHEDULED, JobStatus.DISPATCHED, JobStatus.EN_ROUTE, JobStatus.ON_SITE)
+
+
+class InProcessJobsClient(SimWorld):
+    """The client over the service layer in this process, one transaction per call."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__(conninfo)
+        self._sites: dict[int, GeoPoint] = {}
 
     def sign_in(self, technician_id: int) -> Technician:
         found = next((t for t in catalog.technicians(self.conn) if t.id == technician_id), None)
@@ -99,15 +137,12 @@ class InProcessJobsClient:
 
     def route(self, technician_id: int, day: date) -> list[Stop]:
         mine = [j for j in jobs.open_jobs(self.conn, technician_id=technician_id)
-                if j.status in (JobStatus.SCHEDULED, JobStatus.DISPATCHED, JobStatus.EN_ROUTE, JobStatus.ON_SITE)
-                and (j.planned_arrival is None or j.planned_arrival.date() <= day)]
-        mine.sort(key=lambda j: (j.status not in (JobStatus.ON_SITE, JobStatus.EN_ROUTE),
-                                 j.planned_arrival or datetime.max.replace(tzinfo=j.created_at.tzinfo), j.id))
+                if j.status in ROUTE_STATUSES and (j.planned_arrival is None or j.planned_arrival.date() <= day)]
         stops = [Stop(j.id, j.version, j.status, j.device_id, self._site(j.site_id), j.planned_arrival,
                       j.estimated_duration_s, j.failure_mode, j.required_parts, j.type == "preventive")
                  for j in mine]
         self.conn.commit()
-        return stops
+        return sorted(stops, key=route_order)
 
     def post_position(self, technician_id: int, at: datetime, where: GeoPoint) -> None:
         store.record_position(self.conn, technician_id, where.lat, where.lon, at)
@@ -142,23 +177,6 @@ class InProcessJobsClient:
         return Stop(job.id, job.version, job.status, stop.device_id, stop.location, job.planned_arrival,
                     job.estimated_duration_s, job.failure_mode, stop.required_parts, stop.preventive)
 
-    def van_stock(self, technician_id: int) -> dict[str, int]:
-        van = parts.van_of(self.conn, technician_id)
-        stock = {lvl.sku: lvl.quantity for lvl in parts.levels(self.conn, van)} if van is not None else {}
-        self.conn.commit()
-        return stock
-
-    def inspect(self, device_id: int) -> tuple[str | None, dict[str, float]]:
-        state = store.device_state(self.conn, device_id)
-        self.conn.commit()
-        return state
-
-    def mode_parts(self, device_id: int, mode: str) -> tuple[PartQuantity, ...]:
-        model = self._models.get(self._device_models.get(device_id, ""))
-        fm = model.failure_mode(mode) if model else None
-        return fm.parts if fm else ()
-
-
 def travel_s(a: GeoPoint, b: GeoPoint) -> float:
     """Road travel time between two points: detoured distance at town or road speed."""
     metres = geodesic((a.lat, a.lon), (b.lat, b.lon)).meters * DETOUR
@@ -183,8 +201,10 @@ class TechnicianSim:
     """All technicians, stepped on the shared clock from one thread."""
 
     def __init__(self, client: JobsClient, technicians: list[Technician], clock: Clock, *, seed: int = 7,
-                 position_every_s: float = 3.0, idle_poll_s: float = 300.0) -> None:
+                 position_every_s: float = 3.0, idle_poll_s: float = 300.0,
+                 offline_retry_s: float = 60.0) -> None:
         self.client, self.clock = client, clock
+        self.offline_retry_s = offline_retry_s
         self.rng = np.random.default_rng(seed)
         self.position_every_s = position_every_s
         self.idle_poll_s = idle_poll_s
@@ -210,9 +230,18 @@ class TechnicianSim:
                     if tech.stop is not None:
                         tech.done.append(tech.stop.job_id)
                     tech.stop, tech.state, tech.next_at = None, "idle", now + 60.0
+                except SignInError as exc:
+                    log.error("technician %s cannot sign in: %s", tech.info.name, exc)
+                    tech.state, tech.next_at = "off", now + SIGN_IN_RETRY_S
+                except OSError as exc:  # no network: keep the state, try the same step again later
+                    log.warning("technician %s: %s; retrying later", tech.info.name, exc)
+                    tech.next_at = now + self.offline_retry_s
             if tech.state == "driving" and time.monotonic() - tech.posted_at >= self.position_every_s:
                 tech.posted_at = time.monotonic()
-                self.client.post_position(tech.info.id, self.clock.now(), self._position(tech, now))
+                try:
+                    self.client.post_position(tech.info.id, self.clock.now(), self._position(tech, now))
+                except OSError as exc:
+                    log.warning("technician %s: position not sent: %s", tech.info.name, exc)
 
     def run(self, duration_s: float | None = None) -> None:
         end = None if duration_s is None else time.monotonic() + duration_s
@@ -312,9 +341,9 @@ class TechnicianSim:
         log.info("technician %s: job %d completed (%s)", tech.info.name, stop.job_id, found)
 
 
-def run_technicians(client: InProcessJobsClient, clock: Clock, *, duration_s: float | None, seed: int,
-                    position_every_s: float, today: datetime) -> None:
-    sim = TechnicianSim(client, client.technicians(), clock, seed=seed, position_every_s=position_every_s)
+def run_technicians(client: JobsClient, technicians: list[Technician], clock: Clock, *,
+                    duration_s: float | None, seed: int, position_every_s: float, today: datetime) -> None:
+    sim = TechnicianSim(client, technicians, clock, seed=seed, position_every_s=position_every_s)
     log.info("technicians: %d simulated from %s", len(sim.techs), today.isoformat())
     sim.run(duration_s)
 

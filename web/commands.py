@@ -7,8 +7,12 @@ import getpass
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from fieldops.config import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     web.add_argument("--bind", default=None, help="host:port (default FIELDOPS_WEB_HOST:FIELDOPS_WEB_PORT)")
     web.set_defaults(func=cmd_web, process_name="web")
 
-    user = sub.add_parser("web-user", help="create a web account")
-    user.add_argument("username")
-    user.add_argument("--role", choices=("admin", "dispatcher", "technician"), required=True)
+    user = sub.add_parser("web-user", help="create a web account; `web-user demo` creates the demo accounts",
+                          description="`fieldops web-user NAME --role ROLE` creates one account; "
+                          "`fieldops web-user demo --password P` creates (once) dispatcher, admin and "
+                          "tech<id> for every technician, all with password P.")
+    user.add_argument("username", help="account name, or `demo` (without --role) for the demo accounts")
+    user.add_argument("--role", choices=("admin", "dispatcher", "technician"), default=None)
     user.add_argument("--technician-id", type=int, default=None, help="required for technicians")
     user.add_argument("--password-env", default="FIELDOPS_NEW_PASSWORD",
                       help="environment variable holding the password (else prompted)")
+    user.add_argument("--password", default=None, help="the password (demo accounts; else --password-env)")
     user.set_defaults(func=cmd_user)
 
 
@@ -46,14 +54,49 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+DEMO_STAFF = (("dispatcher", "dispatcher"), ("admin", "admin"))
+
+
+def demo_users(conn: psycopg.Connection, password: str) -> list[str]:
+    """Create the demo accounts that are missing: dispatcher, admin, tech<id> per technician.
+
+    Returns the names created; existing accounts are left as they are.
+    """
+    from fieldops.db.repo import catalog
+    from web import store
+    from web.security import verify_password
+
+    wanted = [*((name, role, None) for name, role in DEMO_STAFF),
+              *((f"tech{t.id}", "technician", t.id) for t in catalog.technicians(conn, active_only=False))]
+    created = []
+    for name, role, technician_id in wanted:
+        existing = store.user_by_name(conn, name)
+        if existing is None:
+            store.create_user(conn, name, password, role, technician_id)
+            created.append(name)
+        elif not verify_password(password, existing.password_hash):
+            log.warning("demo account %s exists with another password; left unchanged", name)
+    return created
+
+
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     from fieldops.db.pool import connect
     from web import store
 
-    password = os.environ.get(args.password_env) or getpass.getpass("password: ")
+    demo = args.username == "demo" and args.role is None
+    if args.role is None and not demo:
+        sys.stderr.write("fieldops web-user: --role is required (or use `web-user demo`)\n")
+        return 2
+    password = args.password or os.environ.get(args.password_env) or getpass.getpass("password: ")
     if len(password) < 8:
         sys.stderr.write("fieldops web-user: password must have at least 8 characters\n")
         return 2
+    if demo:
+        with connect(settings.database_url) as conn:
+            created = demo_users(conn, password)
+            conn.commit()
+        log.info("demo accounts: %d created (%s)", len(created), ", ".join(created) or "all existed")
+        return 0
     with connect(settings.database_url) as conn:
         user = store.create_user(conn, args.username, password, args.role, args.technician_id)
         conn.commit()

@@ -144,7 +144,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_simulators:
             processes += [
                 ProcessSpec("fleet", _fieldops("simulate", "fleet", "--window", "500")),
-                ProcessSpec("techs", _fieldops("simulate", "technicians")),
+                ProcessSpec("techs", _fieldops("simulate", "technicians", "--web-url", f"http://127.0.0.1:{web_port}"),
+                            env={"FIELDOPS_DEMO_PASSWORD": secrets_["demo_password"]}),
             ]
         sup.base_env = env
         for spec in processes:

@@ -35,10 +35,10 @@ def open_job(db, tech, device, mode, failed=True):
     return job
 
 
-def work(db_url, until, timeout_s=15.0):
-    clock = Clock(speed=3600.0, real_anchor=utcnow(), sim_anchor=MONDAY_9)
-    client = InProcessJobsClient(db_url)
-    sim = TechnicianSim(client, client.technicians(), clock, position_every_s=0.02)
+def drive(client, until, *, speed=3600.0, position_every_s=0.02, timeout_s=15.0):
+    """Step every technician of ``client`` from Monday 09:00 until ``until()``; closes the client."""
+    clock = Clock(speed=speed, real_anchor=utcnow(), sim_anchor=MONDAY_9)
+    sim = TechnicianSim(client, client.technicians(), clock, position_every_s=position_every_s)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not until():
@@ -46,6 +46,10 @@ def work(db_url, until, timeout_s=15.0):
             time.sleep(0.01)
     finally:
         client.close()
+
+
+def work(db_url, until):
+    drive(InProcessJobsClient(db_url), until)
 
 
 def status(db, job_id):

@@ -68,3 +68,30 @@ def test_web_user_command_refuses_a_short_password(db_url):
     done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
                           env=env, capture_output=True, timeout=60)
     assert done.returncode == 2
+
+
+def test_web_user_demo_creates_the_demo_accounts_once(db_url, db):
+    from tests import factories
+    from web import store
+    from web.security import verify_password
+
+    ada = factories.technician(db, "Ada")
+    db.commit()
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test"}
+    argv = [sys.executable, "-m", "fieldops.cli", "web-user", "demo", "--password", "demo-pass-9"]
+    for _ in range(2):
+        done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    db.commit()
+    users = {name: store.user_by_name(db, name) for name in ("dispatcher", "admin", f"tech{ada.id}")}
+    assert {n: (u.role, u.technician_id) for n, u in users.items()} == {
+        "dispatcher": ("dispatcher", None), "admin": ("admin", None), f"tech{ada.id}": ("technician", ada.id)}
+    assert all(verify_password("demo-pass-9", u.password_hash) for u in users.values())
+    assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+
+
+def test_web_user_without_a_role_is_refused_unless_demo(db_url):
+    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test", "FIELDOPS_NEW_PASSWORD": "long-enough-pw"}
+    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora"], env=env, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 2 and b"--role" in done.stderr
