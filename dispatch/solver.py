@@ -285,9 +285,6 @@ class _Model:
         sp.local_search_metaheuristic = getattr(
             routing_enums_pb2.LocalSearchMetaheuristic, self.params.metaheuristic)
         sp.time_limit.FromMilliseconds(max(1, int(self.params.time_limit_s * 1000)))
-        # a multi-armed bandit orders the operators by recent success: about two points of
-        # gap better than the fixed order on Solomon R1/RC1 at 10 s
-        sp.use_multi_armed_bandit_concatenate_operators = True
         ops = sp.local_search_operators
         for name in ("use_extended_swap_active", "use_relocate_and_make_active",
                      "use_exchange_and_make_active"):
