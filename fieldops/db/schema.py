@@ -18,7 +18,8 @@ additively; the view ``telemetry_hourly_stats`` turns them into count/mean/min/m
   aggregation and a refresh policy.
 * Plain PostgreSQL: ``telemetry`` is range-partitioned by day; partitions are created ahead of time
   and on demand, dropped past retention; ``telemetry_hourly`` is a table updated in the same
-  transaction as every insert, from exactly the rows that were inserted.
+  transaction as every insert, from exactly the rows that were inserted (the writer aggregates
+  them per device and hour and merges those rows with one upsert).
 """
 
 from __future__ import annotations
@@ -205,16 +206,32 @@ def _create_postgres(conn: psycopg.Connection) -> None:
 STAGE_TABLE = "telemetry_stage"
 
 
-def create_stage(conn: psycopg.Connection) -> None:
-    """A per-connection staging table that COPY writes into; emptied at every commit."""
+def create_stage(conn: psycopg.Connection, chosen: Flavor) -> None:
+    """Per-connection staging tables that COPY writes into; emptied at every commit.
+
+    Plain PostgreSQL also gets ``telemetry_hourly_stage``, the batch's pre-aggregated rollup rows.
+    """
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage "
         "(device_id integer NOT NULL, ts timestamptz NOT NULL, seq bigint, vals real[] NOT NULL) "
         "ON COMMIT DELETE ROWS"
     )
+    if chosen is Flavor.POSTGRES:
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS telemetry_hourly_stage (LIKE telemetry_hourly) "
+            "ON COMMIT DELETE ROWS"
+        )
 
 
-def _merge_rollup_sql() -> sql.Composed:
+_ROLLUP_COLUMNS = ["device_id", "bucket", "n", *_rollup_columns()]
+COPY_ROLLUP_STAGE = sql.SQL("COPY telemetry_hourly_stage ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in _ROLLUP_COLUMNS)
+)
+ROLLUP_STAGE_TYPES = ["int4", "timestamptz", "int4"] + ["int4", "float8", "float8", "float4", "float4"] * MAX_METRICS
+
+
+def merge_rollup_stage_sql() -> sql.Composed:
+    """Merge ``telemetry_hourly_stage`` (one row per device and hour) into ``telemetry_hourly``."""
     sets = [sql.SQL("n = telemetry_hourly.n + excluded.n")]
     for i in SLOTS:
         n, s, q, lo, hi = (sql.Identifier(f"{p}{i}") for p in ("n", "s", "q", "lo", "hi"))
@@ -225,40 +242,39 @@ def _merge_rollup_sql() -> sql.Composed:
             sql.SQL("{c} = least(telemetry_hourly.{c}, excluded.{c})").format(c=lo),
             sql.SQL("{c} = greatest(telemetry_hourly.{c}, excluded.{c})").format(c=hi),
         ]
-    columns = sql.SQL(", ").join(
-        sql.Identifier(c) for c in ["device_id", "bucket", "n", *_rollup_columns()]
-    )
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _ROLLUP_COLUMNS)
     return sql.SQL(
-        "INSERT INTO telemetry_hourly ({cols}) {agg} GROUP BY 1, 2 ORDER BY 1, 2 "
-        "ON CONFLICT (device_id, bucket) DO UPDATE SET {sets}"
-    ).format(
-        cols=columns,
-        agg=_aggregate_select("inserted", "date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00')"),
-        sets=sql.SQL(", ").join(sets),
-    )
+        "INSERT INTO telemetry_hourly ({cols}) SELECT {cols} FROM telemetry_hourly_stage "
+        "ORDER BY device_id, bucket ON CONFLICT (device_id, bucket) DO UPDATE SET {sets}"
+    ).format(cols=columns, sets=sql.SQL(", ").join(sets))
 
 
 _INSERT_FROM_STAGE = (
     "INSERT INTO telemetry (device_id, ts, seq, vals) "
-    "SELECT DISTINCT ON (device_id, ts) device_id, ts, seq, vals FROM telemetry_stage "
-    "ORDER BY device_id, ts, seq "
-    "ON CONFLICT (device_id, ts) DO NOTHING RETURNING device_id, ts, vals"
+    "SELECT device_id, ts, seq, vals FROM telemetry_stage ORDER BY device_id, ts "
+    "ON CONFLICT (device_id, ts) DO NOTHING RETURNING device_id, ts"
 )
 
 
 def flush_stage_sql(chosen: Flavor) -> sql.Composable:
-    """Move staged rows into telemetry, dropping duplicates; the result has one row: inserted count.
+    """Move staged rows (unique per device and ts) into telemetry, skipping those already stored.
 
-    On plain PostgreSQL the same statement merges exactly the inserted rows into the hourly rollup.
+    The result is one row: the inserted count, and NULL or the inserted keys. On TimescaleDB the
+    continuous aggregate does the rollup, so the keys are never needed (and the statement takes
+    no parameter). On plain PostgreSQL the statement takes the number of staged rows; when fewer
+    were inserted (redeliveries), the second column holds the inserted keys as
+    ``[[device_id, ...], [microseconds since 2000-01-01 UTC, ...]]`` so that the caller merges exactly
+    those rows into the hourly rollup (``merge_rollup_stage_sql``).
     """
     if chosen is Flavor.TIMESCALEDB:
-        return sql.SQL("WITH inserted AS ({}) SELECT count(*) FROM inserted").format(
+        return sql.SQL("WITH inserted AS ({}) SELECT count(*), NULL::bigint[] FROM inserted").format(
             sql.SQL(_INSERT_FROM_STAGE)
         )
     return sql.SQL(
-        "WITH inserted AS ({ins}), rolled AS ({merge} RETURNING 1) "
-        "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM rolled)"
-    ).format(ins=sql.SQL(_INSERT_FROM_STAGE), merge=_merge_rollup_sql())
+        "WITH inserted AS ({ins}) SELECT count(*), CASE WHEN count(*) < %s THEN ("
+        "SELECT ARRAY[array_agg(device_id::bigint), array_agg((extract(epoch FROM "
+        "ts - TIMESTAMPTZ '2000-01-01 00:00+00') * 1000000)::bigint)] FROM inserted) END FROM inserted"
+    ).format(ins=sql.SQL(_INSERT_FROM_STAGE))
 
 
 # ---------------------------------------------------------------- partitions and maintenance

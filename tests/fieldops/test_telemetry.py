@@ -69,6 +69,25 @@ def test_rollup_is_not_inflated_by_redelivery(db, pump):
     assert stat.n == 10
 
 
+def test_rollup_counts_only_the_new_readings_of_a_partly_redelivered_batch(db, pump):
+    writer = telemetry.TelemetryWriter(db)
+    writer.write(_rows(pump.id, 5))
+    db.commit()
+    writer.write(_rows(pump.id, 7))
+    db.commit()
+    (stat,) = telemetry.hourly_stats(db, [pump.id], T0, T0 + timedelta(hours=1), metric_index=0)
+    assert (stat.n, stat.min, stat.max) == (7, 20.0, 26.0)
+
+
+def test_readings_without_seq_or_with_fewer_values_are_stored_as_given(db, pump):
+    writer = telemetry.TelemetryWriter(db)
+    assert writer.write([(pump.id, T0, None, [1.5]), (pump.id, T0 + timedelta(minutes=1), 3, [2.5, None, 4.0]),
+                         (pump.id, T0 + timedelta(minutes=2), 4, [3.5, 1.0, 2.0])]) == 3
+    db.commit()
+    got = telemetry.read_range(db, pump.id, T0, T0 + timedelta(hours=1))
+    assert [(r.seq, r.values) for r in got] == [(None, (1.5,)), (3, (2.5, None, 4.0)), (4, (3.5, 1.0, 2.0))]
+
+
 def test_rollup_merges_batches_in_the_same_hour(db, pump):
     writer = telemetry.TelemetryWriter(db)
     writer.write(_rows(pump.id, 10))

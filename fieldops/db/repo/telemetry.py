@@ -1,11 +1,13 @@
-"""Telemetry reads and writes. Writes go COPY -> staging table -> deduplicating insert."""
+"""Telemetry reads and writes. Writes go binary COPY -> staging table -> deduplicating insert."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import psycopg
 
 from fieldops.db import schema
@@ -14,44 +16,195 @@ from fieldops.domain import Reading
 Row = tuple[int, datetime, int | None, Sequence[float | None]]  # device_id, ts, seq, vals
 
 
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's binary timestamp origin
+_US = timedelta(microseconds=1)
+_HOUR_US = 3_600_000_000
+_DAY_US = 86_400_000_000
+_FLOAT4_OID = 700
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_ROW_HEAD = struct.Struct("!hiiiq")  # 4 columns; device_id; ts
+_SEQ = struct.Struct("!iq")
+_ARRAY_HEAD = struct.Struct("!iiiiii")  # byte length, ndim 1, has nulls, element oid, length, lower bound
+_ELEMENT = struct.Struct("!if")
+
+
+def _seq_order(seq: int | None) -> tuple[bool, int]:
+    return (seq is None, seq or 0)  # lowest seq first, NULL last (as ORDER BY seq)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch of readings, deduplicated on (device, ts), as numpy columns.
+
+    ``vals`` is float32 rounded (as stored) and NaN where a value is missing.
+    """
+
+    rows: list[Row]
+    device: np.ndarray  # int64
+    ts_us: np.ndarray  # int64 microseconds since 2000-01-01 UTC
+    vals: np.ndarray  # float64, shape (rows, widest model)
+    width: np.ndarray  # int64 metric slots per row
+
+    @classmethod
+    def of(cls, rows: list[Row]) -> _Batch | None:
+        if not rows:
+            return None
+        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows]
+        keys = list(zip([r[0] for r in rows], ts_us, strict=True))
+        if len(set(keys)) != len(keys):
+            best: dict[tuple[int, int], int] = {}
+            for i, key in enumerate(keys):
+                j = best.get(key)
+                if j is None or _seq_order(rows[i][2]) < _seq_order(rows[j][2]):
+                    best[key] = i
+            keep = sorted(best.values())
+            rows = [rows[i] for i in keep]
+            ts_us = [ts_us[i] for i in keep]
+        vals = [r[3] for r in rows]
+        width = np.fromiter((len(v) for v in vals), np.int64, len(vals))
+        widest = int(width.max())
+        if widest and int(width.min()) != widest:
+            vals = [list(v) + [None] * (widest - len(v)) for v in vals]
+        matrix = np.array(vals, dtype=np.float64).reshape(len(rows), widest)  # None -> NaN
+        return cls(rows, np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                   np.array(ts_us, dtype=np.int64), matrix.astype(np.float32).astype(np.float64), width)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, keys: list[list[int]]) -> _Batch:
+        """The rows whose (device_id, microseconds) are in ``keys`` (two parallel lists)."""
+        wanted = set(zip(keys[0], keys[1], strict=True))
+        mask = np.fromiter(((d, t) in wanted for d, t in zip(self.device.tolist(), self.ts_us.tolist(),
+                                                              strict=True)), bool, len(self.rows))
+        picked = np.flatnonzero(mask)
+        return _Batch([self.rows[i] for i in picked.tolist()], self.device[mask], self.ts_us[mask],
+                      self.vals[mask], self.width[mask])
+
+    def copy_buffer(self) -> bytes:
+        """The whole batch in PostgreSQL's binary COPY format (device_id, ts, seq, vals)."""
+        parts = [_COPY_SIGNATURE]
+        simple = ~np.isnan(self.vals).any(axis=1) & np.fromiter(
+            (r[2] is not None for r in self.rows), bool, len(self.rows))
+        simple &= self.width > 0
+        for w in np.unique(self.width[simple]).tolist():
+            parts.append(self._vectorized(simple & (self.width == w), w))
+        for i in np.flatnonzero(~simple).tolist():
+            parts.append(_encode_row(self.rows[i], int(self.ts_us[i])))
+        parts.append(_COPY_TRAILER)
+        return b"".join(parts)
+
+    def _vectorized(self, pick: np.ndarray, w: int) -> bytes:
+        dtype = np.dtype([
+            ("ncols", ">i2"), ("l_dev", ">i4"), ("dev", ">i4"), ("l_ts", ">i4"), ("ts", ">i8"),
+            ("l_seq", ">i4"), ("seq", ">i8"), ("l_vals", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"),
+            ("oid", ">i4"), ("dim", ">i4"), ("lbound", ">i4"), ("elems", [("len", ">i4"), ("v", ">f4")], (w,)),
+        ])
+        idx = np.flatnonzero(pick)
+        out = np.zeros(len(idx), dtype)
+        out["ncols"], out["l_dev"], out["l_ts"], out["l_seq"] = 4, 4, 8, 8
+        out["l_vals"], out["ndim"], out["oid"], out["dim"], out["lbound"] = 20 + 8 * w, 1, _FLOAT4_OID, w, 1
+        out["dev"] = self.device[idx]
+        out["ts"] = self.ts_us[idx]
+        out["seq"] = [self.rows[i][2] for i in idx.tolist()]
+        out["elems"]["len"] = 4
+        out["elems"]["v"] = self.vals[idx, :w]
+        return out.tobytes()
+
+    def hourly_rollup(self) -> Iterator[tuple]:
+        """Rows of ``telemetry_hourly`` (device_id, bucket, n, then n/s/q/lo/hi per slot) for this batch."""
+        hours = self.ts_us // _HOUR_US
+        first = int(hours.min())
+        groups, inv = np.unique((self.device << 32) | (hours - first), return_inverse=True)
+        inv = inv.reshape(-1)
+        g = len(groups)
+        columns: list[list] = [
+            (groups >> 32).tolist(),
+            [_PG_EPOCH + timedelta(microseconds=(first + int(h)) * _HOUR_US) for h in (groups & 0xFFFFFFFF).tolist()],
+            np.bincount(inv, minlength=g).tolist(),
+        ]
+        for slot in range(schema.MAX_METRICS):
+            if slot >= self.vals.shape[1]:
+                columns += [[0] * g, [None] * g, [None] * g, [None] * g, [None] * g]
+                continue
+            col = self.vals[:, slot]
+            ok = ~np.isnan(col)
+            at, v = inv[ok], col[ok]
+            n = np.bincount(at, minlength=g)
+            lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+            np.minimum.at(lo, at, v)
+            np.maximum.at(hi, at, v)
+            empty = (n == 0).tolist()
+            columns.append(n.tolist())
+            for figures in (np.bincount(at, v, g), np.bincount(at, v * v, g), lo, hi):
+                columns.append([None if e else x for e, x in zip(empty, figures.tolist(), strict=True)])
+        return zip(*columns, strict=True)
+
+
+def _encode_row(row: Row, ts_us: int) -> bytes:
+    """One row in binary COPY format, for rows with missing values or no seq."""
+    device_id, _, seq, vals = row
+    elems = [_NULL if v is None else _ELEMENT.pack(4, v) for v in vals]
+    head = _ROW_HEAD.pack(4, 4, device_id, 8, ts_us) + (_NULL if seq is None else _SEQ.pack(8, seq))
+    if not elems:
+        return head + struct.pack("!iiii", 12, 0, 0, _FLOAT4_OID)
+    body = b"".join(elems)
+    return head + _ARRAY_HEAD.pack(20 + len(body), 1, int(_NULL in elems), _FLOAT4_OID, len(elems), 1) + body
+
+
 class TelemetryWriter:
     """Writes batches of readings on one connection; the caller owns the transaction.
 
     ``write`` returns how many readings were new: redelivered or repeated (device, ts) pairs are
-    dropped, in the batch and against what is stored.
+    dropped, in the batch and against what is stored. Rows are encoded into one binary COPY buffer
+    with numpy; on plain PostgreSQL the hourly rollup of exactly the inserted rows is aggregated
+    here (numpy) and merged with one upsert (TimescaleDB's continuous aggregate needs nothing).
     """
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
         self._flavor = schema.flavor(conn)
         self._flush = schema.flush_stage_sql(self._flavor)
-        self._days: set[date] = set()
-        schema.create_stage(conn)
+        self._merge = schema.merge_rollup_stage_sql()
+        self._days: set[int] = set()
+        schema.create_stage(conn, self._flavor)
         if not conn.autocommit:
             conn.commit()
 
     def write(self, rows: Iterable[Row]) -> int:
-        rows = list(rows)
-        if not rows:
+        batch = _Batch.of(list(rows))
+        if batch is None:
             return 0
-        days = {ts.astimezone(UTC).date() for _, ts, _, _ in rows}
-        if self._flavor is schema.Flavor.POSTGRES and not days <= self._days:
-            self._ensure(days)
+        if self._flavor is schema.Flavor.POSTGRES:
+            days = set(np.unique(batch.ts_us // _DAY_US).tolist())
+            if not days <= self._days:
+                self._ensure(days)
         with self.conn.cursor() as cur:
             with cur.copy(
                 "COPY telemetry_stage (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["int4", "timestamptz", "int8", "float4[]"])
-                for row in rows:
-                    copy.write_row(row)
-            inserted = cur.execute(self._flush).fetchone()[0]
+                copy.write(batch.copy_buffer())
+            rollup = self._flavor is schema.Flavor.POSTGRES
+            inserted, keys = cur.execute(self._flush, (len(batch),) if rollup else None).fetchone()
+            if rollup and inserted:
+                self._merge_rollup(cur, batch.subset(keys) if keys is not None else batch)
             cur.execute("TRUNCATE telemetry_stage")
         return int(inserted)
 
-    def _ensure(self, days: set[date]) -> None:
+    def _merge_rollup(self, cur: psycopg.Cursor, batch: _Batch) -> None:
+        with cur.copy(schema.COPY_ROLLUP_STAGE) as copy:
+            copy.set_types(schema.ROLLUP_STAGE_TYPES)
+            for row in batch.hourly_rollup():
+                copy.write_row(row)
+        cur.execute(self._merge)
+        cur.execute("TRUNCATE telemetry_hourly_stage")
+
+    def _ensure(self, days: set[int]) -> None:
         # Partition DDL runs on its own connection so that it commits independently of the batch.
         with psycopg.connect(self.conn.info.dsn, password=self.conn.info.password, autocommit=True) as ddl:
-            schema.ensure_partitions(ddl, days)
+            schema.ensure_partitions(ddl, {(_PG_EPOCH + timedelta(days=d)).date() for d in days})
         self._days |= days
 
 
