@@ -282,6 +282,7 @@ def transition(job_id: int) -> Any:
     lon = number(data, "lon", -180, 180, required=False)
     note = text(data, "note")
     finding = text(data, "finding", 40)
+    finding_mode = text(data, "finding_mode", 60)
     used = parts_list(data)
     now = state().clock.now()
     with db() as conn:
@@ -290,7 +291,8 @@ def transition(job_id: int) -> Any:
         def action() -> tuple[int, Any]:
             job = jobs_service.transition(
                 conn, job_id, to_status, expected_version=expected, actor=f"user:{g.user.username}",
-                now=now, lat=lat, lon=lon, note=note or None, finding=finding or None, parts_used=used)
+                now=now, lat=lat, lon=lon, note=note or None, finding=finding or None,
+                finding_mode=finding_mode or None, parts_used=used)
             return 200, job_json(job)
 
         return idempotent(conn, action)

@@ -25,6 +25,7 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
             "lat": {"type": "number"}, "lon": {"type": "number"},
             "note": {"type": "string"},
             "finding": {"type": "string", "enum": ["fault_confirmed", "no_fault_found", "other"]},
+            "finding_mode": {"type": "string", "description": "failure mode found (fault_confirmed)"},
             "parts_used": {"type": "array", "items": {
                 "type": "object", "required": ["sku", "quantity"],
                 "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}}}},
