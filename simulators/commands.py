@@ -157,7 +157,7 @@ def cmd_technicians(args: argparse.Namespace, settings: Settings) -> int:
         client = WebJobsClient(args.web_url or web_url(settings), url, password, dispatcher=desk)
     try:
         run_technicians(client, client.technicians(), _clock(settings), duration_s=args.duration_s,
-                        seed=args.seed, position_every_s=args.position_every_s, today=utcnow())
+                        seed=args.seed, position_every_s=args.position_every_s, today=_clock(settings).now())
     except KeyboardInterrupt:
         log.info("technicians stopped")
     finally:
