@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from fieldops.clock import Clock, utcnow
+from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.db.repo import catalog
