@@ -11,7 +11,7 @@ from dispatch import overrides
 from dispatch.loop import plan_once, run_loop
 from dispatch.problem import Params
 from dispatch.travel import provider_for
-from fieldops.clock import Clock
+from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.service.errors import ServiceError
@@ -39,19 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ov.set_defaults(func=cmd_override)
 
 
-def _url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
-    return settings.database_url
-
-
-def _clock(settings: Settings) -> Clock:
-    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
-
-
 def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
-        plan_id, solution = plan_once(conn, _clock(settings).now(), Params(time_limit_s=args.time_limit),
+    with connect(settings.require_database_url()) as conn:
+        plan_id, solution = plan_once(conn, service_clock(settings).now(), Params(time_limit_s=args.time_limit),
                                       provider_for(settings.osrm_url))
     sys.stdout.write(json.dumps({
         "plan_id": plan_id, "routes": {r.technician_id: r.job_ids() for r in solution.routes},
@@ -60,17 +50,17 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
-    clock = _clock(settings)
-    run_loop(_url(settings), clock.now, Params(time_limit_s=args.time_limit),
+    clock = service_clock(settings)
+    run_loop(settings.require_database_url(), clock.now, Params(time_limit_s=args.time_limit),
              provider_for(settings.osrm_url), interval_s=args.interval)
     return 0
 
 
 def cmd_override(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         try:
             warning = overrides.apply(conn, args.action, args.job_id, actor=args.actor,
-                                      now=_clock(settings).now(), technician_id=args.technician,
+                                      now=service_clock(settings).now(), technician_id=args.technician,
                                       position=args.position, force=args.force)
         except ServiceError as exc:
             conn.rollback()

@@ -49,6 +49,11 @@ class Clock:
         return sim_seconds / self.speed
 
 
+def service_clock(settings) -> Clock:
+    """The clock named by FIELDOPS_CLOCK_SPEED and FIELDOPS_CLOCK_ANCHOR."""
+    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+
+
 def _parse(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip())
     if value.tzinfo is None:

@@ -60,6 +60,12 @@ class Settings:
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    def require_database_url(self) -> str:
+        """The database URL, or exit with a message naming the variable (for commands)."""
+        if not self.database_url:
+            raise SystemExit(f"fieldops: {PREFIX}DATABASE_URL is not set")
+        return self.database_url
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
 

@@ -57,12 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
 
 
-def _url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
-    return settings.database_url
-
-
 def _progress(msg: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
     sys.stderr.flush()
@@ -85,7 +79,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             return _fail(str(exc))
         sys.stdout.write(json.dumps(_public(run.result.model.metrics)) + "\n")
         return 0
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         try:
             run, version, promoted = pipeline.train_db(
                 conn, days=args.days, horizon_h=args.horizon or pipeline.DEFAULT_HORIZON_H,
@@ -115,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             return _fail(str(exc))
         sys.stdout.write(json.dumps(_public(metrics)) + "\n")
         return 0
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         try:
             entry, model = (registry.load(conn, args.version) if args.version
                             else registry.active(conn) or (None, None))
@@ -144,7 +138,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     if args.column == "rul":
         return _fail("rul needs --telemetry")
     clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         current = registry.active(conn)
         if current is None:
             return _fail("no active model: run `fieldops predict train` first")
@@ -159,7 +153,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
     clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
     while True:
-        with connect(_url(settings)) as conn:
+        with connect(settings.require_database_url()) as conn:
             current = registry.active(conn)
             if current is None:
                 log.warning("no active model yet; waiting")
@@ -181,7 +175,7 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         for e in registry.entries(conn):
             m = e.metrics
             sys.stdout.write(

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from fieldops.clock import Clock
+from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.db.repo import catalog
@@ -61,21 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_technicians)
 
 
-def _url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
-    return settings.database_url
-
-
-def _clock(settings: Settings) -> Clock:
-    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
-
-
 def cmd_seed_data(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.seed import seed_data
 
-    with connect(_url(settings)) as conn:
-        result = seed_data(conn, now=_clock(settings).now(), secret=settings.secret_key,
+    with connect(settings.require_database_url()) as conn:
+        result = seed_data(conn, now=service_clock(settings).now(), secret=settings.secret_key,
                            devices=args.devices, technicians=args.technicians, seed=args.seed)
         conn.commit()
     sys.stdout.write(json.dumps({"created": result.created, "devices": result.devices,
@@ -86,7 +76,7 @@ def cmd_seed_data(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.backfill import backfill, record_in_simulator_schema
 
-    url = _url(settings)
+    url = settings.require_database_url()
     recorder = record_in_simulator_schema
     if not args.no_jobs:
         from simulators.history import JobHistory
@@ -94,7 +84,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         with connect(url) as conn:
             recorder = JobHistory(conn)
     result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                      seed=args.seed, end=_clock(settings).now(), recorder=recorder)
+                      seed=args.seed, end=service_clock(settings).now(), recorder=recorder)
     sys.stdout.write(json.dumps({
         "devices": result.devices, "readings": result.readings, "failures": result.failures,
         "visits": result.visits, "open_faults": len(result.open_faults),
@@ -108,7 +98,7 @@ def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.models import MODEL_SPECS
     from simulators.seed import device_password
 
-    url = _url(settings)
+    url = settings.require_database_url()
     with connect(url) as conn:
         devices = [FleetDevice(d.id, d.serial, d.model_code) for d in catalog.devices(conn)
                    if d.model_code in MODEL_SPECS]
@@ -120,7 +110,7 @@ def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
             return device_password(settings.secret_key, serial)
     config = FleetConfig(host=settings.mqtt_host or "127.0.0.1", port=settings.mqtt_port, tls=settings.mqtt_tls,
                          seed=args.seed, batch=args.batch, window=args.window, interval_s=args.interval_s)
-    fleet = Fleet(devices, passwords, _clock(settings), config, conninfo=url)
+    fleet = Fleet(devices, passwords, service_clock(settings), config, conninfo=url)
     log.info("fleet: %d devices to %s:%d", len(devices), config.host, config.port)
     fleet.connect()
     try:
@@ -142,7 +132,7 @@ def web_url(settings: Settings) -> str:
 def cmd_technicians(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.technicians import InProcessJobsClient, run_technicians
 
-    url = _url(settings)
+    url = settings.require_database_url()
     if args.in_process:
         client = InProcessJobsClient(url)
     else:
@@ -156,8 +146,8 @@ def cmd_technicians(args: argparse.Namespace, settings: Settings) -> int:
         desk = Credentials(args.dispatcher, password) if args.dispatcher else None
         client = WebJobsClient(args.web_url or web_url(settings), url, password, dispatcher=desk)
     try:
-        run_technicians(client, client.technicians(), _clock(settings), duration_s=args.duration_s,
-                        seed=args.seed, position_every_s=args.position_every_s, today=_clock(settings).now())
+        run_technicians(client, client.technicians(), service_clock(settings), duration_s=args.duration_s,
+                        seed=args.seed, position_every_s=args.position_every_s, today=service_clock(settings).now())
     except KeyboardInterrupt:
         log.info("technicians stopped")
     finally:

@@ -25,20 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     dbsub.add_parser("status", help="applied migrations and storage flavor").set_defaults(func=cmd_status)
 
 
-def _url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
-    return settings.database_url
-
-
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    done = migrate(_url(settings), settings)
+    done = migrate(settings.require_database_url(), settings)
     log.info("%d migration(s) applied", len(done))
     return 0
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings), autocommit=True) as conn:
+    with connect(settings.require_database_url(), autocommit=True) as conn:
         result = schema.maintain(conn, utcnow(), retention_days=settings.telemetry_retention_days,
                                  ahead_days=settings.partitions_ahead_days)
     log.info("partitions created %(created)d, dropped %(dropped)d", result)
@@ -46,7 +40,7 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings), autocommit=True) as conn:
+    with connect(settings.require_database_url(), autocommit=True) as conn:
         have = applied(conn)
         status = {
             "flavor": schema.flavor(conn).value if have else None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from fieldops.clock import Clock
+from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.domain import GeoPoint, JobSource, JobStatus, JobType
@@ -74,16 +74,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     jsub.add_parser("reorder", help="stock below its minimum").set_defaults(func=cmd_reorder)
 
 
-def _url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise SystemExit("fieldops: FIELDOPS_DATABASE_URL is not set")
-    return settings.database_url
-
-
-def _clock(settings: Settings) -> Clock:
-    return Clock.from_settings(settings.clock_speed, settings.clock_anchor)
-
-
 def _emit(value: Any) -> None:
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
@@ -114,7 +104,7 @@ def _guarded(conn: psycopg.Connection, action) -> int:
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         device_id = None
         if args.device:
             row = conn.execute("SELECT id FROM devices WHERE serial = %s", (args.device,)).fetchone()
@@ -126,18 +116,18 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
             source=args.source, type=args.type, device_id=device_id, site_id=args.site_id,
             failure_mode=args.mode, priority=args.priority, explanation=args.explanation,
         )
-        return _guarded(conn, lambda: jobs.create_job(conn, request, actor=args.actor, now=_clock(settings).now()))
+        return _guarded(conn, lambda: jobs.create_job(conn, request, actor=args.actor, now=service_clock(settings).now()))
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         for job in jobs.open_jobs(conn, technician_id=args.technician_id, site_id=args.site_id):
             _emit(job)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         return _guarded(conn, lambda: {
             "job": dataclasses.asdict(jobs.get_job(conn, args.job_id)),
             "events": [dataclasses.asdict(e) for e in jobs.job_events(conn, args.job_id)],
@@ -146,10 +136,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_transition(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         return _guarded(conn, lambda: jobs.transition(
             conn, args.job_id, args.status, expected_version=args.version, actor=args.actor,
-            now=_clock(settings).now(), technician_id=args.technician_id, finding=args.finding, note=args.note,
+            now=service_clock(settings).now(), technician_id=args.technician_id, finding=args.finding, note=args.note,
         ))
 
 
@@ -167,8 +157,8 @@ def run_cycle(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
 
 
 def cmd_process_events(args: argparse.Namespace, settings: Settings) -> int:
-    clock = _clock(settings)
-    with connect(_url(settings)) as conn:
+    clock = service_clock(settings)
+    with connect(settings.require_database_url()) as conn:
         while True:
             try:
                 _emit(run_cycle(conn, clock.now()))
@@ -183,15 +173,15 @@ def cmd_process_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kpis(args: argparse.Namespace, settings: Settings) -> int:
-    now = _clock(settings).now()
-    with connect(_url(settings)) as conn:
+    now = service_clock(settings).now()
+    with connect(settings.require_database_url()) as conn:
         for row in kpis.kpis(conn, now - timedelta(days=args.days), now, args.by):
             _emit(row)
     return 0
 
 
 def cmd_reorder(args: argparse.Namespace, settings: Settings) -> int:
-    with connect(_url(settings)) as conn:
+    with connect(settings.require_database_url()) as conn:
         for suggestion in parts.reorder_suggestions(conn):
             _emit(suggestion)
     return 0
