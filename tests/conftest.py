@@ -7,6 +7,7 @@ suite creates and drops its databases there instead of starting its own cluster.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -61,15 +62,23 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
 _counter = itertools.count()
 
 
+@contextlib.contextmanager
+def cloned_database(pg_admin_url: str, template: str, name: str) -> Iterator[str]:
+    """A database cloned from ``template``, dropped on exit; yields its URL."""
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _with_dbname(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for this test only."""
-    name = f"fieldops_t{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_dbname(pg_admin_url, name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with cloned_database(pg_admin_url, template_db, f"fieldops_t{os.getpid()}_{next(_counter)}") as url:
+        yield url
 
 
 @pytest.fixture

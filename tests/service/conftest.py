@@ -13,7 +13,7 @@ import pytest
 from fieldops.db.repo import catalog
 from fieldops.domain import Device, Site, Technician
 from tests import factories
-from tests.conftest import _with_dbname
+from tests.conftest import cloned_database
 
 _names = itertools.count()
 
@@ -21,12 +21,8 @@ _names = itertools.count()
 @pytest.fixture(scope="module")
 def module_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """One migrated database for a whole module; tests using ``rolled_back`` leave it unchanged."""
-    name = f"fieldops_m{os.getpid()}_{next(_names)}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_dbname(pg_admin_url, name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with cloned_database(pg_admin_url, template_db, f"fieldops_m{os.getpid()}_{next(_names)}") as url:
+        yield url
 
 
 @pytest.fixture
