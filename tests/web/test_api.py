@@ -168,37 +168,6 @@ def test_release_hands_scheduled_job_to_the_phone(signed_in, work, people, db):
     assert resp.get_json()["status"] == "dispatched"
 
 
-def _warehouse_with_bearings(db):
-    from fieldops.db.repo import catalog
-    from fieldops.domain import GeoPoint, StockKind
-
-    depot = catalog.create_stock_location(db, StockKind.WAREHOUSE, "Depot", GeoPoint(48.14, 11.56))
-    catalog.set_stock(db, depot.id, catalog.parts_by_sku(db)["BRG-1"].id, 10)
-    db.commit()
-
-
-def test_replan_preview_assigns_the_new_job_without_committing(signed_in, work, db):
-    _warehouse_with_bearings(db)
-    client, token = signed_in("dora")
-    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
-    change = {c["job_id"]: c for c in resp.get_json()["changes"]}[work.new_job_id]
-    assert change["from"] is None and change["to"] is not None
-    assert jobs.get_job(db, work.new_job_id).technician_id is None
-
-
-def test_replan_preview_gives_the_reason_a_job_stays_unassigned(signed_in, work):
-    client, token = signed_in("dora")
-    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
-    reasons = {u["job_id"]: u["reason"] for u in resp.get_json()["unassigned"]}
-    assert "out of stock" in reasons[work.new_job_id]
-
-
-def test_replan_apply_commits_an_active_plan(signed_in, work):
-    client, token = signed_in("dora")
-    client.post("/api/plan/apply", json={}, headers={"X-CSRF-Token": token})
-    assert client.get("/api/plan").get_json()["plan_id"] is not None
-
-
 def _prediction(db, device_id, p_fail, scored_at):
     version = db.execute(
         "INSERT INTO model_registry (estimator, horizon_h, artifact, sha256) VALUES ('gb', 72, 'x', %s) "
