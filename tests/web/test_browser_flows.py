@@ -119,11 +119,48 @@ def test_dispatcher_sees_validation_message_for_unskilled_technician(browser, ba
     eve = factories.technician(db, "Eve", skills=("electrical",))
     db.commit()
     console = sign_in(browser, base_url, "dora", DESKTOP)
-    console.locator(f"#assign-tech option[value='{eve.id}']").wait_for(state="attached")
-    console.select_option("#assign-job", str(work.new_job_id))
-    console.select_option("#assign-tech", str(eve.id))
+    _choose_override(console, work.new_job_id, eve.id, "assign")
     console.get_by_role("button", name="Apply").click()
     console.locator("#assign-message", has_text="lacks skill").wait_for()
+
+
+def _choose_override(console, job_id, technician_id, action):
+    console.locator(f"#assign-tech option[value='{technician_id}']").wait_for(state="attached")
+    console.select_option("#assign-job", str(job_id))
+    console.select_option("#assign-tech", str(technician_id))
+    console.select_option("#assign-action", action)
+
+
+def test_dispatcher_moves_a_job_to_a_position_in_a_route(browser, base_url, work, people, db, shoot):
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    _choose_override(console, work.new_job_id, people.ada_technician_id, "move")
+    console.fill("#assign-position", "1")
+    shoot(console, "dispatcher-move-to-position")
+    console.get_by_role("button", name="Apply").click()
+    console.locator("#assign-message", has_text="to position 1").wait_for()
+    row = db.execute("SELECT technician_id, position FROM dispatch_overrides WHERE job_id = %s",
+                     (work.new_job_id,)).fetchone()
+    assert row == (people.ada_technician_id, 0)
+
+
+def test_move_without_a_position_gets_a_message_naming_position(browser, base_url, work, people, db):
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    _choose_override(console, work.new_job_id, people.ada_technician_id, "move")
+    console.get_by_role("button", name="Apply").click()
+    console.locator("#assign-message", has_text="(position)").wait_for()
+    assert db.execute("SELECT count(*) FROM dispatch_overrides").fetchone()[0] == 0
+
+
+def test_forced_assignment_from_the_console_shows_its_warning(browser, base_url, work, db):
+    from tests import factories
+
+    eve = factories.technician(db, "Eve", skills=("electrical",))
+    db.commit()
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    _choose_override(console, work.new_job_id, eve.id, "assign")
+    console.check("#assign-force")
+    console.get_by_role("button", name="Apply").click()
+    console.locator("#assign-message", has_text="warning: technician").wait_for()
 
 
 def test_customer_follows_tracking_link_and_leaves_feedback(browser, base_url, work, people, db, shoot):

@@ -141,13 +141,33 @@
     const msg = document.getElementById("assign-message");
     const body = { job_id: parseInt(document.getElementById("assign-job").value, 10),
                    technician_id: parseInt(document.getElementById("assign-tech").value, 10),
-                   action: document.getElementById("assign-action").value };
+                   action: document.getElementById("assign-action").value,
+                   force: document.getElementById("assign-force").checked };
+    const bad = (text) => { msg.className = "message bad"; msg.textContent = text; };
+    if (Number.isNaN(body.job_id)) return bad("Choose a job (job_id)");
+    if (body.action === "move") {
+      const raw = document.getElementById("assign-position").value.trim();
+      const position = Number(raw);
+      if (raw === "" || !Number.isInteger(position) || position < 1) {
+        return bad("Position must be a whole number from 1 (the first stop) (position)");
+      }
+      body.position = position - 1;
+    }
     const res = await fo.api("POST", "/api/overrides", body, { "Idempotency-Key": fo.newKey() });
-    msg.className = "message " + (res.ok ? "good" : "bad");
-    msg.textContent = res.ok ? "Applied: " + body.action + " job " + body.job_id
-      : (res.data && res.data.error ? res.data.error + (res.data.field ? " (" + res.data.field + ")" : "") : "Failed (" + res.status + ")");
+    if (!res.ok) {
+      bad(res.data && res.data.error ? res.data.error + (res.data.field ? " (" + res.data.field + ")" : "") : "Failed (" + res.status + ")");
+    } else {
+      const where = body.action === "move" ? " to position " + (body.position + 1) : "";
+      msg.className = "message good";
+      msg.textContent = "Applied: " + body.action + " job " + body.job_id + where + (res.data.warning ? " · warning: " + res.data.warning : "");
+    }
     load();
   });
+
+  const positionBox = document.getElementById("assign-position").closest("label");
+  const showPosition = () => { positionBox.hidden = document.getElementById("assign-action").value !== "move"; };
+  document.getElementById("assign-action").addEventListener("change", showPosition);
+  showPosition();
 
   document.getElementById("replan-preview").addEventListener("click", async () => {
     const box = document.getElementById("replan-result");
