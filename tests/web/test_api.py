@@ -221,3 +221,17 @@ def test_kpis_by_unknown_grouping_names_by(signed_in, work):
     client, _ = signed_in("dora")
     resp = client.get("/api/kpis?by=moon")
     assert resp.status_code == 400 and resp.get_json()["field"] == "by"
+
+
+def test_openapi_lists_every_override_action(app):
+    from web.api import OVERRIDE_ACTIONS
+
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/overrides"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["action"]["enum"] == list(OVERRIDE_ACTIONS)
+
+
+def test_openapi_documents_that_apply_needs_a_preview_id(app):
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/plan/apply"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["preview_id"]

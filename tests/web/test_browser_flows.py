@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,13 +33,22 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def base_url(live_app) -> Iterator[str]:
-    srv = make_server("127.0.0.1", 0, live_app, threaded=True)
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` on a threaded werkzeug server; yields its base URL."""
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture
+def base_url(live_app) -> Iterator[str]:
+    with serving(live_app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -143,6 +154,24 @@ def test_dispatcher_moves_a_job_to_a_position_in_a_route(browser, base_url, work
     assert row == (people.ada_technician_id, 0)
 
 
+def test_dispatcher_drags_an_unassigned_job_to_the_end_of_a_timeline(browser, base_url, work, people, db):
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    job = console.locator(f"#unassigned li[data-job-id='{work.new_job_id}']")
+    bar = console.locator(f"#timelines .row[data-technician-id='{people.bob_technician_id}'] .bar")
+    bar.locator(".seg").wait_for()
+    box = bar.bounding_box()
+    # HTML5 drag events with one DataTransfer, as a drag gesture produces them (dropped near the end)
+    carried = console.evaluate_handle("() => new DataTransfer()")
+    job.dispatch_event("dragstart", {"dataTransfer": carried})
+    bar.dispatch_event("dragover", {"dataTransfer": carried})
+    bar.dispatch_event("drop", {"dataTransfer": carried, "clientX": box["x"] + box["width"] - 5,
+                                "clientY": box["y"] + box["height"] / 2})
+    console.locator("#assign-message", has_text="to position 2").wait_for()
+    row = db.execute("SELECT technician_id, position FROM dispatch_overrides WHERE job_id = %s",
+                     (work.new_job_id,)).fetchone()
+    assert row == (people.bob_technician_id, 1)
+
+
 def test_move_without_a_position_gets_a_message_naming_position(browser, base_url, work, people, db):
     console = sign_in(browser, base_url, "dora", DESKTOP)
     _choose_override(console, work.new_job_id, people.ada_technician_id, "move")
@@ -234,3 +263,25 @@ def test_update_made_offline_is_queued_and_sent_once_back_online(browser, base_u
     page.evaluate("() => fo.queue.flush()")
     page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
     assert [e.to_status for e in jobs.job_events(db, work.ada_job_id)].count("en_route") == 1
+
+
+UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"  # nothing listens on port 9
+
+
+def test_map_shows_stops_and_position_when_tiles_cannot_load(browser, web_settings, work, people, shoot):
+    from tests.web.conftest import clock
+    from web.app import close_app, create_app
+
+    app = create_app(replace(web_settings, map_tile_url=UNREACHABLE_TILES), clock=clock())
+    try:
+        with serving(app) as url:
+            page = sign_in(browser, url, "ada", PHONE, geolocation={"latitude": 48.12, "longitude": 11.52},
+                           permissions=["geolocation"])
+            page.locator("#map .leaflet-tooltip", has_text="1").first.wait_for()
+            # one circle for the stop and one for the technician's own position
+            page.wait_for_function("() => document.querySelectorAll('#map path.leaflet-interactive').length === 2")
+            tile = page.locator("#map img.leaflet-tile").first.get_attribute("src")
+            shoot(page, "technician-map-without-tiles")
+    finally:
+        close_app(app)
+    assert tile.startswith("http://127.0.0.1:9/tiles/")
