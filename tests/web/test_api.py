@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fieldops.service import jobs
+from tests.web.conftest import prediction
 
 
 def test_technician_route_lists_own_stops_in_order_with_address(signed_in, work, people):
@@ -168,19 +169,10 @@ def test_release_hands_scheduled_job_to_the_phone(signed_in, work, people, db):
     assert resp.get_json()["status"] == "dispatched"
 
 
-def _prediction(db, device_id, p_fail, scored_at):
-    version = db.execute(
-        "INSERT INTO model_registry (estimator, horizon_h, artifact, sha256) VALUES ('gb', 72, 'x', %s) "
-        "RETURNING version", ("0" * 64,)).fetchone()[0]
-    db.execute("INSERT INTO predictions (device_id, scored_at, model_version, p_fail, rul_h, explanation) "
-               "VALUES (%s, %s, %s, %s, 40, 'vibration up 80%%')", (device_id, scored_at, version, p_fail))
-    db.commit()
-
-
 def test_device_predictions_give_risk_history_with_explanation(signed_in, work, db):
     from tests.factories import T0
 
-    _prediction(db, work.device_id, 0.7, T0)
+    prediction(db, work.device_id, 0.7, T0)
     client, _ = signed_in("dora")
     history = client.get(f"/api/devices/{work.device_id}/predictions").get_json()
     assert [(p["p_fail"], p["explanation"]) for p in history] == [(0.7, "vibration up 80%")]
@@ -191,8 +183,8 @@ def test_latest_predictions_keep_the_newest_per_device(signed_in, work, db):
 
     from tests.factories import T0
 
-    _prediction(db, work.device_id, 0.2, T0)
-    _prediction(db, work.device_id, 0.9, T0 + timedelta(hours=1))
+    prediction(db, work.device_id, 0.2, T0)
+    prediction(db, work.device_id, 0.9, T0 + timedelta(hours=1))
     client, _ = signed_in("dora")
     assert [p["p_fail"] for p in client.get("/api/predictions").get_json()] == [0.9]
 

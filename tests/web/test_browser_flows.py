@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from fieldops.db.repo import catalog
 from fieldops.domain import StockKind
 from fieldops.service import jobs
-from tests.web.conftest import NOON, PASSWORD
+from tests.web.conftest import NOON, PASSWORD, prediction
 from web import store
 from web.security import new_tracking_token
 
@@ -249,6 +249,28 @@ def test_dispatcher_device_page_charts_hourly_telemetry(browser, base_url, work,
     drawn = page.evaluate("() => document.getElementById('chart').getContext('2d')"
                           ".getImageData(0, 0, 900, 260).data.some((v, i) => i % 4 === 3 && v > 0)")
     assert drawn
+
+
+def test_device_page_shows_risk_history_with_explanation(browser, base_url, work, db):
+    prediction(db, work.device_id, 0.7, NOON)
+    page = sign_in(browser, base_url, "dora", DESKTOP)
+    page.goto(f"/console/devices/{work.device_id}")
+    page.locator("#risk li", has_text="failure risk 70%").wait_for()
+    assert "vibration up 80%" in page.locator("#risk li").first.inner_text()
+
+
+def test_technician_page_sends_the_browsers_position(browser, base_url, people, db):
+    page = sign_in(browser, base_url, "ada", PHONE, geolocation={"latitude": 48.125, "longitude": 11.525},
+                   permissions=["geolocation"])
+    page.locator("#stops").wait_for(state="attached")
+    row = None
+    for _ in range(100):  # the watch fires once the page is up; give it up to 10 s
+        row = db.execute("SELECT last_lat, last_lon FROM technicians WHERE id = %s",
+                         (people.ada_technician_id,)).fetchone()
+        if row[0] is not None:
+            break
+        page.wait_for_timeout(100)
+    assert row == (48.125, 11.525)
 
 
 def test_update_made_offline_is_queued_and_sent_once_back_online(browser, base_url, work, db, shoot):
