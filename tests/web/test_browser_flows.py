@@ -107,6 +107,40 @@ def test_technician_completes_a_job_on_a_phone(browser, base_url, work, people, 
     assert jobs.get_job(db, work.ada_job_id).status == "completed"
 
 
+def test_stop_address_opens_navigation_with_a_geo_link(browser, base_url, work):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    href = page.locator(f"li.stop[data-job-id='{work.ada_job_id}'] .address").get_attribute("href")
+    assert href.startswith("geo:48.")
+
+
+def test_could_not_complete_needs_a_reason_and_records_it(browser, base_url, work, db):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_role("button", name="Start travel").click()
+    stop.get_by_role("button", name="Arrived").click()
+    stop.get_by_role("button", name="Could not complete").click()
+    stop.locator("textarea[placeholder='Why could it not be completed?']").fill("Customer not on site")
+    stop.get_by_role("button", name="Could not complete").click()
+    stop.locator(".status", has_text="unresolved").wait_for()
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    job = jobs.get_job(db, work.ada_job_id)
+    assert (job.status, "Customer not on site" in (job.notes or "")) == ("unresolved", True)
+
+
+def test_typed_notes_survive_a_live_plan_change(browser, base_url, work, people, db):
+    page = sign_in(browser, base_url, "ada", PHONE)
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_role("button", name="Start travel").click()
+    stop.get_by_role("button", name="Arrived").click()
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    stop.locator("textarea[name=note]").fill("Bearing replaced, waiting for")
+    jobs.assign(db, work.new_job_id, people.ada_technician_id, NOON.replace(hour=16), now=NOON)
+    store.announce_plan_change(db, work.new_job_id, None, people.ada_technician_id, "assign")
+    db.commit()
+    page.locator("#notice", has_text="New stop").wait_for()
+    assert stop.locator("textarea[name=note]").input_value() == "Bearing replaced, waiting for"
+
+
 def test_dispatcher_override_reaches_technician_page_live(browser, base_url, work, people, shoot):
     tech = sign_in(browser, base_url, "ada", PHONE)
     tech.locator(f"li.stop[data-job-id='{work.ada_job_id}']").wait_for()
@@ -122,6 +156,14 @@ def test_dispatcher_override_reaches_technician_page_live(browser, base_url, wor
     notice.wait_for(timeout=5000)
     tech.locator(f"li.stop[data-job-id='{work.new_job_id}']").wait_for()
     shoot(tech, "technician-plan-changed")
+
+
+def test_console_lists_jobs_at_risk_of_missing_their_sla(browser, base_url, work, db):
+    db.execute("UPDATE jobs SET at_risk = true WHERE id = %s", (work.bob_job_id,))
+    db.commit()
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    console.locator("#at-risk li", has_text=f"Job {work.bob_job_id}").wait_for()
+    assert console.locator("#at-risk li").count() == 1
 
 
 def test_dispatcher_sees_validation_message_for_unskilled_technician(browser, base_url, work, db):
