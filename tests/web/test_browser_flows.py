@@ -166,6 +166,21 @@ def test_console_lists_jobs_at_risk_of_missing_their_sla(browser, base_url, work
     assert console.locator("#at-risk li").count() == 1
 
 
+def test_console_map_follows_a_technicians_position_live(browser, base_url, live_app, work, people):
+    from tests.web.conftest import login
+
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    marker = f"#map path.technician-{people.ada_technician_id}"
+    console.locator(marker).wait_for()
+    console.wait_for_load_state("networkidle")
+    before = console.locator(marker).get_attribute("d")
+    phone = live_app.test_client()
+    token = login(phone, "ada")
+    phone.post("/api/positions", json={"lat": 48.18, "lon": 11.62}, headers={"X-CSRF-Token": token})
+    console.wait_for_function("([sel, d]) => document.querySelector(sel).getAttribute('d') !== d",
+                              arg=[marker, before])
+
+
 def test_dispatcher_sees_validation_message_for_unskilled_technician(browser, base_url, work, db):
     from tests import factories
 

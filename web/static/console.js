@@ -21,7 +21,7 @@
     });
     technicians.forEach((t) => {
       const lat = t.lat ?? t.home_lat, lon = t.lon ?? t.home_lon;
-      const m = L.circleMarker([lat, lon], { radius: 6, color: "#000", fillColor: "#fff", fillOpacity: 1 })
+      const m = L.circleMarker([lat, lon], { radius: 6, color: "#000", fillColor: "#fff", fillOpacity: 1, className: "technician-" + t.id })
         .bindTooltip(t.name).addTo(mapBox.layer);
       techMarkers.set(t.id, m); pts.push([lat, lon]);
     });
