@@ -389,6 +389,7 @@ def plan_preview() -> Any:
         warm = active_routes(conn)
         digest = previews.fingerprint(conn)
         current = {j["id"]: j for j in store.jobs_view(conn, statuses=list(jobs_service.OPEN))}
+        names = {t["id"]: t["name"] for t in store.technician_rows(conn)}
         conn.rollback()
     solution = solve(loaded.problem, replace(params, initial_routes=warm or None))
     changes = []
@@ -399,9 +400,9 @@ def plan_preview() -> Any:
         if new_tech is None:
             what = f"would be unassigned: {solution.reason(job_id) or 'no reason given'}"
         elif old_tech is None:
-            what = f"would go to technician {new_tech}"
+            what = f"would go to {names.get(new_tech, new_tech)}"
         else:
-            what = f"would move from technician {old_tech} to {new_tech}"
+            what = f"would move from {names.get(old_tech, old_tech)} to {names.get(new_tech, new_tech)}"
         changes.append({"job_id": job_id, "from": old_tech, "to": new_tech,
                         "description": f"job {job_id} ({job['site']}) {what}"})
     with db() as conn:

@@ -14,7 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from fieldops.db.repo import catalog
-from fieldops.domain import StockKind
+from fieldops.domain import GeoPoint, StockKind
 from fieldops.service import jobs
 from tests.web.conftest import NOON, PASSWORD, prediction
 from web import store
@@ -179,6 +179,19 @@ def test_console_map_follows_a_technicians_position_live(browser, base_url, live
     phone.post("/api/positions", json={"lat": 48.18, "lon": 11.62}, headers={"X-CSRF-Token": token})
     console.wait_for_function("([sel, d]) => document.querySelector(sel).getAttribute('d') !== d",
                               arg=[marker, before])
+
+
+def test_dispatcher_applies_the_previewed_replan(browser, base_url, work, people, db, shoot):
+    depot = catalog.create_stock_location(db, StockKind.WAREHOUSE, "Depot", GeoPoint(48.14, 11.56))
+    catalog.set_stock(db, depot.id, catalog.parts_by_sku(db)["BRG-1"].id, 10)
+    db.commit()
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    console.get_by_role("button", name="Re-plan preview").click()
+    console.locator("#replan-result li", has_text=f"job {work.new_job_id} (Plant C) would go to").wait_for()
+    shoot(console, "dispatcher-replan-preview")
+    console.get_by_role("button", name="Apply re-plan").click()
+    console.locator("#replan-result", has_text="Re-plan applied").wait_for()
+    assert jobs.get_job(db, work.new_job_id).technician_id is not None
 
 
 def test_dispatcher_sees_validation_message_for_unskilled_technician(browser, base_url, work, db):
