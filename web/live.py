@@ -111,8 +111,11 @@ def stream(visible: Filter) -> Response:
     after = _last_event_id()
     sub = hub.subscribe(visible)
     with db() as conn:
+        newest = events.last_commit_seq(conn)
+        if after is not None and after > newest:
+            after = None  # an id this database never gave out (it was rebuilt): start afresh
         backlog = events.committed_since(conn, after, REPLAY_LIMIT) if after is not None else []
-        sent = backlog[-1].commit_seq if backlog else (after if after is not None else events.last_commit_seq(conn))
+        sent = backlog[-1].commit_seq if backlog else (after if after is not None else newest)
     truncated = len(backlog) == REPLAY_LIMIT
 
     def generate() -> Iterator[str]:

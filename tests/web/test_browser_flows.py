@@ -212,6 +212,12 @@ def _choose_override(console, job_id, technician_id, action):
     console.select_option("#assign-action", action)
 
 
+def _override(db, job_id):
+    """The standing override of ``job_id`` as (technician id, position)."""
+    return db.execute("SELECT technician_id, position FROM dispatch_overrides WHERE job_id = %s",
+                      (job_id,)).fetchone()
+
+
 def test_dispatcher_moves_a_job_to_a_position_in_a_route(browser, base_url, work, people, db, shoot):
     console = sign_in(browser, base_url, "dora", DESKTOP)
     _choose_override(console, work.new_job_id, people.ada_technician_id, "move")
@@ -219,9 +225,7 @@ def test_dispatcher_moves_a_job_to_a_position_in_a_route(browser, base_url, work
     shoot(console, "dispatcher-move-to-position")
     console.get_by_role("button", name="Apply").click()
     console.locator("#assign-message", has_text="to position 1").wait_for()
-    row = db.execute("SELECT technician_id, position FROM dispatch_overrides WHERE job_id = %s",
-                     (work.new_job_id,)).fetchone()
-    assert row == (people.ada_technician_id, 0)
+    assert _override(db, work.new_job_id) == (people.ada_technician_id, 0)
 
 
 def test_dispatcher_drags_an_unassigned_job_to_the_end_of_a_timeline(browser, base_url, work, people, db):
@@ -237,9 +241,7 @@ def test_dispatcher_drags_an_unassigned_job_to_the_end_of_a_timeline(browser, ba
     bar.dispatch_event("drop", {"dataTransfer": carried, "clientX": box["x"] + box["width"] - 5,
                                 "clientY": box["y"] + box["height"] / 2})
     console.locator("#assign-message", has_text="to position 2").wait_for()
-    row = db.execute("SELECT technician_id, position FROM dispatch_overrides WHERE job_id = %s",
-                     (work.new_job_id,)).fetchone()
-    assert row == (people.bob_technician_id, 1)
+    assert _override(db, work.new_job_id) == (people.bob_technician_id, 1)
 
 
 def test_move_without_a_position_gets_a_message_naming_position(browser, base_url, work, people, db):

@@ -106,6 +106,14 @@ def test_stream_resumes_after_last_event_id(server, live_app, people, db):
     assert got.get(timeout=5) == _seq(db, second)
 
 
+def test_stream_resuming_from_an_id_never_given_out_starts_afresh(server, live_app, people, db):
+    got: queue.Queue = queue.Queue()
+    _collect(server, _cookie(live_app, "dora"), got, last_event_id=10**9)
+    published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
+    db.commit()
+    assert got.get(timeout=5) == _seq(db, published)
+
+
 def test_technician_stream_skips_other_technicians(server, live_app, people, db):
     got: queue.Queue = queue.Queue()
     _collect(server, _cookie(live_app, "ada"), got)
