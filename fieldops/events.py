@@ -1,7 +1,9 @@
-"""Domain events: an append-only ``events`` table plus a NOTIFY, so live pages resume by id.
+"""Domain events: an append-only ``events`` table plus a NOTIFY, so live pages resume by position.
 
 Producers call :func:`publish` inside their own transaction: the event exists exactly when the
-change it describes has committed (PostgreSQL delivers NOTIFY on commit).
+change it describes has committed (PostgreSQL delivers NOTIFY on commit). Ids are taken at
+insert, so they may commit out of order; ``commit_seq`` (migration 0602) is stamped at commit in
+commit order, and readers that must not miss a late commit follow it (:func:`committed_since`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Event:
     created_at: datetime
     technician_id: int | None = None
     job_id: int | None = None
+    commit_seq: int | None = None
 
 
 def publish(
@@ -67,6 +70,21 @@ def since(conn: psycopg.Connection, after_id: int, limit: int = 500) -> list[Eve
         (after_id, limit),
     ).fetchall()
     return [Event(*row) for row in rows]
+
+
+def committed_since(conn: psycopg.Connection, after_seq: int, limit: int = 500) -> list[Event]:
+    """Events committed after commit position ``after_seq``, in commit order."""
+    rows = conn.execute(
+        "SELECT id, kind, payload, created_at, technician_id, job_id, commit_seq FROM events "
+        "WHERE commit_seq > %s ORDER BY commit_seq LIMIT %s",
+        (after_seq, limit),
+    ).fetchall()
+    return [Event(*row) for row in rows]
+
+
+def last_commit_seq(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(commit_seq), 0) FROM events").fetchone()
+    return int(row[0])
 
 
 def last_id(conn: psycopg.Connection) -> int:

@@ -365,21 +365,31 @@ def _planner() -> tuple[Any, Any]:
     return Params(time_limit_s=PREVIEW_SOLVE_S), provider_for(state().settings.osrm_url)
 
 
+PREVIEW_TTL = timedelta(minutes=15)
+PREVIEW_KEEP = timedelta(days=1)
+PREVIEW_AGAIN = "preview the re-plan again"
+
+
 @bp.post("/plan/preview")
 @requires(*STAFF)
 def plan_preview() -> Any:
-    """Solve now without committing and list what would change against the current assignments."""
+    """Solve now without committing; list what would change and keep the plan for ``/plan/apply``."""
     from dataclasses import replace
 
     from dispatch.solver import solve
     from dispatch.store import active_routes, load_problem
+    from web import previews
 
     params, provider = _planner()
     now = state().clock.now()
     with db() as conn:
+        # one snapshot: the fingerprint describes exactly what the problem was loaded from
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         loaded = load_problem(conn, now, provider)
         warm = active_routes(conn)
+        digest = previews.fingerprint(conn)
         current = {j["id"]: j for j in store.jobs_view(conn, statuses=list(jobs_service.OPEN))}
+        names = {t["id"]: t["name"] for t in store.technician_rows(conn)}
         conn.rollback()
     solution = solve(loaded.problem, replace(params, initial_routes=warm or None))
     changes = []
@@ -390,29 +400,59 @@ def plan_preview() -> Any:
         if new_tech is None:
             what = f"would be unassigned: {solution.reason(job_id) or 'no reason given'}"
         elif old_tech is None:
-            what = f"would go to technician {new_tech}"
+            what = f"would go to {names.get(new_tech, new_tech)}"
         else:
-            what = f"would move from technician {old_tech} to {new_tech}"
+            what = f"would move from {names.get(old_tech, old_tech)} to {names.get(new_tech, new_tech)}"
         changes.append({"job_id": job_id, "from": old_tech, "to": new_tech,
                         "description": f"job {job_id} ({job['site']}) {what}"})
-    return jsonify({"changes": changes, "unassigned": [{"job_id": u.job_id, "reason": u.reason}
-                                                       for u in solution.unassigned]})
+    with db() as conn:
+        previews.prune(conn, now - PREVIEW_KEEP)
+        preview_id = previews.save(conn, g.user.id, now, digest, loaded, solution)
+    return jsonify({"preview_id": preview_id, "expires_at": now + PREVIEW_TTL, "changes": changes,
+                    "unassigned": [{"job_id": u.job_id, "reason": u.reason} for u in solution.unassigned]})
 
 
 @bp.post("/plan/apply")
 @requires(*STAFF)
 def plan_apply() -> Any:
-    """Re-plan now and commit the result as the active plan (a fresh solve, as in the preview).
+    """Commit exactly the plan of ``preview_id`` as the active plan.
 
-    Not keyed by Idempotency-Key: applying twice only re-plans twice.
+    Refused with 409 (preview again) when the preview expired or was applied already, or when the
+    active plan, an open job or an override changed since the preview.
     """
-    from dispatch.loop import plan_once
+    from dispatch.store import PLAN_LOCK, commit_plan
+    from fieldops.service.errors import ConflictError
+    from web import previews
 
-    params, provider = _planner()
+    preview_id = text(body(), "preview_id", 100)
+    if not preview_id:
+        raise ApiError(400, "is required: preview the re-plan first", "preview_id")
     now = state().clock.now()
     with db() as conn:
-        plan_id, solution = plan_once(conn, now, params, provider, trigger=f"user:{g.user.username}")
-    return jsonify({"plan_id": plan_id, "unassigned": len(solution.unassigned)}), 201
+
+        def action() -> tuple[int, Any]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (PLAN_LOCK,))
+            preview = previews.load(conn, preview_id)
+            if preview is None:
+                raise ApiError(404, "no such preview; " + PREVIEW_AGAIN, "preview_id")
+            if preview.applied_plan_id is not None:
+                raise ApiError(409, f"this preview was applied already (plan {preview.applied_plan_id}); "
+                               + PREVIEW_AGAIN, "preview_id")
+            if now - preview.created_at > PREVIEW_TTL:
+                raise ApiError(409, "this preview expired; " + PREVIEW_AGAIN, "preview_id")
+            if previews.fingerprint(conn) != preview.fingerprint:
+                raise ApiError(409, "jobs, overrides or the active plan changed since this preview; "
+                               + PREVIEW_AGAIN, "preview_id")
+            try:
+                plan_id = commit_plan(conn, preview.loaded, preview.solution, now=now,
+                                      trigger=f"user:{g.user.username}", actor=f"user:{g.user.username}")
+            except ConflictError as exc:
+                raise ApiError(409, f"{exc}; " + PREVIEW_AGAIN, "preview_id") from exc
+            previews.mark_applied(conn, preview_id, plan_id)
+            return 201, {"plan_id": plan_id, "preview_id": preview_id,
+                         "unassigned": len(preview.solution.unassigned)}
+
+        return idempotent(conn, action)
 
 
 @bp.get("/devices/<int:device_id>/jobs")

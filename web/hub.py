@@ -3,9 +3,8 @@
 The listener wakes on NOTIFY ``fieldops_events``, reads the new rows once through the pool and
 offers each event to every subscriber; each subscriber's filter decides what it may see.
 
-Event ids come from an identity column, so concurrent transactions can commit a lower id after
-a higher one was read. Missing ids below the newest seen are kept as gaps and looked up again
-for ``GAP_WAIT_S`` (a rolled-back transaction leaves a permanent gap).
+It follows the events' commit order (``commit_seq``, see :mod:`fieldops.events`), not their ids:
+a transaction that took a lower id and commits late still comes after everything read before.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,13 +19,12 @@ from psycopg_pool import ConnectionPool
 
 from fieldops import events
 from fieldops.events import Event
-from web import store
 
 log = logging.getLogger(__name__)
 
 Filter = Callable[[Event], Event | None]
 QUEUE_SIZE = 1000
-GAP_WAIT_S = 10.0
+BATCH = 500
 
 
 @dataclass(eq=False)
@@ -63,12 +60,11 @@ class Hub:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_id = 0
-        self._gaps: dict[int, float] = {}  # event id -> when it was first missed (monotonic)
+        self._last_seq = 0
 
     def start(self) -> Hub:
         with self._pool.connection() as conn:
-            self._last_id = events.last_id(conn)
+            self._last_seq = events.last_commit_seq(conn)
         self._thread = threading.Thread(target=self._run, name="fieldops-sse-hub", daemon=True)
         self._thread.start()
         return self
@@ -103,12 +99,11 @@ class Hub:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for note in events.listen(self._conninfo, timeout_s=self._poll_s):
+                for _note in events.listen(self._conninfo, timeout_s=self._poll_s):
                     if self._stop.is_set():
                         return
                     # Also poll on timeouts: a NOTIFY sent while reconnecting is not lost.
-                    if note is None or note > self._last_id:
-                        self._dispatch_new()
+                    self._dispatch_new()
             except Exception:
                 if self._stop.is_set():
                     return
@@ -116,18 +111,15 @@ class Hub:
                 self._stop.wait(1.0)
 
     def _dispatch_new(self) -> None:
-        now = time.monotonic()
-        self._gaps = {i: t for i, t in self._gaps.items() if now - t < GAP_WAIT_S}
-        with self._pool.connection() as conn:
-            late = store.events_by_ids(conn, sorted(self._gaps)) if self._gaps else []
-            batch = events.since(conn, self._last_id)
-        for event in batch:
-            self._gaps.update((i, now) for i in range(self._last_id + 1, event.id))
-            self._last_id = event.id
-        for event in late:
-            self._gaps.pop(event.id, None)
-        for event in late + batch:
+        while True:
+            with self._pool.connection() as conn:
+                batch = events.committed_since(conn, self._last_seq, BATCH)
+            if batch:
+                self._last_seq = batch[-1].commit_seq
             with self._lock:
                 subs = list(self._subs)
-            for sub in subs:
-                sub.offer(event)
+            for event in batch:
+                for sub in subs:
+                    sub.offer(event)
+            if len(batch) < BATCH:
+                return

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__)
 
 KEEPALIVE_S = 15.0
+REPLAY_LIMIT = 5000
 COARSE_DIGITS = 2  # about 1 km: enough to see the technician approach, not to follow them
 TRACKING_KINDS = frozenset({events.JOB_STATUS, events.JOB_UPDATED, events.PLAN_CHANGED})
 
@@ -77,9 +78,10 @@ def tracking_filter(job_id: int, technician_id: int | None) -> Filter:
 
 
 def format_event(event: Event) -> str:
-    data = json.dumps({"id": event.id, "kind": event.kind, "payload": dict(event.payload or {})},
+    """One SSE message; its id is the commit position, which a reconnecting page sends back."""
+    data = json.dumps({"id": event.commit_seq, "kind": event.kind, "payload": dict(event.payload or {})},
                       default=str)
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+    return f"id: {event.commit_seq}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
 def _last_event_id() -> int | None:
@@ -96,17 +98,25 @@ def _last_event_id() -> int | None:
 
 
 def stream(visible: Filter) -> Response:
-    """An SSE response: replay after Last-Event-ID, then live events from the hub."""
+    """An SSE response: replay what committed after Last-Event-ID, then live events from the hub.
+
+    Ids are commit positions (``commit_seq``), so resuming after N misses nothing that commits
+    later. The subscription starts before the replay is read; live events up to the replay's end
+    are skipped as already sent. A replay cut at ``REPLAY_LIMIT`` ends the stream, and the page
+    reconnects from where it stopped.
+    """
     hub: Hub | None = state().hub
     if hub is None:
         raise ApiError(503, "live updates are not running")
     after = _last_event_id()
     sub = hub.subscribe(visible)
     with db() as conn:
-        backlog = events.since(conn, after) if after is not None else []
-        sent = after if after is not None else events.last_id(conn)
-
-    replayed = {event.id for event in backlog}
+        newest = events.last_commit_seq(conn)
+        if after is not None and after > newest:
+            after = None  # an id this database never gave out (it was rebuilt): start afresh
+        backlog = events.committed_since(conn, after, REPLAY_LIMIT) if after is not None else []
+        sent = backlog[-1].commit_seq if backlog else (after if after is not None else newest)
+    truncated = len(backlog) == REPLAY_LIMIT
 
     def generate() -> Iterator[str]:
         try:
@@ -115,6 +125,8 @@ def stream(visible: Filter) -> Response:
                 shown = visible(event)
                 if shown is not None:
                     yield format_event(shown)
+            if truncated:
+                return
             while not hub.stopped and not sub.dropped:
                 try:
                     event = sub.queue.get(timeout=KEEPALIVE_S)
@@ -123,7 +135,7 @@ def stream(visible: Filter) -> Response:
                     continue
                 if event is None:
                     break
-                if event.id not in replayed:
+                if event.commit_seq > sent:
                     yield format_event(event)
         finally:
             hub.unsubscribe(sub)

@@ -34,8 +34,16 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
     "api.create_override": {
         "type": "object", "required": ["job_id", "action"],
         "properties": {"job_id": {"type": "integer"},
-                       "action": {"type": "string", "enum": ["assign", "lock", "unlock", "unassign"]},
-                       "technician_id": {"type": "integer"}},
+                       "action": {"type": "string",
+                                  "enum": ["assign", "move", "lock", "unlock", "unassign", "release"]},
+                       "technician_id": {"type": "integer", "description": "required for assign and move"},
+                       "position": {"type": "integer", "minimum": 0,
+                                    "description": "0-based place in the technician's route (move)"},
+                       "force": {"type": "boolean", "description": "keep despite broken rules, with a warning"}},
+    },
+    "api.plan_apply": {
+        "type": "object", "required": ["preview_id"],
+        "properties": {"preview_id": {"type": "string", "description": "from POST /api/plan/preview"}},
     },
 }
 

@@ -318,13 +318,3 @@ def latest_predictions(conn: psycopg.Connection, limit: int = 100) -> list[dict[
         (limit,),
     ).fetchall()
     return [dict(zip(_PREDICTION_KEYS, r, strict=True)) for r in rows]
-
-
-def events_by_ids(conn: psycopg.Connection, ids: list[int]) -> list[events.Event]:
-    """The events among ``ids`` that exist (committed) now, oldest first."""
-    rows = conn.execute(
-        "SELECT id, kind, payload, created_at, technician_id, job_id FROM events WHERE id = ANY(%s) "
-        "ORDER BY id",
-        (ids,),
-    ).fetchall()
-    return [events.Event(*row) for row in rows]

@@ -126,3 +126,13 @@ def signed_in(app: Flask, people: People):
         return client, login(client, username)
 
     return make
+
+
+def prediction(db, device_id, p_fail, scored_at):
+    """One stored failure prediction (with its model registry row) explained by a vibration rise."""
+    version = db.execute(
+        "INSERT INTO model_registry (estimator, horizon_h, artifact, sha256) VALUES ('gb', 72, 'x', %s) "
+        "RETURNING version", ("0" * 64,)).fetchone()[0]
+    db.execute("INSERT INTO predictions (device_id, scored_at, model_version, p_fail, rul_h, explanation) "
+               "VALUES (%s, %s, %s, %s, 40, 'vibration up 80%%')", (device_id, scored_at, version, p_fail))
+    db.commit()

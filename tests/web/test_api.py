@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fieldops.service import jobs
+from tests.web.conftest import prediction
 
 
 def test_technician_route_lists_own_stops_in_order_with_address(signed_in, work, people):
@@ -168,50 +169,10 @@ def test_release_hands_scheduled_job_to_the_phone(signed_in, work, people, db):
     assert resp.get_json()["status"] == "dispatched"
 
 
-def _warehouse_with_bearings(db):
-    from fieldops.db.repo import catalog
-    from fieldops.domain import GeoPoint, StockKind
-
-    depot = catalog.create_stock_location(db, StockKind.WAREHOUSE, "Depot", GeoPoint(48.14, 11.56))
-    catalog.set_stock(db, depot.id, catalog.parts_by_sku(db)["BRG-1"].id, 10)
-    db.commit()
-
-
-def test_replan_preview_assigns_the_new_job_without_committing(signed_in, work, db):
-    _warehouse_with_bearings(db)
-    client, token = signed_in("dora")
-    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
-    change = {c["job_id"]: c for c in resp.get_json()["changes"]}[work.new_job_id]
-    assert change["from"] is None and change["to"] is not None
-    assert jobs.get_job(db, work.new_job_id).technician_id is None
-
-
-def test_replan_preview_gives_the_reason_a_job_stays_unassigned(signed_in, work):
-    client, token = signed_in("dora")
-    resp = client.post("/api/plan/preview", json={}, headers={"X-CSRF-Token": token})
-    reasons = {u["job_id"]: u["reason"] for u in resp.get_json()["unassigned"]}
-    assert "out of stock" in reasons[work.new_job_id]
-
-
-def test_replan_apply_commits_an_active_plan(signed_in, work):
-    client, token = signed_in("dora")
-    client.post("/api/plan/apply", json={}, headers={"X-CSRF-Token": token})
-    assert client.get("/api/plan").get_json()["plan_id"] is not None
-
-
-def _prediction(db, device_id, p_fail, scored_at):
-    version = db.execute(
-        "INSERT INTO model_registry (estimator, horizon_h, artifact, sha256) VALUES ('gb', 72, 'x', %s) "
-        "RETURNING version", ("0" * 64,)).fetchone()[0]
-    db.execute("INSERT INTO predictions (device_id, scored_at, model_version, p_fail, rul_h, explanation) "
-               "VALUES (%s, %s, %s, %s, 40, 'vibration up 80%%')", (device_id, scored_at, version, p_fail))
-    db.commit()
-
-
 def test_device_predictions_give_risk_history_with_explanation(signed_in, work, db):
     from tests.factories import T0
 
-    _prediction(db, work.device_id, 0.7, T0)
+    prediction(db, work.device_id, 0.7, T0)
     client, _ = signed_in("dora")
     history = client.get(f"/api/devices/{work.device_id}/predictions").get_json()
     assert [(p["p_fail"], p["explanation"]) for p in history] == [(0.7, "vibration up 80%")]
@@ -222,8 +183,8 @@ def test_latest_predictions_keep_the_newest_per_device(signed_in, work, db):
 
     from tests.factories import T0
 
-    _prediction(db, work.device_id, 0.2, T0)
-    _prediction(db, work.device_id, 0.9, T0 + timedelta(hours=1))
+    prediction(db, work.device_id, 0.2, T0)
+    prediction(db, work.device_id, 0.9, T0 + timedelta(hours=1))
     client, _ = signed_in("dora")
     assert [p["p_fail"] for p in client.get("/api/predictions").get_json()] == [0.9]
 
@@ -252,3 +213,17 @@ def test_kpis_by_unknown_grouping_names_by(signed_in, work):
     client, _ = signed_in("dora")
     resp = client.get("/api/kpis?by=moon")
     assert resp.status_code == 400 and resp.get_json()["field"] == "by"
+
+
+def test_openapi_lists_every_override_action(app):
+    from web.api import OVERRIDE_ACTIONS
+
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/overrides"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["action"]["enum"] == list(OVERRIDE_ACTIONS)
+
+
+def test_openapi_documents_that_apply_needs_a_preview_id(app):
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/plan/apply"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["preview_id"]

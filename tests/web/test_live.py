@@ -71,12 +71,18 @@ def _cookie(live_app, username):
     return "fieldops_session=" + client.get_cookie("fieldops_session").value
 
 
-def _collect(port, cookie, out: queue.Queue, last_event_id=None) -> threading.Thread:
+def _seq(db, event_id: int) -> int:
+    """The commit position a committed event is streamed under."""
+    return db.execute("SELECT commit_seq FROM events WHERE id = %s", (event_id,)).fetchone()[0]
+
+
+def _collect(port, cookie, out: queue.Queue, last_event_id=None, *, whole=False) -> threading.Thread:
+    """Put each streamed message's id (or the whole message) on ``out``."""
     resp = open_stream("127.0.0.1", port, "/events", cookie=cookie, last_event_id=last_event_id, timeout_s=10)
 
     def run():
         for message in messages(resp):
-            out.put(message.id)
+            out.put(message if whole else message.id)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -88,7 +94,7 @@ def test_stream_delivers_notified_event_to_dispatcher(server, live_app, people, 
     _collect(server, _cookie(live_app, "dora"), got)
     published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
     db.commit()
-    assert got.get(timeout=5) == published
+    assert got.get(timeout=5) == _seq(db, published)
 
 
 def test_stream_resumes_after_last_event_id(server, live_app, people, db):
@@ -96,8 +102,16 @@ def test_stream_resumes_after_last_event_id(server, live_app, people, db):
     second = events.publish(db, events.JOB_STATUS, {"to": "on_site"}, technician_id=1, job_id=1)
     db.commit()
     got: queue.Queue = queue.Queue()
-    _collect(server, _cookie(live_app, "dora"), got, last_event_id=first)
-    assert got.get(timeout=5) == second
+    _collect(server, _cookie(live_app, "dora"), got, last_event_id=_seq(db, first))
+    assert got.get(timeout=5) == _seq(db, second)
+
+
+def test_stream_resuming_from_an_id_never_given_out_starts_afresh(server, live_app, people, db):
+    got: queue.Queue = queue.Queue()
+    _collect(server, _cookie(live_app, "dora"), got, last_event_id=10**9)
+    published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
+    db.commit()
+    assert got.get(timeout=5) == _seq(db, published)
 
 
 def test_technician_stream_skips_other_technicians(server, live_app, people, db):
@@ -107,7 +121,7 @@ def test_technician_stream_skips_other_technicians(server, live_app, people, db)
     db.commit()
     own = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=people.ada_technician_id)
     db.commit()
-    assert got.get(timeout=5) == own
+    assert got.get(timeout=5) == _seq(db, own)
 
 
 def test_malformed_last_event_id_names_the_header(live_app, people):
@@ -134,3 +148,42 @@ def test_hub_delivers_an_event_that_commits_after_a_newer_one(db_url, live_app):
         assert sub.queue.get(timeout=5).id == newer
         slow.commit()
         assert sub.queue.get(timeout=5).id == older
+
+
+def test_resuming_page_gets_an_older_event_that_committed_after_its_last_one(server, live_app, people,
+                                                                             db_url, db):
+    import psycopg
+
+    cookie = _cookie(live_app, "dora")
+    first_page: queue.Queue = queue.Queue()
+    _collect(server, cookie, first_page, whole=True)
+    with psycopg.connect(db_url) as slow, psycopg.connect(db_url) as fast:
+        events.publish(slow, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        events.publish(fast, events.JOB_STATUS, {"to": "on_site"}, job_id=2)
+        fast.commit()
+        last_seen = first_page.get(timeout=5).id  # the page drops here, having seen the newer event
+        slow.commit()
+    resumed: queue.Queue = queue.Queue()
+    _collect(server, cookie, resumed, last_event_id=last_seen, whole=True)
+    assert resumed.get(timeout=5).data["payload"] == {"to": "en_route"}
+
+
+def test_commit_order_follows_commits_not_ids(db_url, db):
+    import psycopg
+
+    with psycopg.connect(db_url) as slow, psycopg.connect(db_url) as fast:
+        older = events.publish(slow, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        newer = events.publish(fast, events.JOB_STATUS, {"to": "on_site"}, job_id=2)
+        fast.commit()
+        slow.commit()
+    assert [e.id for e in events.committed_since(db, 0)] == [newer, older]
+
+
+def test_uncommitted_event_has_no_commit_position_yet(db_url, db):
+    import psycopg
+
+    with psycopg.connect(db_url) as open_tx:
+        events.publish(open_tx, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        seen = open_tx.execute("SELECT commit_seq FROM events").fetchone()[0]
+        open_tx.rollback()
+    assert seen is None

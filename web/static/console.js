@@ -21,18 +21,37 @@
     });
     technicians.forEach((t) => {
       const lat = t.lat ?? t.home_lat, lon = t.lon ?? t.home_lon;
-      const m = L.circleMarker([lat, lon], { radius: 6, color: "#000", fillColor: "#fff", fillOpacity: 1 })
+      const m = L.circleMarker([lat, lon], { radius: 6, color: "#000", fillColor: "#fff", fillOpacity: 1, className: "technician-" + t.id })
         .bindTooltip(t.name).addTo(mapBox.layer);
       techMarkers.set(t.id, m); pts.push([lat, lon]);
     });
     if (pts.length) mapBox.map.fitBounds(pts, { padding: [20, 20], maxZoom: 13 });
   }
 
+  // Drag a job (an unassigned one or a timeline segment) onto a technician's timeline: it moves
+  // there, at the place among that technician's stops where it was dropped.
+  function draggable(el, jobId) {
+    el.draggable = true;
+    el.addEventListener("dragstart", (ev) => ev.dataTransfer.setData("text/plain", String(jobId)));
+  }
+
+  function dropTarget(bar, technicianId) {
+    bar.addEventListener("dragover", (ev) => { ev.preventDefault(); bar.classList.add("drop"); });
+    bar.addEventListener("dragleave", () => bar.classList.remove("drop"));
+    bar.addEventListener("drop", (ev) => {
+      ev.preventDefault(); bar.classList.remove("drop");
+      const jobId = parseInt(ev.dataTransfer.getData("text/plain"), 10);
+      const x = ev.clientX - bar.getBoundingClientRect().left;
+      const before = Array.from(bar.querySelectorAll(".seg"))
+        .filter((seg) => Number(seg.dataset.jobId) !== jobId && seg.offsetLeft + seg.offsetWidth / 2 < x).length;
+      sendOverride({ job_id: jobId, technician_id: technicianId, action: "move", position: before, force: false });
+    });
+  }
+
   function renderTimelines() {
     const box = document.getElementById("timelines");
     box.replaceChildren();
-    const dayStart = new Date(); dayStart.setUTCHours(6, 0, 0, 0);
-    const span = 14 * 3600000;
+    const span = 14 * 3600000;  // 06:00 to 20:00 UTC
     technicians.forEach((t) => {
       const row = fo.el("div", { class: "row", "data-technician-id": t.id });
       row.appendChild(fo.el("span", {}, t.name));
@@ -42,13 +61,14 @@
         const base = new Date(start); base.setUTCHours(6, 0, 0, 0);
         const left = Math.max(0, (start - base) / span * 100);
         const width = Math.max(1, j.estimated_duration_s * 1000 / span * 100);
-        const seg = fo.el("div", { class: "seg", title: "Job " + j.id + " " + j.site, style: "left:" + left + "%;width:" + width + "%" }, String(j.id));
+        const seg = fo.el("div", { class: "seg", "data-job-id": j.id, title: "Job " + j.id + " " + j.site, style: "left:" + left + "%;width:" + width + "%" }, String(j.id));
+        if (OPEN.includes(j.status)) draggable(seg, j.id);
         bar.appendChild(seg);
       });
+      dropTarget(bar, t.id);
       row.appendChild(bar);
       box.appendChild(row);
     });
-    void dayStart;
   }
 
   function renderLists() {
@@ -57,7 +77,9 @@
     un.replaceChildren();
     jobs.filter((j) => j.status === "new").forEach((j) => {
       const why = reasons.get(j.id) || j.explanation || "not yet planned";
-      un.appendChild(fo.el("li", { "data-job-id": j.id }, "Job " + j.id + " · P" + j.priority + " · " + j.site + " — " + why));
+      const li = fo.el("li", { "data-job-id": j.id }, "Job " + j.id + " · P" + j.priority + " · " + j.site + " — " + why);
+      draggable(li, j.id);
+      un.appendChild(li);
     });
     const risk = document.getElementById("at-risk");
     risk.replaceChildren();
@@ -136,18 +158,43 @@
     renderMap(); renderTimelines(); renderLists();
   }
 
+  const message = document.getElementById("assign-message");
+  const refuse = (text) => { message.className = "message bad"; message.textContent = text; };
+
+  async function sendOverride(body) {
+    const res = await fo.api("POST", "/api/overrides", body, { "Idempotency-Key": fo.newKey() });
+    if (!res.ok) {
+      refuse(res.data && res.data.error ? res.data.error + (res.data.field ? " (" + res.data.field + ")" : "") : "Failed (" + res.status + ")");
+    } else {
+      const where = body.action === "move" ? " to position " + (body.position + 1) : "";
+      message.className = "message good";
+      message.textContent = "Applied: " + body.action + " job " + body.job_id + where + (res.data.warning ? " · warning: " + res.data.warning : "");
+    }
+    load();
+  }
+
   document.getElementById("assign-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const msg = document.getElementById("assign-message");
     const body = { job_id: parseInt(document.getElementById("assign-job").value, 10),
                    technician_id: parseInt(document.getElementById("assign-tech").value, 10),
-                   action: document.getElementById("assign-action").value };
-    const res = await fo.api("POST", "/api/overrides", body, { "Idempotency-Key": fo.newKey() });
-    msg.className = "message " + (res.ok ? "good" : "bad");
-    msg.textContent = res.ok ? "Applied: " + body.action + " job " + body.job_id
-      : (res.data && res.data.error ? res.data.error + (res.data.field ? " (" + res.data.field + ")" : "") : "Failed (" + res.status + ")");
-    load();
+                   action: document.getElementById("assign-action").value,
+                   force: document.getElementById("assign-force").checked };
+    if (Number.isNaN(body.job_id)) return refuse("Choose a job (job_id)");
+    if (body.action === "move") {
+      const raw = document.getElementById("assign-position").value.trim();
+      const position = Number(raw);
+      if (raw === "" || !Number.isInteger(position) || position < 1) {
+        return refuse("Position must be a whole number from 1 (the first stop) (position)");
+      }
+      body.position = position - 1;
+    }
+    sendOverride(body);
   });
+
+  const positionBox = document.getElementById("assign-position").closest("label");
+  const showPosition = () => { positionBox.hidden = document.getElementById("assign-action").value !== "move"; };
+  document.getElementById("assign-action").addEventListener("change", showPosition);
+  showPosition();
 
   document.getElementById("replan-preview").addEventListener("click", async () => {
     const box = document.getElementById("replan-result");

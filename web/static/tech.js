@@ -50,7 +50,13 @@
     fo.queue.push("/api/jobs/" + stop.id + "/transitions", body, label);
   }
 
+  // What the technician has typed per job: forms are rebuilt on every reload (live events,
+  // position updates), and must not lose it.
+  const drafts = new Map();
+
   function completionForm(stop) {
+    const draft = drafts.get(stop.id) || {};
+    drafts.set(stop.id, draft);
     const form = fo.el("form", { class: "complete-form" });
     const finding = fo.el("select", { name: "finding", "aria-label": "Finding" });
     [["fault_confirmed", "Fault confirmed"], ["no_fault_found", "No fault found"], ["other", "Other"]]
@@ -63,13 +69,21 @@
     const done = fo.el("button", { type: "submit", class: "complete" }, "Completed");
     const fail = fo.el("button", { type: "button", class: "secondary unresolved" }, "Could not complete");
     [finding, part, qty, notes, done, fail].forEach((e) => form.appendChild(e));
+    if (draft.finding) finding.value = draft.finding;
+    if (draft.part) part.value = draft.part;
+    if (draft.quantity) qty.value = draft.quantity;
+    notes.value = draft.note || "";
+    if (draft.needsReason) notes.placeholder = "Why could it not be completed?";
+    const keep = () => Object.assign(draft, { finding: finding.value, part: part.value, quantity: qty.value, note: notes.value });
+    form.addEventListener("input", keep);
+    form.addEventListener("change", keep);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const used = part.value ? [{ sku: part.value, quantity: parseInt(qty.value, 10) || 1 }] : [];
       transition(stop, { to_status: "completed", finding: finding.value, parts_used: used, note: notes.value }, "Completed");
     });
     fail.addEventListener("click", () => {
-      if (!notes.value.trim()) { notes.focus(); notes.placeholder = "Why could it not be completed?"; return; }
+      if (!notes.value.trim()) { draft.needsReason = true; notes.focus(); notes.placeholder = "Why could it not be completed?"; return; }
       transition(stop, { to_status: "unresolved", note: notes.value }, "Could not complete");
     });
     return form;
@@ -77,6 +91,8 @@
 
   function render() {
     const tpl = document.getElementById("stop-template");
+    const focused = document.activeElement && list.contains(document.activeElement) && document.activeElement.name
+      ? [document.activeElement.closest("li.stop").dataset.jobId, document.activeElement.name] : null;
     list.replaceChildren();
     if (mapBox) mapBox.layer.clearLayers();
     const points = [];
@@ -105,6 +121,10 @@
         points.push([s.lat, s.lon]);
       }
     });
+    if (focused) {
+      const again = list.querySelector("li.stop[data-job-id='" + focused[0] + "'] [name='" + focused[1] + "']");
+      if (again) again.focus();
+    }
     if (mapBox && me) {
       L.circleMarker([me.lat, me.lon], { radius: 7, color: "#c00", fillOpacity: 1 }).bindTooltip("You").addTo(mapBox.layer);
       points.push([me.lat, me.lon]);
