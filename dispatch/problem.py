@@ -159,7 +159,8 @@ class Params:
     as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
-    same.
+    same. A day of more than ``region_jobs`` jobs (0: never) is first planned region by
+    region (:mod:`dispatch.regions`), then searched as a whole from that plan.
     """
 
     time_limit_s: float = 5.0
@@ -169,6 +170,7 @@ class Params:
     initial_routes: Mapping[int, tuple[int, ...]] | None = None
     solution_limit: int | None = None
     log_search: bool = False
+    region_jobs: int = 250
 
 
 @dataclass(frozen=True, slots=True)

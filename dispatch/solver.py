@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.util import optional_boolean_pb2
 
+from dispatch import regions
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
     Job,
@@ -35,6 +37,7 @@ from dispatch.problem import (
 log = logging.getLogger(__name__)
 
 BIG = 10**9
+REGION_SEARCH_MIN_S = 0.5  # a region's search shorter than this is not worth its model
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +152,15 @@ class _Model:
         ends = list(range(n_veh, 2 * n_veh))
         self.manager = pywrapcp.RoutingIndexManager(len(self.nodes), n_veh, starts, ends)
         self.routing = routing = pywrapcp.RoutingModel(self.manager)
-        locs = [nd.location for nd in self.nodes]
+        locs = np.array([nd.location for nd in self.nodes], dtype=np.intp)
         svc = [nd.service_s for nd in self.nodes]
-        dur, dist = p.duration_s, p.distance_m
-        time_m = [[dur[a][b] + svc[i] if i != j else 0 for j, b in enumerate(locs)]
-                  for i, a in enumerate(locs)]
-        cost_m = [[w.travel_s * dur[a][b] + w.distance_m * dist[a][b] for b in locs] for a in locs]
-        time_cb = routing.RegisterTransitMatrix(time_m)
-        routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost_m))
+        dur = np.asarray(p.duration_s, dtype=np.int64)[np.ix_(locs, locs)]
+        dist = np.asarray(p.distance_m, dtype=np.int64)[np.ix_(locs, locs)]
+        time_m = dur + np.array(svc, dtype=np.int64)[:, None]
+        np.fill_diagonal(time_m, 0)
+        time_cb = routing.RegisterTransitMatrix(time_m.tolist())
+        cost_m = w.travel_s * dur + w.distance_m * dist
+        routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost_m.tolist()))
         horizon = max([t.shift_end_s + t.max_overtime_s for t in p.technicians] + [0])
         routing.AddDimension(time_cb, horizon, horizon, False, "time")
         self.time = tdim = routing.GetDimensionOrDie("time")
@@ -409,6 +413,8 @@ class _Model:
 def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
+    if params.initial_routes is None and 0 < params.region_jobs < len(problem.jobs):
+        return _solve_by_regions(problem, params)
     started = time.monotonic()
     model = _Model(problem, params)
     model.build()
@@ -437,6 +443,59 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
+
+
+def _solve_by_regions(problem: Problem, params: Params) -> Solution:
+    """Plan a large day region by region: every region's first plan (together, the day's first
+    plan), then each region searched from it for its share of the remaining time."""
+    started = time.monotonic()
+    qualified, reasons = _qualified(problem)
+    sources, part_reasons = allocate(problem, qualified)
+    reasons.update(part_reasons)
+    parts = regions.split(problem, qualified, sources, params.region_jobs, params.initial_routes)
+    whole = replace(params, region_jobs=0)
+    if len(parts) == 1:
+        return solve(problem, whole)
+    warm = params.initial_routes or {}
+    plans = []
+    for i, part in enumerate(parts):
+        left = params.time_limit_s - (time.monotonic() - started)
+        routes = {t.id: warm[t.id] for t in part.technicians if t.id in warm} or None
+        plans.append(solve(part, replace(whole, time_limit_s=max(0.1, left / (len(parts) - i)),
+                                         solution_limit=1, initial_routes=routes)))
+    first_s = time.monotonic() - started
+    log.info("first plan of %d regions in %.1f s", len(parts), first_s)
+    for i, part in enumerate(parts):
+        share = (params.time_limit_s - (time.monotonic() - started)) / (len(parts) - i)
+        if share < REGION_SEARCH_MIN_S:
+            continue
+        better = solve(part, replace(whole, time_limit_s=share,
+                                     initial_routes=plans[i].initial_routes()))
+        if better.objective.cost <= plans[i].objective.cost:
+            plans[i] = better
+    return _merge(problem, plans, reasons, time.monotonic() - started, first_s)
+
+
+def _merge(problem: Problem, plans: list[Solution], reasons: dict[int, str], elapsed: float,
+           first_s: float) -> Solution:
+    """One day's plan from the plans of its regions; reasons given for the whole day."""
+    route_of = {r.technician_id: r for s in plans for r in s.routes}
+    dropped = {u.job_id for s in plans for u in s.unassigned}
+    unassigned = tuple(Unassigned(j.id, j.priority, reasons.get(j.id) or _why_dropped(problem, j))
+                       for j in problem.jobs if j.id in dropped)
+    late: dict[int, int] = {}
+    by_priority: dict[int, int] = {}
+    for s in plans:
+        for k, v in s.objective.lateness_s.items():
+            late[k] = late.get(k, 0) + v
+    for u in unassigned:
+        by_priority[u.priority] = by_priority.get(u.priority, 0) + 1
+    objective = Objective(
+        sum(s.objective.travel_s for s in plans), sum(s.objective.distance_m for s in plans),
+        late, sum(s.objective.overtime_s for s in plans), sum(s.objective.disrupted for s in plans),
+        by_priority, sum(s.objective.cost for s in plans))
+    return Solution(tuple(route_of[t.id] for t in problem.technicians), unassigned, objective,
+                    elapsed, first_s)
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:
@@ -479,7 +538,7 @@ def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) 
     unassigned = []
     for job in p.jobs:
         if job.id not in served:
-            reason = model.reasons.get(job.id) or _why_dropped(model, job)
+            reason = model.reasons.get(job.id) or _why_dropped(model.p, job)
             unassigned.append(Unassigned(job.id, job.priority, reason))
     dropped: dict[int, int] = {}
     for u in unassigned:
@@ -494,9 +553,8 @@ def _break_start(model: _Model, assignment: object, v: int) -> int | None:
     return None if interval is None else assignment.StartValue(interval)
 
 
-def _why_dropped(model: _Model, job: Job) -> str:
+def _why_dropped(p: Problem, job: Job) -> str:
     """Explain, in a dispatcher's words, why a job that could be planned was left out."""
-    p = model.p
     lo, hi, _ = _window_range(job)
     techs = [t for t in p.technicians if t.has_skills(job.skills)]
     reachable = []
