@@ -427,6 +427,9 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
 
     model.routing.AddAtSolutionCallback(on_solution)
     initial = model.initial_assignment()
+    # the time limit bounds the whole call: building the model and the warm start count too
+    left = params.time_limit_s - (time.monotonic() - started)
+    sp.time_limit.FromMilliseconds(max(1, int(1000 * max(left, 0.1 * params.time_limit_s))))
     assignment = None
     if initial is not None:
         assignment = model.routing.SolveFromAssignmentWithParameters(initial, sp)
