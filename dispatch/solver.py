@@ -413,7 +413,7 @@ class _Model:
 def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
-    if params.initial_routes is None and 0 < params.region_jobs < len(problem.jobs):
+    if 0 < params.region_jobs < len(problem.jobs):
         return _solve_by_regions(problem, params)
     started = time.monotonic()
     model = _Model(problem, params)
