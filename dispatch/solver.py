@@ -12,6 +12,7 @@ disruption dimension for moving dispatched jobs, and constraints for pinned and 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BIG = 10**9
 REGION_SEARCH_MIN_S = 0.5  # a region's search shorter than this is not worth its model
+REGION_ROUNDS = 3  # searches of the regions after a large day's first plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,8 @@ class _Model:
         sp.local_search_metaheuristic = getattr(
             routing_enums_pb2.LocalSearchMetaheuristic, self.params.metaheuristic)
         sp.time_limit.FromMilliseconds(max(1, int(self.params.time_limit_s * 1000)))
+        if self.params.initial_routes:  # the same limit bounds restoring the warm start's breaks
+            sp.lns_time_limit.FromMilliseconds(max(100, int(self.params.time_limit_s * 300)))
         ops = sp.local_search_operators
         for name in ("use_extended_swap_active", "use_relocate_and_make_active",
                      "use_exchange_and_make_active"):
@@ -450,7 +454,8 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
 
 def _solve_by_regions(problem: Problem, params: Params) -> Solution:
     """Plan a large day region by region: every region's first plan (together, the day's first
-    plan), then each region searched from it for its share of the remaining time."""
+    plan), then rounds in which each region is searched from the current plan, the regions
+    drawn differently every other round so that jobs can move across their borders."""
     started = time.monotonic()
     qualified, reasons = _qualified(problem)
     sources, part_reasons = allocate(problem, qualified)
@@ -459,24 +464,40 @@ def _solve_by_regions(problem: Problem, params: Params) -> Solution:
     whole = replace(params, region_jobs=0)
     if len(parts) == 1:
         return solve(problem, whole)
-    warm = params.initial_routes or {}
-    plans = []
-    for i, part in enumerate(parts):
-        left = params.time_limit_s - (time.monotonic() - started)
-        routes = {t.id: warm[t.id] for t in part.technicians if t.id in warm} or None
-        plans.append(solve(part, replace(whole, time_limit_s=max(0.1, left / (len(parts) - i)),
-                                         solution_limit=1, initial_routes=routes)))
-    first_s = time.monotonic() - started
-    log.info("first plan of %d regions in %.1f s", len(parts), first_s)
-    for i, part in enumerate(parts):
-        share = (params.time_limit_s - (time.monotonic() - started)) / (len(parts) - i)
-        if share < REGION_SEARCH_MIN_S:
-            continue
-        better = solve(part, replace(whole, time_limit_s=share,
-                                     initial_routes=plans[i].initial_routes()))
-        if better.objective.cost <= plans[i].objective.cost:
-            plans[i] = better
-    return _merge(problem, plans, reasons, time.monotonic() - started, first_s)
+
+    def left() -> float:
+        return params.time_limit_s - (time.monotonic() - started)
+
+    plans = [solve(part, replace(whole, time_limit_s=max(0.1, left() / (len(parts) - i)),
+                                 solution_limit=1, initial_routes=_routes_for(part, params)))
+             for i, part in enumerate(parts)]
+    plan = _merge(problem, plans, reasons, 0.0, time.monotonic() - started)
+    log.info("first plan of %d regions in %.1f s", len(parts), plan.first_solution_s)
+    k = len(parts)
+    for r in range(REGION_ROUNDS):
+        if left() < REGION_SEARCH_MIN_S * k:
+            break
+        if r:  # every other round one region more, so the borders move
+            size = math.ceil(len(problem.jobs) / (k + r % 2))
+            parts = regions.split(problem, qualified, sources, size, plan.initial_routes())
+        budget = left() / (REGION_ROUNDS - r)
+        at = time.monotonic()
+        plans = []
+        for i, part in enumerate(parts):
+            share = (budget - (time.monotonic() - at)) / (len(parts) - i)
+            plans.append(solve(part, replace(whole, time_limit_s=max(0.1, share),
+                                             initial_routes=_routes_for(part, plan))))
+        better = _merge(problem, plans, reasons, 0.0, plan.first_solution_s)
+        if better.objective.cost <= plan.objective.cost:
+            plan = better
+    return replace(plan, solve_time_s=time.monotonic() - started)
+
+
+def _routes_for(part: Problem, previous: Params | Solution) -> dict[int, tuple[int, ...]] | None:
+    """The previous plan's routes of a region's technicians (warm start), if any."""
+    routes = (previous.initial_routes if isinstance(previous, Params)
+              else previous.initial_routes()) or {}
+    return {t.id: routes[t.id] for t in part.technicians if t.id in routes} or None
 
 
 def _merge(problem: Problem, plans: list[Solution], reasons: dict[int, str], elapsed: float,
