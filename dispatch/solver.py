@@ -292,7 +292,7 @@ class _Model:
             routing_enums_pb2.LocalSearchMetaheuristic, self.params.metaheuristic)
         sp.time_limit.FromMilliseconds(max(1, int(self.params.time_limit_s * 1000)))
         if self.params.initial_routes:  # the same limit bounds restoring the warm start's breaks
-            sp.lns_time_limit.FromMilliseconds(max(100, int(self.params.time_limit_s * 300)))
+            sp.lns_time_limit.FromMilliseconds(max(100, int(self.params.time_limit_s * 1000)))
         ops = sp.local_search_operators
         for name in ("use_extended_swap_active", "use_relocate_and_make_active",
                      "use_exchange_and_make_active"):
@@ -436,13 +436,13 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     sp.time_limit.FromMilliseconds(max(1, int(1000 * max(left, 0.1 * params.time_limit_s))))
     assignment = None
     if initial is not None:
+        initial = model.routing.solver().Assignment(initial)  # a copy the search leaves alone
         assignment = model.routing.SolveFromAssignmentWithParameters(initial, sp)
         if assignment is None:  # restoring breaks on long warm routes can exhaust the limit
-            log.warning("warm start failed (routing status %s); solving from scratch",
-                        model.routing.status())
-            model = _Model(problem, params)
-            model.build()
-            model.routing.AddAtSolutionCallback(on_solution)
+            log.warning("search from the warm start failed (routing status %s); keeping the "
+                        "warm start", model.routing.status())
+            assignment = initial
+            first.append(time.monotonic() - started)
     if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
     elapsed = time.monotonic() - started
@@ -475,21 +475,28 @@ def _solve_by_regions(problem: Problem, params: Params) -> Solution:
     log.info("first plan of %d regions in %.1f s", len(parts), plan.first_solution_s)
     k = len(parts)
     for r in range(REGION_ROUNDS):
-        if left() < REGION_SEARCH_MIN_S * k:
+        if left() < REGION_SEARCH_MIN_S * (k + 1):
             break
         if r:  # every other round one region more, so the borders move
             size = math.ceil(len(problem.jobs) / (k + r % 2))
             parts = regions.split(problem, qualified, sources, size, plan.initial_routes())
         budget = left() / (REGION_ROUNDS - r)
+        if budget < REGION_SEARCH_MIN_S * len(parts):  # too short for several rounds: one more
+            budget = left()
         at = time.monotonic()
         plans = []
         for i, part in enumerate(parts):
             share = (budget - (time.monotonic() - at)) / (len(parts) - i)
-            plans.append(solve(part, replace(whole, time_limit_s=max(0.1, share),
-                                             initial_routes=_routes_for(part, plan))))
-        better = _merge(problem, plans, reasons, 0.0, plan.first_solution_s)
-        if better.objective.cost <= plan.objective.cost:
-            plan = better
+            try:
+                plans.append(solve(part, replace(whole, time_limit_s=max(0.1, share),
+                                                 initial_routes=_routes_for(part, plan))))
+            except RuntimeError:  # out of time: this round is dropped, the plan stands
+                log.warning("region search %d of round %d found no plan in time", i, r)
+                break
+        else:
+            better = _merge(problem, plans, reasons, 0.0, plan.first_solution_s)
+            if better.objective.cost <= plan.objective.cost:
+                plan = better
     return replace(plan, solve_time_s=time.monotonic() - started)
 
 
