@@ -159,8 +159,8 @@ class Params:
     as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
-    same. A day of more than ``region_jobs`` jobs (0: never) is first planned region by
-    region (:mod:`dispatch.regions`), then searched as a whole from that plan.
+    same. A day of more than ``split_above_jobs`` jobs (0: never) is planned in regions of
+    about ``region_jobs`` jobs (:mod:`dispatch.regions`).
     """
 
     time_limit_s: float = 5.0
@@ -170,7 +170,8 @@ class Params:
     initial_routes: Mapping[int, tuple[int, ...]] | None = None
     solution_limit: int | None = None
     log_search: bool = False
-    region_jobs: int = 250
+    split_above_jobs: int = 250
+    region_jobs: int = 100
 
 
 @dataclass(frozen=True, slots=True)

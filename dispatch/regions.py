@@ -2,7 +2,7 @@
 
 OR-Tools' insertion heuristics grow much faster than linearly with the day: on the generated
 bench day a first plan for 250 jobs / 25 technicians costs about 0.7 s of CPU, for 1,000 jobs /
-100 technicians about 25-55 s. :func:`split` cuts the day into regions of at most ``max_jobs``
+100 technicians about 25-55 s. :func:`split` cuts the day into regions of about ``max_jobs``
 jobs, each with its own technicians, so that each region's plan is cheap to find and to
 improve; the union of the regional plans is a plan for the whole day.
 

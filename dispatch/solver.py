@@ -156,8 +156,12 @@ class _Model:
         self.routing = routing = pywrapcp.RoutingModel(self.manager)
         locs = np.array([nd.location for nd in self.nodes], dtype=np.intp)
         svc = [nd.service_s for nd in self.nodes]
-        dur = np.asarray(p.duration_s, dtype=np.int64)[np.ix_(locs, locs)]
-        dist = np.asarray(p.distance_m, dtype=np.int64)[np.ix_(locs, locs)]
+        used = sorted(set(locs.tolist()))  # a region uses a few rows of the day's matrix
+        dur = np.zeros((len(p.duration_s),) * 2, dtype=np.int64)
+        dist = np.zeros_like(dur)
+        dur[used] = [p.duration_s[a] for a in used]
+        dist[used] = [p.distance_m[a] for a in used]
+        dur, dist = dur[np.ix_(locs, locs)], dist[np.ix_(locs, locs)]
         time_m = dur + np.array(svc, dtype=np.int64)[:, None]
         np.fill_diagonal(time_m, 0)
         time_cb = routing.RegisterTransitMatrix(time_m.tolist())
@@ -417,7 +421,7 @@ class _Model:
 def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
-    if 0 < params.region_jobs < len(problem.jobs):
+    if 0 < params.split_above_jobs < len(problem.jobs) and params.region_jobs > 0:
         return _solve_by_regions(problem, params)
     started = time.monotonic()
     model = _Model(problem, params)
@@ -434,6 +438,8 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     # the time limit bounds the whole call: building the model and the warm start count too
     left = params.time_limit_s - (time.monotonic() - started)
     sp.time_limit.FromMilliseconds(max(1, int(1000 * max(left, 0.1 * params.time_limit_s))))
+    if params.initial_routes:
+        sp.lns_time_limit.CopyFrom(sp.time_limit)
     assignment = None
     if initial is not None:
         initial = model.routing.solver().Assignment(initial)  # a copy the search leaves alone
@@ -461,7 +467,7 @@ def _solve_by_regions(problem: Problem, params: Params) -> Solution:
     sources, part_reasons = allocate(problem, qualified)
     reasons.update(part_reasons)
     parts = regions.split(problem, qualified, sources, params.region_jobs, params.initial_routes)
-    whole = replace(params, region_jobs=0)
+    whole = replace(params, split_above_jobs=0)
     if len(parts) == 1:
         return solve(problem, whole)
 

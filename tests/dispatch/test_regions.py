@@ -68,7 +68,7 @@ def test_stock_is_promised_once_across_regions():
 def test_a_day_planned_by_region_serves_it_and_explains_drops_for_the_whole_day():
     jobs = [*JOBS, job(9, 5, parts=parts("MTR-1")), job(10, 6, parts=parts("MTR-1"), priority=2)]
     p = problem(WEST + EAST, jobs, [Warehouse(7, 6, parts("MTR-1"))])
-    s = solve(p, replace(FAST, region_jobs=4))
+    s = solve(p, replace(FAST, split_above_jobs=4, region_jobs=4))
     assert sorted(j for r in s.routes for j in r.job_ids()) == list(range(1, 9)) + [10]
     assert s.reason(9) == "part MTR-1 out of stock everywhere (needs 1, 0 free)"
     assert 0 < s.first_solution_s <= s.solve_time_s
