@@ -72,3 +72,12 @@ def test_a_day_planned_by_region_serves_it_and_explains_drops_for_the_whole_day(
     assert sorted(j for r in s.routes for j in r.job_ids()) == list(range(1, 9)) + [10]
     assert s.reason(9) == "part MTR-1 out of stock everywhere (needs 1, 0 free)"
     assert 0 < s.first_solution_s <= s.solve_time_s
+
+
+def test_a_day_planned_by_region_honours_overrides_across_borders():
+    # job 8 lies east but a dispatcher put it first on tech 1's route (west); job 1 is en route
+    jobs = [replace(JOBS[0], pinned_technician=2),
+            *JOBS[1:7], replace(JOBS[7], assigned_technician=1, locked_position=0)]
+    s = solve(problem(WEST + EAST, jobs), replace(FAST, split_above_jobs=4, region_jobs=4))
+    assert s.route(1).job_ids()[0] == 8
+    assert s.route(2).job_ids()[0] == 1
