@@ -160,7 +160,8 @@ class Params:
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
     same. A day of more than ``split_above_jobs`` jobs (0: never) is planned in regions of
-    about ``region_jobs`` jobs (:mod:`dispatch.regions`).
+    about ``region_jobs`` jobs (:mod:`dispatch.regions`); how many rounds of regional search
+    fit in the time limit depends on the clock, so such a plan is reproducible only up to that.
     """
 
     time_limit_s: float = 5.0
