@@ -7,6 +7,7 @@ dimension (travel + service, waiting allowed), hard customer windows and shift b
 shift end (bounded overtime at a cost), the meal break as a break interval, soft response
 deadlines, skills as allowed vehicles, drop penalties by priority, a per-technician
 disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs.
+A large day is solved as regions of that model (:mod:`dispatch.regions`), merged into one plan.
 """
 
 from __future__ import annotations
