@@ -159,7 +159,9 @@ class Params:
     as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
-    same.
+    same. A day of more than ``split_above_jobs`` jobs (0: never) is planned in regions of
+    about ``region_jobs`` jobs (:mod:`dispatch.regions`); how many rounds of regional search
+    fit in the time limit depends on the clock, so such a plan is reproducible only up to that.
     """
 
     time_limit_s: float = 5.0
@@ -169,6 +171,8 @@ class Params:
     initial_routes: Mapping[int, tuple[int, ...]] | None = None
     solution_limit: int | None = None
     log_search: bool = False
+    split_above_jobs: int = 250
+    region_jobs: int = 100
 
 
 @dataclass(frozen=True, slots=True)

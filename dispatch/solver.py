@@ -7,18 +7,22 @@ dimension (travel + service, waiting allowed), hard customer windows and shift b
 shift end (bounded overtime at a cost), the meal break as a break interval, soft response
 deadlines, skills as allowed vehicles, drop penalties by priority, a per-technician
 disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs.
+A large day is solved as regions of that model (:mod:`dispatch.regions`), merged into one plan.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.util import optional_boolean_pb2
 
+from dispatch import regions
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
     Job,
@@ -35,6 +39,8 @@ from dispatch.problem import (
 log = logging.getLogger(__name__)
 
 BIG = 10**9
+REGION_SEARCH_MIN_S = 0.5  # a region's search shorter than this is not worth its model
+REGION_ROUNDS = 3  # searches of the regions after a large day's first plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +155,19 @@ class _Model:
         ends = list(range(n_veh, 2 * n_veh))
         self.manager = pywrapcp.RoutingIndexManager(len(self.nodes), n_veh, starts, ends)
         self.routing = routing = pywrapcp.RoutingModel(self.manager)
-        locs = [nd.location for nd in self.nodes]
+        locs = np.array([nd.location for nd in self.nodes], dtype=np.intp)
         svc = [nd.service_s for nd in self.nodes]
-        dur, dist = p.duration_s, p.distance_m
-        time_m = [[dur[a][b] + svc[i] if i != j else 0 for j, b in enumerate(locs)]
-                  for i, a in enumerate(locs)]
-        cost_m = [[w.travel_s * dur[a][b] + w.distance_m * dist[a][b] for b in locs] for a in locs]
-        time_cb = routing.RegisterTransitMatrix(time_m)
-        routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost_m))
+        used = sorted(set(locs.tolist()))  # a region uses a few rows of the day's matrix
+        dur = np.zeros((len(p.duration_s),) * 2, dtype=np.int64)
+        dist = np.zeros_like(dur)
+        dur[used] = [p.duration_s[a] for a in used]
+        dist[used] = [p.distance_m[a] for a in used]
+        dur, dist = dur[np.ix_(locs, locs)], dist[np.ix_(locs, locs)]
+        time_m = dur + np.array(svc, dtype=np.int64)[:, None]
+        np.fill_diagonal(time_m, 0)
+        time_cb = routing.RegisterTransitMatrix(time_m.tolist())
+        cost_m = w.travel_s * dur + w.distance_m * dist
+        routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost_m.tolist()))
         horizon = max([t.shift_end_s + t.max_overtime_s for t in p.technicians] + [0])
         routing.AddDimension(time_cb, horizon, horizon, False, "time")
         self.time = tdim = routing.GetDimensionOrDie("time")
@@ -285,6 +296,8 @@ class _Model:
         sp.local_search_metaheuristic = getattr(
             routing_enums_pb2.LocalSearchMetaheuristic, self.params.metaheuristic)
         sp.time_limit.FromMilliseconds(max(1, int(self.params.time_limit_s * 1000)))
+        if self.params.initial_routes:  # the same limit bounds restoring the warm start's breaks
+            sp.lns_time_limit.FromMilliseconds(max(100, int(self.params.time_limit_s * 1000)))
         ops = sp.local_search_operators
         for name in ("use_extended_swap_active", "use_relocate_and_make_active",
                      "use_exchange_and_make_active"):
@@ -409,6 +422,8 @@ class _Model:
 def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
+    if 0 < params.split_above_jobs < len(problem.jobs) and params.region_jobs > 0:
+        return _solve_by_regions(problem, params)
     started = time.monotonic()
     model = _Model(problem, params)
     model.build()
@@ -421,15 +436,20 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
 
     model.routing.AddAtSolutionCallback(on_solution)
     initial = model.initial_assignment()
+    # the time limit bounds the whole call: building the model and the warm start count too
+    left = params.time_limit_s - (time.monotonic() - started)
+    sp.time_limit.FromMilliseconds(max(1, int(1000 * max(left, 0.1 * params.time_limit_s))))
+    if params.initial_routes:
+        sp.lns_time_limit.CopyFrom(sp.time_limit)
     assignment = None
     if initial is not None:
+        initial = model.routing.solver().Assignment(initial)  # a copy the search leaves alone
         assignment = model.routing.SolveFromAssignmentWithParameters(initial, sp)
         if assignment is None:  # restoring breaks on long warm routes can exhaust the limit
-            log.warning("warm start failed (routing status %s); solving from scratch",
-                        model.routing.status())
-            model = _Model(problem, params)
-            model.build()
-            model.routing.AddAtSolutionCallback(on_solution)
+            log.warning("search from the warm start failed (routing status %s); keeping the "
+                        "warm start", model.routing.status())
+            assignment = initial
+            first.append(time.monotonic() - started)
     if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
     elapsed = time.monotonic() - started
@@ -437,6 +457,83 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
+
+
+def _solve_by_regions(problem: Problem, params: Params) -> Solution:
+    """Plan a large day region by region: every region's first plan (together, the day's first
+    plan), then rounds in which each region is searched from the current plan, the regions
+    drawn differently every other round so that jobs can move across their borders."""
+    started = time.monotonic()
+    qualified, reasons = _qualified(problem)
+    sources, part_reasons = allocate(problem, qualified)
+    reasons.update(part_reasons)
+    parts = regions.split(problem, qualified, sources, params.region_jobs, params.initial_routes)
+    whole = replace(params, split_above_jobs=0)
+    if len(parts) == 1:
+        return solve(problem, whole)
+
+    def left() -> float:
+        return params.time_limit_s - (time.monotonic() - started)
+
+    plans = [solve(part, replace(whole, time_limit_s=max(0.1, left() / (len(parts) - i)),
+                                 solution_limit=1, initial_routes=_routes_for(part, params)))
+             for i, part in enumerate(parts)]
+    plan = _merge(problem, plans, reasons, 0.0, time.monotonic() - started)
+    log.info("first plan of %d regions in %.1f s", len(parts), plan.first_solution_s)
+    k = len(parts)
+    for r in range(REGION_ROUNDS):
+        if left() < REGION_SEARCH_MIN_S * (k + 1):
+            break
+        if r:  # every other round one region more, so the borders move
+            size = math.ceil(len(problem.jobs) / (k + r % 2))
+            parts = regions.split(problem, qualified, sources, size, plan.initial_routes())
+        budget = left() / (REGION_ROUNDS - r)
+        if budget < REGION_SEARCH_MIN_S * len(parts):  # too short for several rounds: one more
+            budget = left()
+        at = time.monotonic()
+        plans = []
+        for i, part in enumerate(parts):
+            share = (budget - (time.monotonic() - at)) / (len(parts) - i)
+            try:
+                plans.append(solve(part, replace(whole, time_limit_s=max(0.1, share),
+                                                 initial_routes=_routes_for(part, plan))))
+            except RuntimeError:  # out of time: this round is dropped, the plan stands
+                log.warning("region search %d of round %d found no plan in time", i, r)
+                break
+        else:
+            better = _merge(problem, plans, reasons, 0.0, plan.first_solution_s)
+            if better.objective.cost <= plan.objective.cost:
+                plan = better
+    return replace(plan, solve_time_s=time.monotonic() - started)
+
+
+def _routes_for(part: Problem, previous: Params | Solution) -> dict[int, tuple[int, ...]] | None:
+    """The previous plan's routes of a region's technicians (warm start), if any."""
+    routes = (previous.initial_routes if isinstance(previous, Params)
+              else previous.initial_routes()) or {}
+    return {t.id: routes[t.id] for t in part.technicians if t.id in routes} or None
+
+
+def _merge(problem: Problem, plans: list[Solution], reasons: dict[int, str], elapsed: float,
+           first_s: float) -> Solution:
+    """One day's plan from the plans of its regions; reasons given for the whole day."""
+    route_of = {r.technician_id: r for s in plans for r in s.routes}
+    dropped = {u.job_id for s in plans for u in s.unassigned}
+    unassigned = tuple(Unassigned(j.id, j.priority, reasons.get(j.id) or _why_dropped(problem, j))
+                       for j in problem.jobs if j.id in dropped)
+    late: dict[int, int] = {}
+    by_priority: dict[int, int] = {}
+    for s in plans:
+        for k, v in s.objective.lateness_s.items():
+            late[k] = late.get(k, 0) + v
+    for u in unassigned:
+        by_priority[u.priority] = by_priority.get(u.priority, 0) + 1
+    objective = Objective(
+        sum(s.objective.travel_s for s in plans), sum(s.objective.distance_m for s in plans),
+        late, sum(s.objective.overtime_s for s in plans), sum(s.objective.disrupted for s in plans),
+        by_priority, sum(s.objective.cost for s in plans))
+    return Solution(tuple(route_of[t.id] for t in problem.technicians), unassigned, objective,
+                    elapsed, first_s)
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:
@@ -479,7 +576,7 @@ def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) 
     unassigned = []
     for job in p.jobs:
         if job.id not in served:
-            reason = model.reasons.get(job.id) or _why_dropped(model, job)
+            reason = model.reasons.get(job.id) or _why_dropped(model.p, job)
             unassigned.append(Unassigned(job.id, job.priority, reason))
     dropped: dict[int, int] = {}
     for u in unassigned:
@@ -494,9 +591,8 @@ def _break_start(model: _Model, assignment: object, v: int) -> int | None:
     return None if interval is None else assignment.StartValue(interval)
 
 
-def _why_dropped(model: _Model, job: Job) -> str:
+def _why_dropped(p: Problem, job: Job) -> str:
     """Explain, in a dispatcher's words, why a job that could be planned was left out."""
-    p = model.p
     lo, hi, _ = _window_range(job)
     techs = [t for t in p.technicians if t.has_skills(job.skills)]
     reachable = []
