@@ -48,13 +48,17 @@ def plan_once(conn: psycopg.Connection, now: datetime, params: Params, provider:
     raise ConflictError("jobs", f"jobs kept changing during {ATTEMPTS} planning attempts")
 
 
-def _last_event(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+def _pending(conn: psycopg.Connection, after: int) -> list[tuple[int, str]]:
+    """(commit position, kind) of events committed after ``after``, in commit order.
 
-
-def _pending(conn: psycopg.Connection, after: int) -> list[str]:
-    return [k for (k,) in conn.execute(
-        "SELECT kind FROM events WHERE id > %s ORDER BY id", (after,)).fetchall()]
+    Events written by a plan commit (the transaction that also wrote a plan-change event) are
+    left out: a plan's own assignments and ETAs are not a reason to plan again.
+    """
+    return [(int(seq), kind) for seq, kind in conn.execute(
+        "SELECT e.commit_seq, e.kind FROM events e WHERE e.commit_seq > %s AND NOT EXISTS ("
+        " SELECT 1 FROM events p WHERE p.kind = %s AND p.commit_seq > %s AND p.xmin = e.xmin)"
+        " ORDER BY e.commit_seq",
+        (after, events.PLAN_CHANGED, after)).fetchall()]
 
 
 def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provider: TravelProvider,
@@ -69,23 +73,24 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
         trigger = "start"
         while max_runs is None or runs < max_runs:
             if trigger:
+                # events committed from here on are seen by the next pass, even those that
+                # commit while this plan is being solved (positions follow commit order)
+                cursor = events.last_commit_seq(work)
+                work.commit()
                 try:
                     plan_once(work, now(), params, provider, trigger=trigger)
                     runs += 1
                 except Exception:  # one failed run must not stop the loop
                     work.rollback()
                     log.exception("re-plan failed (%s)", trigger)
-                cursor = _last_event(work)
-                work.commit()
             notified = any(True for _ in listener.notifies(timeout=interval_s, stop_after=1))
-            kinds = _pending(work, cursor)
+            pending = _pending(work, cursor)
             work.commit()
-            relevant = [k for k in kinds if k in TRIGGERS]
+            relevant = [kind for _, kind in pending if kind in TRIGGERS]
             # our own commit's NOTIFY wakes us with nothing new: that is not a reason to re-plan
             trigger = relevant[0] if relevant else ("" if notified else "periodic")
-            if kinds and not relevant:
-                cursor = _last_event(work)
-                work.commit()
+            if not relevant:
+                cursor = max([cursor, *(seq for seq, _ in pending)])
     finally:
         listener.close()
         work.close()

@@ -117,3 +117,10 @@ def test_loop_replans_when_a_job_arrives_not_on_its_own_commit(db_url: str, db: 
     timer.join()
     triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
     assert runs == 2 and triggers == ["start", events.JOB_CREATED]
+
+
+def test_loop_does_not_replan_on_its_own_assignments(db_url: str, db: psycopg.Connection) -> None:
+    _day(db)  # the start plan assigns the job: status and ETA events from the plan's commit
+    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=1.0, max_runs=2)
+    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
+    assert runs == 2 and triggers == ["start", "periodic"]
