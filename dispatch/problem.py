@@ -159,7 +159,9 @@ class Params:
     as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
-    same.
+    same. ``search_share`` of the time limit goes to the improvement search after the routing
+    solver (:mod:`dispatch.search`; 0 turns it off); ``search_iterations`` caps it, which makes
+    that phase depend only on the problem and the seed.
     """
 
     time_limit_s: float = 5.0
@@ -169,6 +171,8 @@ class Params:
     initial_routes: Mapping[int, tuple[int, ...]] | None = None
     solution_limit: int | None = None
     log_search: bool = False
+    search_share: float = 0.7
+    search_iterations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.util import optional_boolean_pb2
 
+from dispatch import search
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
     Job,
@@ -410,7 +411,9 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
     started = time.monotonic()
-    model = _Model(problem, params)
+    share = params.search_share if any(search.searchable(t) for t in problem.technicians) else 0
+    routing_params = replace(params, time_limit_s=params.time_limit_s * (1 - share))
+    model = _Model(problem, routing_params)
     model.build()
     sp = model.search_parameters()
     first: list[float] = []
@@ -427,16 +430,56 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         if assignment is None:  # restoring breaks on long warm routes can exhaust the limit
             log.warning("warm start failed (routing status %s); solving from scratch",
                         model.routing.status())
-            model = _Model(problem, params)
+            model = _Model(problem, routing_params)
             model.build()
             model.routing.AddAtSolutionCallback(on_solution)
     if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
-    elapsed = time.monotonic() - started
     if assignment is None:
-        raise RuntimeError(f"no plan found within {params.time_limit_s} s "
+        raise RuntimeError(f"no plan found within {routing_params.time_limit_s:.1f} s "
                            f"(routing status {model.routing.status()})")
+    if share:
+        assignment = _improve(model, assignment, params, started + params.time_limit_s)
+    elapsed = time.monotonic() - started
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
+
+
+def _improve(model: _Model, assignment: object, params: Params, deadline: float) -> object:
+    """Run the improvement search on the plan; keep its routes only when the routing model
+    accepts them and they cost less (a short greedy descent then settles times)."""
+    routing, manager = model.routing, model.manager
+    routes: dict[int, list[int]] = {}
+    indexes: list[list[int]] = []
+    for v, t in enumerate(model.p.technicians):
+        idx = assignment.Value(routing.NextVar(routing.Start(v)))
+        indexes.append([])
+        routes[t.id] = []
+        while not routing.IsEnd(idx):
+            nd = model.nodes[manager.IndexToNode(idx)]
+            routes[t.id].append(nd.job.id if nd.kind == "job" else -nd.job.id)
+            indexes[v].append(idx)
+            idx = assignment.Value(routing.NextVar(idx))
+    served = {abs(x) for r in routes.values() for x in r}
+    unserved = [j for j, opts in model.job_nodes.items() if j not in served and len(opts) == 1
+                and opts[0] not in model.pickup_of]
+    settle_s = min(1.0, 0.1 * params.time_limit_s)
+    found = search.improve(model.p, routes, unserved, deadline - settle_s - time.monotonic(),
+                           params.seed, params.search_iterations)
+    if found is None or found.cost >= found.start_cost:
+        return assignment
+    for t_id, jobs in found.routes.items():
+        indexes[model.v_of[t_id]] = [manager.NodeToIndex(model.job_nodes[j][0]) for j in jobs]
+    candidate = routing.ReadAssignmentFromRoutes(indexes, True)
+    if candidate is None:
+        log.warning("improved routes rejected by the routing model; keeping the solver's plan")
+        return assignment
+    sp = model.search_parameters()
+    sp.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT
+    sp.time_limit.FromMilliseconds(max(100, int(1000 * (deadline - time.monotonic()))))
+    settled = routing.SolveFromAssignmentWithParameters(candidate, sp)
+    if settled is None or settled.ObjectiveValue() > assignment.ObjectiveValue():
+        return assignment
+    return settled
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:
