@@ -151,6 +151,9 @@ class Problem:
         return next(j for j in self.jobs if j.id == job_id)
 
 
+REPRODUCIBLE_SEARCH_ITERATIONS = 2000
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """Solver parameters.
@@ -160,8 +163,10 @@ class Params:
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
     same. ``search_share`` of the time limit goes to the improvement search after the routing
-    solver (:mod:`dispatch.search`; 0 turns it off); ``search_iterations`` caps it, which makes
-    that phase depend only on the problem and the seed.
+    solver (:mod:`dispatch.search`; 0 turns it off); ``search_iterations`` makes it run that
+    many iterations instead, whatever the clock, so that it depends only on the problem and the
+    seed (with ``solution_limit`` set and no ``search_iterations``, it runs
+    ``REPRODUCIBLE_SEARCH_ITERATIONS``).
     """
 
     time_limit_s: float = 5.0

@@ -136,9 +136,10 @@ def improve(problem: Problem, routes: Mapping[int, Sequence[int]], unassigned: S
             time_limit_s: float, seed: int = 0, iterations: int | None = None
             ) -> Improvement | None:
     """Improve ``routes`` (technician id -> job ids in order, ``-j`` for a part pickup) and
-    try to place the ``unassigned`` job ids, within ``time_limit_s`` or exactly
-    ``iterations`` iterations (then the result depends only on the inputs and ``seed``).
-    Returns the routes it changed, or None when nothing could be searched."""
+    try to place the ``unassigned`` job ids, for ``time_limit_s`` or, when given, exactly
+    ``iterations`` iterations whatever the time (then the result depends only on the inputs
+    and ``seed``). Returns the searched technicians' best routes (never costlier than the
+    start), or None when nothing could be searched."""
     jobs_by_id = {j.id: j for j in problem.jobs}
     frozen_jobs = {abs(x) for r in routes.values() for x in r
                    if x < 0 or not movable(jobs_by_id[abs(x)])}
@@ -189,8 +190,7 @@ def improve(problem: Problem, routes: Mapping[int, Sequence[int]], unassigned: S
         else:
             frac0 = (time.monotonic() - began) / max(time_limit_s, 1e-9)
             step, frac1 = CHUNK, frac0
-        if step <= 0 or frac0 >= 1.0 or (total is not None and
-                                          time.monotonic() - began > time_limit_s):
+        if step <= 0 or frac0 >= 1.0:
             break
         hi = t_hi * (t_lo / t_hi) ** frac0
         lo = t_hi * (t_lo / t_hi) ** frac1

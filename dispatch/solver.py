@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.util import optional_boolean_pb2
@@ -22,6 +22,7 @@ from ortools.util import optional_boolean_pb2
 from dispatch import search
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
+    REPRODUCIBLE_SEARCH_ITERATIONS,
     Job,
     Objective,
     Params,
@@ -411,16 +412,20 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
     started = time.monotonic()
+    # the improvement search gets its share of the time once the routing solver has a plan
     share = params.search_share if any(search.searchable(t) for t in problem.technicians) else 0
-    routing_params = replace(params, time_limit_s=params.time_limit_s * (1 - share))
-    model = _Model(problem, routing_params)
+    routing_until = started + params.time_limit_s * (1 - share)
+    model = _Model(problem, params)
     model.build()
     sp = model.search_parameters()
     first: list[float] = []
 
     def on_solution() -> None:
+        now = time.monotonic()
         if not first:
-            first.append(time.monotonic() - started)
+            first.append(now - started)
+        if share and params.solution_limit is None and now > routing_until:
+            model.routing.solver().FinishCurrentSearch()
 
     model.routing.AddAtSolutionCallback(on_solution)
     initial = model.initial_assignment()
@@ -430,13 +435,13 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         if assignment is None:  # restoring breaks on long warm routes can exhaust the limit
             log.warning("warm start failed (routing status %s); solving from scratch",
                         model.routing.status())
-            model = _Model(problem, routing_params)
+            model = _Model(problem, params)
             model.build()
             model.routing.AddAtSolutionCallback(on_solution)
     if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
     if assignment is None:
-        raise RuntimeError(f"no plan found within {routing_params.time_limit_s:.1f} s "
+        raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
     if share:
         assignment = _improve(model, assignment, params, started + params.time_limit_s)
@@ -463,8 +468,12 @@ def _improve(model: _Model, assignment: object, params: Params, deadline: float)
     unserved = [j for j, opts in model.job_nodes.items() if j not in served and len(opts) == 1
                 and opts[0] not in model.pickup_of]
     settle_s = min(1.0, 0.1 * params.time_limit_s)
-    found = search.improve(model.p, routes, unserved, deadline - settle_s - time.monotonic(),
-                           params.seed, params.search_iterations)
+    budget_s = deadline - settle_s - time.monotonic()
+    iterations = params.search_iterations or (
+        REPRODUCIBLE_SEARCH_ITERATIONS if params.solution_limit else None)
+    if budget_s <= 0 and iterations is None:
+        return assignment
+    found = search.improve(model.p, routes, unserved, budget_s, params.seed, iterations)
     if found is None or found.cost >= found.start_cost:
         return assignment
     for t_id, jobs in found.routes.items():
