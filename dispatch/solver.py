@@ -419,12 +419,13 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     model.build()
     sp = model.search_parameters()
     first: list[float] = []
+    cut = [bool(share) and params.solution_limit is None]
 
     def on_solution() -> None:
         now = time.monotonic()
         if not first:
             first.append(now - started)
-        if share and params.solution_limit is None and now > routing_until:
+        if cut[0] and now > routing_until:
             model.routing.solver().FinishCurrentSearch()
 
     model.routing.AddAtSolutionCallback(on_solution)
@@ -444,6 +445,7 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
     if share:
+        cut[0] = False
         assignment = _improve(model, assignment, params, started + params.time_limit_s)
     elapsed = time.monotonic() - started
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
