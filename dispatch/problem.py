@@ -176,7 +176,7 @@ class Params:
     initial_routes: Mapping[int, tuple[int, ...]] | None = None
     solution_limit: int | None = None
     log_search: bool = False
-    search_share: float = 0.7
+    search_share: float = 0.85
     search_iterations: int | None = None
 
 
