@@ -7,7 +7,7 @@ from dataclasses import replace
 from dispatch.problem import Window
 from dispatch.search import improve
 from dispatch.solver import solve
-from tests.dispatch.instances import FAST, HOUR, LUNCH, job, problem, tech
+from tests.dispatch.instances import FAST, HOUR, LUNCH, job, parts, problem, tech
 
 ITERATIONS = 300
 
@@ -94,6 +94,23 @@ def test_route_with_a_pinned_job_is_left_as_it_is():
     found = improve(problem(techs, jobs), {1: [1, 2, 3], 2: [4]}, [], 1.0, seed=1,
                     iterations=ITERATIONS)
     assert 1 not in found.routes and found.routes[2] == (4,)
+
+
+def test_route_with_a_job_needing_parts_is_left_as_it_is():
+    jobs = [job(1, 9, parts=parts("BRG-1")), job(2, 8), job(3, 9), job(4, 7)]
+    techs = [tech(1, van_stock=parts("BRG-1")), tech(2, start=9, end=9)]
+    found = improve(problem(techs, jobs), {1: [1, 2, 3], 2: [4]}, [], 1.0, seed=1,
+                    iterations=ITERATIONS)
+    assert 1 not in found.routes and found.routes[2] == (4,)
+
+
+def test_dispatcher_assigned_job_stays_with_its_technician():
+    # job 1 sits at tech 2's depot, but the dispatcher gave it to tech 1
+    techs = [tech(1), tech(2, start=9, end=9)]
+    jobs = [job(1, 9, assigned_technician=1), job(2, 8)]
+    found = improve(problem(techs, jobs), {1: [1], 2: [2]}, [], 1.0, seed=1,
+                    iterations=ITERATIONS)
+    assert 1 in found.routes[1]
 
 
 def test_technician_with_a_meal_break_keeps_the_solvers_route():
