@@ -7,6 +7,9 @@ dimension (travel + service, waiting allowed), hard customer windows and shift b
 shift end (bounded overtime at a cost), the meal break as a break interval, soft response
 deadlines, skills as allowed vehicles, drop penalties by priority, a per-technician
 disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs.
+Once it has a plan, ``_improve`` hands it to the improvement search of :mod:`dispatch.search`
+for ``Params.search_share`` of the time limit and keeps the result only if this model accepts
+it at no higher cost.
 """
 
 from __future__ import annotations
