@@ -151,6 +151,9 @@ class Problem:
         return next(j for j in self.jobs if j.id == job_id)
 
 
+REPRODUCIBLE_SEARCH_ITERATIONS = 2000
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """Solver parameters.
@@ -159,9 +162,14 @@ class Params:
     as ``Solution.initial_routes()`` returns them) warm-starts the search. ``seed`` permutes
     the node numbering (OR-Tools' tie-breaking); with the same seed, the same problem and a
     search that ends by convergence or ``solution_limit`` rather than the clock, the plan is the
-    same. A day of more than ``split_above_jobs`` jobs (0: never) is planned in regions of
-    about ``region_jobs`` jobs (:mod:`dispatch.regions`); how many rounds of regional search
-    fit in the time limit depends on the clock, so such a plan is reproducible only up to that.
+    same. ``search_share`` of the time limit goes to the improvement search after the routing
+    solver (:mod:`dispatch.search`; 0 turns it off); ``search_iterations`` makes it run that
+    many iterations instead, whatever the clock, so that it depends only on the problem and the
+    seed (with ``solution_limit`` set and no ``search_iterations``, it runs
+    ``REPRODUCIBLE_SEARCH_ITERATIONS``). A day of more than ``split_above_jobs`` jobs (0: never)
+    is planned in regions of about ``region_jobs`` jobs (:mod:`dispatch.regions`); how many
+    rounds of regional search fit in the time limit depends on the clock, so such a plan is
+    reproducible only up to that.
     """
 
     time_limit_s: float = 5.0
@@ -173,6 +181,8 @@ class Params:
     log_search: bool = False
     split_above_jobs: int = 250
     region_jobs: int = 100
+    search_share: float = 0.85
+    search_iterations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ shift end (bounded overtime at a cost), the meal break as a break interval, soft
 deadlines, skills as allowed vehicles, drop penalties by priority, a per-technician
 disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs.
 A large day is solved as regions of that model (:mod:`dispatch.regions`), merged into one plan.
+Once it has a plan, ``_improve`` hands it to the improvement search of :mod:`dispatch.search`
+for ``Params.search_share`` of the time limit and keeps the result only if this model accepts
+it at no higher cost.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.util import optional_boolean_pb2
 
-from dispatch import regions
+from dispatch import regions, search
 from dispatch.parts import PartSources, allocate
 from dispatch.problem import (
+    REPRODUCIBLE_SEARCH_ITERATIONS,
     Job,
     Objective,
     Params,
@@ -425,14 +429,21 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     if 0 < params.split_above_jobs < len(problem.jobs) and params.region_jobs > 0:
         return _solve_by_regions(problem, params)
     started = time.monotonic()
+    # the improvement search gets its share of the time once the routing solver has a plan
+    share = params.search_share if any(search.searchable(t) for t in problem.technicians) else 0
+    routing_until = started + params.time_limit_s * (1 - share)
     model = _Model(problem, params)
     model.build()
     sp = model.search_parameters()
     first: list[float] = []
+    cut = [bool(share) and params.solution_limit is None]
 
     def on_solution() -> None:
+        now = time.monotonic()
         if not first:
-            first.append(time.monotonic() - started)
+            first.append(now - started)
+        if cut[0] and now > routing_until:
+            model.routing.solver().FinishCurrentSearch()
 
     model.routing.AddAtSolutionCallback(on_solution)
     initial = model.initial_assignment()
@@ -452,10 +463,13 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
             first.append(time.monotonic() - started)
     if assignment is None:
         assignment = model.routing.SolveWithParameters(sp)
-    elapsed = time.monotonic() - started
     if assignment is None:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
+    if share:
+        cut[0] = False
+        assignment = _improve(model, assignment, params, started + params.time_limit_s)
+    elapsed = time.monotonic() - started
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
 
 
@@ -534,6 +548,46 @@ def _merge(problem: Problem, plans: list[Solution], reasons: dict[int, str], ela
         by_priority, sum(s.objective.cost for s in plans))
     return Solution(tuple(route_of[t.id] for t in problem.technicians), unassigned, objective,
                     elapsed, first_s)
+def _improve(model: _Model, assignment: object, params: Params, deadline: float) -> object:
+    """Run the improvement search on the plan; keep its routes only when the routing model
+    accepts them and they cost less (a short greedy descent then settles times)."""
+    routing, manager = model.routing, model.manager
+    routes: dict[int, list[int]] = {}
+    indexes: list[list[int]] = []
+    for v, t in enumerate(model.p.technicians):
+        idx = assignment.Value(routing.NextVar(routing.Start(v)))
+        indexes.append([])
+        routes[t.id] = []
+        while not routing.IsEnd(idx):
+            nd = model.nodes[manager.IndexToNode(idx)]
+            routes[t.id].append(nd.job.id if nd.kind == "job" else -nd.job.id)
+            indexes[v].append(idx)
+            idx = assignment.Value(routing.NextVar(idx))
+    served = {abs(x) for r in routes.values() for x in r}
+    unserved = [j for j, opts in model.job_nodes.items() if j not in served and len(opts) == 1
+                and opts[0] not in model.pickup_of]
+    settle_s = min(1.0, 0.1 * params.time_limit_s)
+    budget_s = deadline - settle_s - time.monotonic()
+    iterations = params.search_iterations or (
+        REPRODUCIBLE_SEARCH_ITERATIONS if params.solution_limit else None)
+    if budget_s <= 0 and iterations is None:
+        return assignment
+    found = search.improve(model.p, routes, unserved, budget_s, params.seed, iterations)
+    if found is None or found.cost >= found.start_cost:
+        return assignment
+    for t_id, jobs in found.routes.items():
+        indexes[model.v_of[t_id]] = [manager.NodeToIndex(model.job_nodes[j][0]) for j in jobs]
+    candidate = routing.ReadAssignmentFromRoutes(indexes, True)
+    if candidate is None:
+        log.warning("improved routes rejected by the routing model; keeping the solver's plan")
+        return assignment
+    sp = model.search_parameters()
+    sp.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT
+    sp.time_limit.FromMilliseconds(max(100, int(1000 * (deadline - time.monotonic()))))
+    settled = routing.SolveFromAssignmentWithParameters(candidate, sp)
+    if settled is None or settled.ObjectiveValue() > assignment.ObjectiveValue():
+        return assignment
+    return settled
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:
