@@ -98,6 +98,12 @@ class Supervisor:
             self.children[name] = self._spawn(child.spec, child.restarts + 1)
         return failed
 
+    def stop_process(self, name: str, timeout_s: float = 15.0) -> int:
+        """Stop one child (SIGTERM to its group, SIGKILL after ``timeout_s``); return its exit code."""
+        child = self.children.pop(name)
+        _signal_group(child.proc, signal.SIGTERM)
+        return self._reap(child, time.monotonic() + timeout_s)
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM every child's process group, wait, then SIGKILL what is left."""
         self._stopping.set()
@@ -105,16 +111,20 @@ class Supervisor:
             _signal_group(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for child in self.children.values():
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                child.proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", child.spec.name)
-            _signal_group(child.proc, signal.SIGKILL)
-            child.proc.wait()
-            if child.pump is not None:
-                child.pump.join(timeout=2)
+            self._reap(child, deadline)
         self.children.clear()
+
+    @staticmethod
+    def _reap(child: _Child, deadline: float) -> int:
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", child.spec.name)
+        _signal_group(child.proc, signal.SIGKILL)
+        code = child.proc.wait()
+        if child.pump is not None:
+            child.pump.join(timeout=2)
+        return code
 
     def run_until_signal(self, poll_s: float = 1.0) -> int:
         """Block until SIGINT/SIGTERM (or every child is gone), then stop everything."""
