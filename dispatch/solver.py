@@ -410,6 +410,8 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
     started = time.monotonic()
+    if not problem.technicians:  # after shift end, say; OR-Tools aborts the process on zero vehicles
+        return _nobody(problem)
     model = _Model(problem, params)
     model.build()
     sp = model.search_parameters()
@@ -437,6 +439,13 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         raise RuntimeError(f"no plan found within {params.time_limit_s} s "
                            f"(routing status {model.routing.status()})")
     return _extract(model, assignment, elapsed, first[0] if first else elapsed)
+
+
+def _nobody(problem: Problem) -> Solution:
+    """Every job unassigned because no technician is available."""
+    unassigned = tuple(Unassigned(j.id, j.priority, "no technician on shift") for j in problem.jobs)
+    counts = {pr: sum(u.priority == pr for u in unassigned) for pr in {u.priority for u in unassigned}}
+    return Solution((), unassigned, Objective(0, 0, {}, 0, 0, counts, 0), 0.0)
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:

@@ -144,7 +144,8 @@ def prepare_history(db_url: str, env: Mapping[str, str], world: World, demo_pass
         _run_step("training the first failure model",
                   _fieldops("predict", "train", "--days", str(world.history_days),
                             "--estimators", "random_forest"), env, required=False)
-    _run_step("creating demo users", _fieldops("web-user", "demo", "--password", demo_password), env)
+    # one argument: a generated password may start with "-"
+    _run_step("creating demo users", _fieldops("web-user", "demo", f"--password={demo_password}"), env)
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:

@@ -66,12 +66,13 @@ class System:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def jobs_of(self, device_id: int) -> list[dict[str, Any]]:
+        """The device's jobs opened while the system runs (not the backfilled history)."""
         with psycopg.connect(self.url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             return cur.execute(
                 "SELECT id, source, status, failure_mode, priority, required_skills, technician_id, created_at, "
                 "arrived_at, completed_at, finding, finding_mode, response_due, resolution_due, "
-                "response_breached_at, resolution_breached_at FROM jobs WHERE device_id = %s ORDER BY id",
-                (device_id,)).fetchall()
+                "response_breached_at, resolution_breached_at FROM jobs WHERE device_id = %s AND created_at >= %s "
+                "ORDER BY id", (device_id, STARTED_AT)).fetchall()
 
     def eventually(self, what: str, probe: Callable[[], Any], timeout_s: float,
                    observed: Callable[[], Any] | None = None, every_s: float = 1.0) -> Any:

@@ -70,9 +70,8 @@ def test_dispatcher_override_survives_the_next_replans(system: System) -> None:
 
     desk = WebSession(system.web_url, Credentials("dispatcher", system.demo_password))
     desk.sign_in()
-    status, answer = desk.request("POST", "/api/overrides",
-                                  {"action": "assign", "job_id": job.id, "technician_id": chosen})
-    assert status == 200, f"override refused: {status} {answer}"
+    answer = desk.request("POST", "/api/overrides", {"action": "assign", "job_id": job.id, "technician_id": chosen})
+    assert answer["technician_id"] == chosen, f"override answered {answer}"
     last_plan = system.query("SELECT coalesce(max(id), 0) FROM plans")[0][0]
 
     later = system.eventually(
