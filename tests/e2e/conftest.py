@@ -28,12 +28,12 @@ from fieldops.up.commands import Pace, World, prepare_history, process_specs, se
 from simulators.seed import device_password
 from tests.conftest import cloned_database
 
-SPEED = 300.0  # simulated seconds per real second: a working day in about two minutes
+SPEED = 120.0  # simulated seconds per real second: the test covers a working morning
 # A Monday in winter (CET): shifts run 07:00-16:00 UTC; the processes start shortly before.
 PREPARED_AT = datetime(2026, 3, 2, 6, 10, tzinfo=UTC)
 STARTED_AT = datetime(2026, 3, 2, 6, 15, tzinfo=UTC)
-WORLD = World(devices=60, technicians=8, history_days=60, history_resolution_s=1800)
-PACE = Pace(jobs_interval_s=300, score_interval_s=5, dispatch_interval_s=10, dispatch_time_limit_s=2,
+WORLD = World(devices=60, technicians=12, history_days=60, history_resolution_s=1800)
+PACE = Pace(jobs_interval_s=300, score_interval_s=5, dispatch_interval_s=10, dispatch_time_limit_s=5,
             position_every_s=2, fleet_window=500)
 
 
@@ -126,7 +126,7 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
         seed_if_empty(url, env, WORLD)
         with psycopg.connect(url) as conn:
             serials = [s for (s,) in conn.execute("SELECT serial FROM devices").fetchall()]
-            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", 10.0)
+            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", 4.0)
             sudden = Fault(*_pick(conn, "chiller"), "chiller", "contactor_failure", 0.5)
         mqtt_broker.add_users({s: device_password(secret_key, s) for s in serials})
         prepare_history(url, env, WORLD, demo_password)
