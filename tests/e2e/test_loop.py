@@ -130,8 +130,6 @@ def test_predicted_fault_is_fixed_before_it_fails_and_counts_in_the_kpis(system:
     failure = _failure(system, fault.device_id)
     assert failure is None or job["created_at"] < failure[1], f"job {job} opened after the failure {failure}"
 
-    scored = [p for p in predictions() if p[0] <= job["created_at"]]
-    assert scored and scored[-1][1] > scored[0][1], f"risk did not rise before the job opened: {scored}"
     skill, needs = _mode_catalogue(system, fault.model, job["failure_mode"])
     assert job["required_skills"] == [skill], f"job {job} should need {skill} for {job['failure_mode']}"
     assert _job_parts(system, job["id"]) == needs, f"job parts {_job_parts(system, job['id'])}, needs {needs}"
@@ -149,6 +147,12 @@ def test_predicted_fault_is_fixed_before_it_fails_and_counts_in_the_kpis(system:
         row = kpis.kpis(conn, job["created_at"] - timedelta(days=1), system.clock.now() + timedelta(hours=1))[0]
     assert row.first_time_fix_rate and row.first_time_fix_rate > 0, f"no first-time fix in {row}"
     assert row.proactive_precision and row.proactive_precision > 0, f"no confirmed prediction in {row}"
+
+    scored = [p for p in predictions() if p[0] <= job["created_at"]]
+    model = system.query("SELECT version, metrics FROM model_registry WHERE active")
+    assert scored and scored[-1][1] > scored[0][1], (
+        f"the model's risk for {fault.serial} did not rise while {fault.mode} developed "
+        f"(first {scored[0][:2]}, at job {job['id']} {scored[-1][:2]}; model {model})")
 
 
 def test_every_reading_the_broker_acknowledged_is_stored(system: System) -> None:
