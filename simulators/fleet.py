@@ -209,7 +209,9 @@ class Fleet:
         unit.inflight = 0
         unit.retry_at = time.monotonic() + 2.0 if unit.powered else 0.0
         self._unregister(unit)
-        log.info("device %s disconnected (%s)", serial, reason_code)
+        # our own clean disconnects (500 of them when the fleet stops) are not news
+        log.log(logging.WARNING if reason_code.is_failure else logging.DEBUG,
+                "device %s disconnected (%s)", serial, reason_code)
 
     def _on_publish(self, client, serial, mid, reason_code, properties) -> None:
         unit = self.units[serial]

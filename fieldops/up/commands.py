@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -71,7 +71,10 @@ def _run_step(title: str, argv: list[str], env: Mapping[str, str], *, required: 
 
 
 def _demo_start(now: datetime) -> datetime:
-    """Simulated time starts at 06:30 UTC today (07:30 in Munich), when the day's work begins."""
+    """Simulated time starts at 06:30 UTC on the latest weekday (07:30 in Munich in winter), before
+    the technicians' shifts begin."""
+    while now.weekday() >= 5:  # nobody works at the weekend: replay Friday
+        now -= timedelta(days=1)
     return now.replace(hour=6, minute=30, second=0, microsecond=0)
 
 
@@ -165,8 +168,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         _say("database ready; applying migrations")
         migrate(pg.url, settings)
 
-        clock = Clock(speed=args.speed, real_anchor=datetime.now(UTC),
-                      sim_anchor=_demo_start(datetime.now(UTC)))
+        # Preparation runs at real speed from the demo's start, so history ends where the live
+        # processes begin; their accelerated clock starts when they do (not minutes of
+        # preparation later in simulated time).
+        prep_clock = Clock(speed=1.0, real_anchor=datetime.now(UTC), sim_anchor=_demo_start(datetime.now(UTC)))
         ingest_password = settings.mqtt_password if settings.mqtt_host else secrets_["ingest_password"]
         env = {
             **os.environ,
@@ -175,8 +180,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             "FIELDOPS_SECRET_KEY": settings.secret_key if settings.env == "production" else secrets_["secret_key"],
             "FIELDOPS_MQTT_USERNAME": settings.mqtt_username if settings.mqtt_host else INGEST_USER,
             "FIELDOPS_MQTT_PASSWORD": ingest_password,
-            "FIELDOPS_CLOCK_SPEED": str(args.speed),
-            "FIELDOPS_CLOCK_ANCHOR": clock.anchor_string(),
+            "FIELDOPS_CLOCK_SPEED": "1",
+            "FIELDOPS_CLOCK_ANCHOR": prep_clock.anchor_string(),
             "FIELDOPS_WEB_PORT": str(web_port),
         }
 
@@ -194,6 +199,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if args.prepare_only:
             return 0
 
+        clock = Clock(speed=args.speed, real_anchor=datetime.now(UTC), sim_anchor=prep_clock.now())
+        env["FIELDOPS_CLOCK_SPEED"] = str(args.speed)
+        env["FIELDOPS_CLOCK_ANCHOR"] = clock.anchor_string()
         sup.base_env = env
         for spec in process_specs(web_host=settings.web_host, web_port=web_port, metrics_port=METRICS_PORT,
                                   demo_password=secrets_["demo_password"], simulators=not args.no_simulators):
@@ -213,8 +221,8 @@ def _print_banner(web_port: int, broker, db_url: str, demo_password: str, args, 
     lines = [
         "",
         "fieldops is up",
-        f"  dispatcher console   {base}/dispatch        login: dispatcher / {demo_password}",
-        f"  technician page      {base}/tech            login: tech1 ... tech{args.technicians} / {demo_password}",
+        f"  dispatcher console   {base}/console/        login: dispatcher / {demo_password}",
+        f"  technician page      {base}/tech/           login: tech1 ... tech{args.technicians} / {demo_password}",
         f"  customer tracking    {base}/track/<token>   (links on each job in the console)",
         "  ingest metrics       http://127.0.0.1:9108/metrics",
         f"  MQTT broker          {broker.host}:{broker.port}",
