@@ -152,6 +152,7 @@ def prepare_history(db_url: str, env: Mapping[str, str], world: World, demo_pass
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.consumer import OFFLINE_CODE
     from ingest.provision import ServiceAccount, broker_files_writer
 
     data = settings.data_path.resolve()
@@ -199,6 +200,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if args.prepare_only:
             return 0
 
+        if not args.no_simulators:
+            settled = services.settle_shutdown_offline(pg.url, prep_clock.now(), OFFLINE_CODE)
+            if settled:
+                _say(f"{settled} offline event(s) from the last shutdown marked handled")
         clock = Clock(speed=args.speed, real_anchor=datetime.now(UTC), sim_anchor=prep_clock.now())
         env["FIELDOPS_CLOCK_SPEED"] = str(args.speed)
         env["FIELDOPS_CLOCK_ANCHOR"] = clock.anchor_string()

@@ -57,6 +57,7 @@ class System:
     predicted: Fault
     sudden: Fault
     readings_before: int
+    metrics_port: int
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.url) as conn:
@@ -104,7 +105,7 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
            ) -> Iterator[System]:
     data = tmp_path_factory.mktemp("e2e")
     log_path = artifacts_dir / "e2e-processes.log"
-    web_port = free_port()
+    web_port, metrics_port = free_port(), free_port()
     secret_key = secrets.token_hex(32)
     demo_password = secrets.token_urlsafe(9)
     with cloned_database(pg_admin_url, template_db, f"fieldops_e2e_{os.getpid()}") as url:
@@ -141,11 +142,11 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
         with log_path.open("w") as out:
             supervisor = Supervisor(base_env=env, out=out, max_restarts=0)
             try:
-                for spec in process_specs(web_host="127.0.0.1", web_port=web_port, metrics_port=free_port(),
+                for spec in process_specs(web_host="127.0.0.1", web_port=web_port, metrics_port=metrics_port,
                                           demo_password=demo_password, pace=PACE, fleet_args=fleet_args):
                     supervisor.start(spec)
                 yield System(url, supervisor, log_path, clock, f"http://127.0.0.1:{web_port}", demo_password,
-                             predicted, sudden, readings_before)
+                             predicted, sudden, readings_before, metrics_port)
             finally:
                 supervisor.stop()
 
