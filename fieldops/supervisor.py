@@ -26,6 +26,8 @@ class ProcessSpec:
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     restart: bool = True
+    ready: str = ""  # ``start`` waits (at most ready_timeout_s) for an output line containing this
+    ready_timeout_s: float = 120.0
 
 
 @dataclass
@@ -35,6 +37,7 @@ class _Child:
     started: float
     restarts: int = 0
     pump: threading.Thread | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 class Supervisor:
@@ -56,24 +59,29 @@ class Supervisor:
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         child = _Child(spec, proc, time.monotonic(), restarts)
-        child.pump = threading.Thread(target=self._pump, args=(spec.name, proc), daemon=True)
+        child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.pump.start()
         return child
 
-    def _pump(self, name: str, proc: subprocess.Popen) -> None:
-        width = 10
+    def _pump(self, child: _Child) -> None:
+        width, name, proc, ready = 10, child.spec.name, child.proc, child.spec.ready
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             with self._lock:
                 self.out.write(f"[{name:<{width}}] {line}\n")
                 self.out.flush()
+            if ready and ready in line:
+                child.ready.set()
 
     def start(self, spec: ProcessSpec) -> None:
         if spec.name in self.children:
             raise ValueError(f"process {spec.name!r} already started")
-        self.children[spec.name] = self._spawn(spec)
-        log.info("started %s (pid %d)", spec.name, self.children[spec.name].proc.pid)
+        child = self.children[spec.name] = self._spawn(spec)
+        log.info("started %s (pid %d)", spec.name, child.proc.pid)
+        if spec.ready and not child.ready.wait(spec.ready_timeout_s):
+            log.warning("%s did not report %r within %.0f s; going on", spec.name, spec.ready,
+                        spec.ready_timeout_s)
 
     def poll(self) -> list[str]:
         """Restart children that died; return the names of those given up on."""

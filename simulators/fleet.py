@@ -62,7 +62,8 @@ class FleetConfig:
 @dataclass
 class FleetStats:
     readings: int = 0  # handed to the client for publishing
-    readings_acked: int = 0  # acknowledged by the broker (PUBACK): the count ingest must store
+    readings_acked: int = 0  # accepted by the broker (PUBACK success): the count ingest must store
+    readings_unrouted: int = 0  # acknowledged but dropped: no subscriber yet (PUBACK 0x10)
     messages: int = 0
     acked: int = 0
     events: int = 0
@@ -217,7 +218,11 @@ class Fleet:
         unit = self.units[serial]
         unit.inflight = max(0, unit.inflight - 1)
         self.stats.acked += 1
-        self.stats.readings_acked += unit.unacked.pop(mid, 0)
+        n = unit.unacked.pop(mid, 0)
+        if reason_code.value == 0:
+            self.stats.readings_acked += n
+        else:
+            self.stats.readings_unrouted += n
 
     def _register(self, unit: _Unit) -> None:
         sock = unit.client.socket()

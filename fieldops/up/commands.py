@@ -101,7 +101,8 @@ def process_specs(*, web_host: str, web_port: int, metrics_port: int, demo_passw
                   fleet_args: Sequence[str] = ()) -> list[ProcessSpec]:
     """The long-running processes of the demo, in start order (the e2e test runs the same set)."""
     processes = [
-        ProcessSpec("ingest", _fieldops("ingest", "--metrics-port", str(metrics_port))),
+        # the broker drops readings nobody has subscribed to yet: devices start after ingest subscribed
+        ProcessSpec("ingest", _fieldops("ingest", "--metrics-port", str(metrics_port)), ready="subscribed"),
         ProcessSpec("jobs", _fieldops("jobs", "process-events", "--follow",
                                       "--interval-s", f"{pace.jobs_interval_s:g}")),
         ProcessSpec("scorer", _fieldops("predict", "score-loop", "--interval", f"{pace.score_interval_s:g}")),

@@ -170,6 +170,7 @@ def test_every_reading_the_broker_acknowledged_is_stored(system: System) -> None
     assert lines, f"the fleet printed no final count\n{system.log_tail()}"
     published = json.loads(lines[-1])["fleet_stopped"]
     assert published["readings_acked"] > 0 and published["readings_acked"] == published["readings"], published
+    assert published["readings_unrouted"] == 0, f"the broker had no subscriber for some readings: {published}"
 
     def stored() -> int:
         return system.query("SELECT count(*) FROM telemetry")[0][0] - system.readings_before
