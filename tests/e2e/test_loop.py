@@ -16,7 +16,7 @@ import pytest
 from fieldops.domain import JobSource
 from fieldops.service import jobs, kpis
 from simulators.web_client import Credentials, WebSession
-from tests.e2e.conftest import System
+from tests.e2e.conftest import STARTED_AT, System
 
 pytestmark = pytest.mark.slow
 
@@ -126,15 +126,21 @@ def test_predicted_fault_is_fixed_before_it_fails_and_counts_in_the_kpis(system:
         return system.query("SELECT scored_at, p_fail, failure_mode, job_id FROM predictions "
                             "WHERE device_id = %s ORDER BY scored_at", (fault.device_id,))
 
-    def fixed():
-        return [j for j in system.jobs_of(fault.device_id) if j["source"] == "prediction"
-                and j["status"] == "completed" and j["finding"] == "fault_confirmed"]
+    def repaired():
+        return system.query(
+            "SELECT r.job_id FROM simulator.repairs r JOIN jobs j ON j.id = r.job_id WHERE r.device_id = %s "
+            "AND r.restored_mode = %s AND j.created_at >= %s ORDER BY r.ts LIMIT 1",
+            (fault.device_id, fault.mode, STARTED_AT))
 
-    # The model may open more than one job on the device (one per mode it suspects); the one that
-    # matters is the proactive job whose technician found the developing fault and fixed it.
-    job = system.eventually(f"a proactive job on {fault.serial} completed with the fault confirmed", fixed,
-                            timeout_s=240, observed=lambda: (system.jobs_of(fault.device_id), predictions()[-3:]))[0]
-    assert job["finding_mode"] == fault.mode, f"the technician found {job['finding_mode']}, injected {fault.mode}"
+    # The first job that repairs the injected fault must be a proactive one (the model may open
+    # several on the device, one per mode it suspects).
+    repair_job = system.eventually(f"{fault.serial} repaired ({fault.mode} injected)", repaired, timeout_s=240,
+                                   observed=lambda: (system.jobs_of(fault.device_id), predictions()[-3:]))[0][0]
+    job = next(j for j in system.jobs_of(fault.device_id) if j["id"] == repair_job)
+    assert job["source"] == "prediction", (
+        f"{fault.serial} was repaired by a {job['source']} job, not a proactive one: {system.jobs_of(fault.device_id)}; "
+        f"latest predictions {predictions()[-3:]}")
+    assert (job["status"], job["finding"], job["finding_mode"]) == ("completed", "fault_confirmed", fault.mode), job
     failure = _failure(system, fault.device_id)
     assert failure is None or job["created_at"] < failure[1], f"job {job} opened after the failure {failure}"
 
@@ -144,12 +150,6 @@ def test_predicted_fault_is_fixed_before_it_fails_and_counts_in_the_kpis(system:
     assert system.query("SELECT 1 FROM plan_visits WHERE job_id = %s LIMIT 1", (job["id"],)), \
         f"job {job['id']} was never in a plan"
     assert _parts_used(system, job["id"]) == parts, f"fitted {_parts_used(system, job['id'])}, needs {parts}"
-
-    restored = system.eventually(
-        f"the fleet restores {fault.serial} after job {job['id']}",
-        lambda: system.query("SELECT restored_mode FROM simulator.repairs WHERE job_id = %s", (job["id"],)),
-        timeout_s=30)
-    assert restored[0][0] == fault.mode, f"the repair restored {restored[0][0]}, not {fault.mode}"
 
     with psycopg.connect(system.url) as conn:
         row = kpis.kpis(conn, job["created_at"] - timedelta(days=1), system.clock.now() + timedelta(hours=1))[0]
