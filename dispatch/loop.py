@@ -21,7 +21,7 @@ from dispatch.solver import solve
 from dispatch.store import active_routes, commit_plan, load_problem
 from dispatch.travel import TravelProvider
 from fieldops import events
-from fieldops.service.errors import ConflictError
+from fieldops.service.errors import ConflictError, TransitionError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def plan_once(conn: psycopg.Connection, now: datetime, params: Params, provider:
             plan_id = commit_plan(conn, loaded, solution, now=now, trigger=trigger)
             conn.commit()
             return plan_id, solution
-        except ConflictError as exc:
+        except (ConflictError, TransitionError) as exc:  # a job changed (or finished) during the solve
             conn.rollback()
             log.info("plan attempt %d: %s; re-planning", attempt, exc)
     raise ConflictError("jobs", f"jobs kept changing during {ATTEMPTS} planning attempts")

@@ -426,6 +426,8 @@ class _Model:
 def solve(problem: Problem, params: Params | None = None) -> Solution:
     """Plan routes for ``problem`` within ``params.time_limit_s``; never raises on infeasibility."""
     params = params or Params()
+    if not problem.technicians:  # after shift end, say; OR-Tools aborts the process on zero vehicles
+        return _nobody(problem)
     if 0 < params.split_above_jobs < len(problem.jobs) and params.region_jobs > 0:
         return _solve_by_regions(problem, params)
     started = time.monotonic()
@@ -588,6 +590,13 @@ def _improve(model: _Model, assignment: object, params: Params, deadline: float)
     if settled is None or settled.ObjectiveValue() > assignment.ObjectiveValue():
         return assignment
     return settled
+
+
+def _nobody(problem: Problem) -> Solution:
+    """Every job unassigned because no technician is available."""
+    unassigned = tuple(Unassigned(j.id, j.priority, "no technician on shift") for j in problem.jobs)
+    counts = {pr: sum(u.priority == pr for u in unassigned) for pr in {u.priority for u in unassigned}}
+    return Solution((), unassigned, Objective(0, 0, {}, 0, 0, counts, 0), 0.0)
 
 
 def _extract(model: _Model, assignment: object, elapsed: float, first_s: float) -> Solution:

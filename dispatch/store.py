@@ -179,6 +179,16 @@ def commit_plan(conn: psycopg.Connection, loaded: Loaded, solution: Solution, *,
             (now, origin, trigger, solution.solve_time_s, _objective_json(solution)),
         ).fetchone()[0]
         changed = 0
+        # Free every reservation this plan re-makes before making any: a unit that moves from one
+        # job to another must not still be held by the first when the second reserves it.
+        for route in solution.routes:
+            for stop in route.stops:
+                if (stop.kind == "job" and stop.parts_from in ("van", "warehouse")
+                        and loaded.statuses[stop.job_id] not in PINNED):
+                    part_service.release_job(conn, stop.job_id, actor=actor, now=now)
+        for u in solution.unassigned:
+            if loaded.statuses.get(u.job_id) is JobStatus.SCHEDULED:
+                part_service.release_job(conn, u.job_id, actor=actor, now=now)
         for route in solution.routes:
             for seq, stop in enumerate(route.stops):
                 conn.execute(
@@ -194,7 +204,6 @@ def commit_plan(conn: psycopg.Connection, loaded: Loaded, solution: Solution, *,
             conn.execute("INSERT INTO plan_unassigned (plan_id, job_id, reason) VALUES (%s, %s, %s)",
                          (plan_id, u.job_id, u.reason))
             if loaded.statuses.get(u.job_id) is JobStatus.SCHEDULED:
-                part_service.release_job(conn, u.job_id, actor=actor, now=now)
                 job_service.unassign(conn, u.job_id, actor=actor, now=now,
                                      expected_version=loaded.versions[u.job_id], note=u.reason)
                 changed += 1

@@ -26,6 +26,8 @@ class ProcessSpec:
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     restart: bool = True
+    ready: str = ""  # ``start`` waits (at most ready_timeout_s) for an output line containing this
+    ready_timeout_s: float = 120.0
 
 
 @dataclass
@@ -35,6 +37,7 @@ class _Child:
     started: float
     restarts: int = 0
     pump: threading.Thread | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 class Supervisor:
@@ -56,24 +59,29 @@ class Supervisor:
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         child = _Child(spec, proc, time.monotonic(), restarts)
-        child.pump = threading.Thread(target=self._pump, args=(spec.name, proc), daemon=True)
+        child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.pump.start()
         return child
 
-    def _pump(self, name: str, proc: subprocess.Popen) -> None:
-        width = 10
+    def _pump(self, child: _Child) -> None:
+        width, name, proc, ready = 10, child.spec.name, child.proc, child.spec.ready
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             with self._lock:
                 self.out.write(f"[{name:<{width}}] {line}\n")
                 self.out.flush()
+            if ready and ready in line:
+                child.ready.set()
 
     def start(self, spec: ProcessSpec) -> None:
         if spec.name in self.children:
             raise ValueError(f"process {spec.name!r} already started")
-        self.children[spec.name] = self._spawn(spec)
-        log.info("started %s (pid %d)", spec.name, self.children[spec.name].proc.pid)
+        child = self.children[spec.name] = self._spawn(spec)
+        log.info("started %s (pid %d)", spec.name, child.proc.pid)
+        if spec.ready and not child.ready.wait(spec.ready_timeout_s):
+            log.warning("%s did not report %r within %.0f s; going on", spec.name, spec.ready,
+                        spec.ready_timeout_s)
 
     def poll(self) -> list[str]:
         """Restart children that died; return the names of those given up on."""
@@ -98,6 +106,12 @@ class Supervisor:
             self.children[name] = self._spawn(child.spec, child.restarts + 1)
         return failed
 
+    def stop_process(self, name: str, timeout_s: float = 15.0) -> int:
+        """Stop one child (SIGTERM to its group, SIGKILL after ``timeout_s``); return its exit code."""
+        child = self.children.pop(name)
+        _signal_group(child.proc, signal.SIGTERM)
+        return self._reap(child, time.monotonic() + timeout_s)
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM every child's process group, wait, then SIGKILL what is left."""
         self._stopping.set()
@@ -105,16 +119,20 @@ class Supervisor:
             _signal_group(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for child in self.children.values():
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                child.proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", child.spec.name)
-            _signal_group(child.proc, signal.SIGKILL)
-            child.proc.wait()
-            if child.pump is not None:
-                child.pump.join(timeout=2)
+            self._reap(child, deadline)
         self.children.clear()
+
+    @staticmethod
+    def _reap(child: _Child, deadline: float) -> int:
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", child.spec.name)
+        _signal_group(child.proc, signal.SIGKILL)
+        code = child.proc.wait()
+        if child.pump is not None:
+            child.pump.join(timeout=2)
+        return code
 
     def run_until_signal(self, poll_s: float = 1.0) -> int:
         """Block until SIGINT/SIGTERM (or every child is gone), then stop everything."""

@@ -143,6 +143,7 @@ class Consumer:
         else:
             self.subscribe_count += 1
             self.subscribed.set()
+            log.info("subscribed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.metrics.connected = 0

@@ -11,6 +11,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
+
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -161,7 +163,7 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
                 try:
                     result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
                                                batch=args.batch)
-                except (AttributeError, ValueError, TypeError) as exc:
+                except (AttributeError, ValueError, TypeError, psycopg.Error) as exc:
                     log.error("scoring with model v%d failed: %s", current[0].version, exc)
                     conn.rollback()
                     if args.once:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from fieldops.clock import service_clock
@@ -45,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
     p.add_argument("--passwords", type=Path, default=None,
                    help="JSON serial -> password (default: derived from FIELDOPS_SECRET_KEY)")
+    p.add_argument("--fault", action="append", default=[], metavar="SERIAL:MODE:HOURS",
+                   help="make a device develop a failure mode now, failing in about HOURS (repeatable)")
+    p.add_argument("--report-every-s", type=float, default=60.0, help="real seconds between progress lines")
+    p.add_argument("--state-every-s", type=float, default=30.0,
+                   help="real seconds between saves of the hidden state that technicians inspect")
     p.set_defaults(func=cmd_fleet)
 
     p = ssub.add_parser("technicians", help="technicians who work through today's routes")
@@ -94,7 +102,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
-    from simulators.fleet import Fleet, FleetConfig, FleetDevice
+    from simulators.fleet import FaultInjection, Fleet, FleetConfig, FleetDevice
     from simulators.models import MODEL_SPECS
     from simulators.seed import device_password
 
@@ -103,24 +111,52 @@ def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
         devices = [FleetDevice(d.id, d.serial, d.model_code) for d in catalog.devices(conn)
                    if d.model_code in MODEL_SPECS]
     devices = devices[: args.devices] if args.devices is not None else devices
+    try:
+        faults = [FaultInjection.parse(text) for text in args.fault]
+    except ValueError as exc:
+        sys.stderr.write(f"fieldops simulate fleet: {exc}\n")
+        return 2
     if args.passwords is not None:
         passwords = json.loads(args.passwords.read_text())
     else:
         def passwords(serial: str) -> str:
             return device_password(settings.secret_key, serial)
     config = FleetConfig(host=settings.mqtt_host or "127.0.0.1", port=settings.mqtt_port, tls=settings.mqtt_tls,
-                         seed=args.seed, batch=args.batch, window=args.window, interval_s=args.interval_s)
+                         seed=args.seed, batch=args.batch, window=args.window, interval_s=args.interval_s,
+                         state_every_s=args.state_every_s)
     fleet = Fleet(devices, passwords, service_clock(settings), config, conninfo=url)
+    try:
+        for fault in faults:
+            fleet.inject(fault)
+    except ValueError as exc:
+        sys.stderr.write(f"fieldops simulate fleet: {exc}\n")
+        return 2
     log.info("fleet: %d devices to %s:%d", len(devices), config.host, config.port)
+    stop = _stop_on_sigterm()
     fleet.connect()
     try:
-        stats = fleet.run(args.duration_s)
+        end = None if args.duration_s is None else time.monotonic() + args.duration_s
+        report_at = time.monotonic() + args.report_every_s
+        while not stop and (end is None or time.monotonic() < end):
+            fleet.step()
+            if time.monotonic() >= report_at:
+                report_at = time.monotonic() + args.report_every_s
+                log.info("fleet: %s", dataclasses.asdict(fleet.stats))
     except KeyboardInterrupt:
-        stats = fleet.stats
+        pass
     finally:
         fleet.close()
-    log.info("fleet stopped: %s", stats)
+    # the final count on stdout: readings the broker acknowledged, which ingest must all store
+    sys.stdout.write(json.dumps({"fleet_stopped": dataclasses.asdict(fleet.stats)}) + "\n")
+    sys.stdout.flush()
     return 0
+
+
+def _stop_on_sigterm() -> list[int]:
+    """A list that becomes non-empty on SIGTERM, so a supervised process ends its loop cleanly."""
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    return received
 
 
 def web_url(settings: Settings) -> str:

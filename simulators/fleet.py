@@ -61,7 +61,9 @@ class FleetConfig:
 
 @dataclass
 class FleetStats:
-    readings: int = 0
+    readings: int = 0  # handed to the client for publishing
+    readings_acked: int = 0  # accepted by the broker (PUBACK success): the count ingest must store
+    readings_unrouted: int = 0  # acknowledged but dropped: no subscriber yet (PUBACK 0x10)
     messages: int = 0
     acked: int = 0
     events: int = 0
@@ -69,6 +71,29 @@ class FleetStats:
     repairs: int = 0
     restored: int = 0
     connects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultInjection:
+    """Make ``serial`` develop ``mode`` from the fleet's start so that it fails after about ``hours``."""
+
+    serial: str
+    mode: str
+    hours: float
+
+    @classmethod
+    def parse(cls, text: str) -> FaultInjection:
+        """``SERIAL:MODE:HOURS``, e.g. ``ac-0003:filter_clogging:12``."""
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"fault: expected SERIAL:MODE:HOURS, got {text!r}")
+        try:
+            hours = float(parts[2])
+        except ValueError:
+            raise ValueError(f"fault: hours must be a number, got {parts[2]!r}") from None
+        if hours <= 0:
+            raise ValueError("fault: hours must be positive")
+        return cls(parts[0], parts[1], hours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,7 @@ class _Unit:
     cursor: int = 0  # rows of ``block`` already released
     outbox: deque = field(default_factory=deque)
     inflight: int = 0
+    unacked: dict[int, int] = field(default_factory=dict)  # message id -> readings in it
     connected: bool = False
     powered: bool = True
     retry_at: float = 0.0
@@ -125,6 +151,24 @@ class Fleet:
             self.units[dev.serial] = unit
         if conninfo:
             self._resume_open_faults()
+
+    def inject(self, fault: FaultInjection) -> None:
+        """Start ``fault.mode`` on its unit now, progressing to failure in about ``fault.hours``.
+
+        The other modes of that unit are postponed, so the failure is the injected one. The
+        progression is the mode's usual gamma process, only faster (for tests and demos).
+        """
+        unit = self.units.get(fault.serial)
+        if unit is None:
+            raise ValueError(f"fault: device {fault.serial!r} is not in this fleet")
+        sim = unit.sim
+        try:
+            j = sim.spec.mode_index(fault.mode)
+        except KeyError as exc:
+            raise ValueError(f"fault: {exc.args[0]}") from None
+        sim.force_onset(fault.mode, sim.last_ts)
+        sim.rate[j] = sim.spec.modes[j].mean_progress_days * 24.0 / fault.hours
+        log.info("device %s: injected %s, failing in about %g h", fault.serial, fault.mode, fault.hours)
 
     def _resume_open_faults(self) -> None:
         """Units whose failure (e.g. from the backfill) is not repaired yet start failed."""
@@ -166,12 +210,19 @@ class Fleet:
         unit.inflight = 0
         unit.retry_at = time.monotonic() + 2.0 if unit.powered else 0.0
         self._unregister(unit)
-        log.info("device %s disconnected (%s)", serial, reason_code)
+        # our own clean disconnects (500 of them when the fleet stops) are not news
+        log.log(logging.WARNING if reason_code.is_failure else logging.DEBUG,
+                "device %s disconnected (%s)", serial, reason_code)
 
     def _on_publish(self, client, serial, mid, reason_code, properties) -> None:
         unit = self.units[serial]
         unit.inflight = max(0, unit.inflight - 1)
         self.stats.acked += 1
+        n = unit.unacked.pop(mid, 0)
+        if reason_code.value == 0:
+            self.stats.readings_acked += n
+        else:
+            self.stats.readings_unrouted += n
 
     def _register(self, unit: _Unit) -> None:
         sock = unit.client.socket()
@@ -232,8 +283,12 @@ class Fleet:
         if sock is not None:
             sock.close()
 
-    def close(self) -> None:
-        """Go offline cleanly: publish a retained ``offline`` and disconnect every device."""
+    def close(self, drain_s: float = 5.0) -> None:
+        """Go offline cleanly: wait up to ``drain_s`` for outstanding acknowledgements, then publish
+        a retained ``offline`` and disconnect every device."""
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and any(u.unacked for u in self.units.values() if u.connected):
+            self._io(0.05)
         for unit in self.units.values():
             if unit.connected:
                 unit.client.publish(topic(unit.device.serial, Channel.STATUS), "offline", qos=1, retain=True)
@@ -317,6 +372,7 @@ class Fleet:
                 unit.outbox.extendleft(reversed(readings))
                 return
             unit.inflight += 1
+            unit.unacked[info.mid] = n
             self.stats.messages += 1
             self.stats.readings += n
 

@@ -161,7 +161,10 @@ def cmd_process_events(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
         while True:
             try:
-                _emit(run_cycle(conn, clock.now()))
+                summary = run_cycle(conn, clock.now())
+                # following, a pass that changed nothing says nothing (it runs every few seconds)
+                if not args.follow or any(v for k, v in summary.items() if k != "at"):
+                    _emit(summary)
             except (ServiceError, psycopg.DatabaseError) as exc:
                 conn.rollback()
                 log.error("service cycle failed: %s", exc)

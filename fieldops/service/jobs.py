@@ -569,6 +569,9 @@ def assign(
     if not job.is_open or job.status is S.ON_SITE:
         raise TransitionError("job_id", f"job {job_id} is {job.status} and cannot be (re)assigned")
     _check_technician(conn, technician_id)
+    if job.status is S.SCHEDULED and technician_id != job.technician_id:  # handed to someone else
+        job = transition(conn, job_id, S.NEW, expected_version=job.version, actor=actor, now=now,
+                         note=f"taken from technician {job.technician_id}")
     if job.status is S.NEW or technician_id != job.technician_id:
         job = transition(conn, job_id, S.SCHEDULED, expected_version=job.version, actor=actor, now=now,
                          technician_id=technician_id, planned_arrival=planned_arrival, eta=eta,

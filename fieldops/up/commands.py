@@ -10,7 +10,9 @@ import argparse
 import logging
 import os
 import sys
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 INGEST_USER = "ingest"
 OPERATOR_USER = "operator"
+METRICS_PORT = 9108
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,13 +51,13 @@ def _fieldops(*args: str) -> list[str]:
     return [sys.executable, "-m", "fieldops.cli", *args]
 
 
-def _run_step(title: str, argv: list[str], env: dict[str, str], *, required: bool = True) -> bool:
+def _run_step(title: str, argv: list[str], env: Mapping[str, str], *, required: bool = True) -> bool:
     """Run one preparation command with prefixed output; a required step that fails stops ``up``."""
     import subprocess
 
     _say(f"{title} ...")
     started = datetime.now(UTC)
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     for raw in proc.stdout:
         sys.stdout.write(f"[prepare   ] {raw.decode(errors='replace')}")
@@ -68,7 +71,10 @@ def _run_step(title: str, argv: list[str], env: dict[str, str], *, required: boo
 
 
 def _demo_start(now: datetime) -> datetime:
-    """Simulated time starts at 06:30 UTC today (07:30 in Munich), when the day's work begins."""
+    """Simulated time starts at 06:30 UTC on the latest weekday (07:30 in Munich in winter), before
+    the technicians' shifts begin."""
+    while now.weekday() >= 5:  # nobody works at the weekend: replay Friday
+        now -= timedelta(days=1)
     return now.replace(hour=6, minute=30, second=0, microsecond=0)
 
 
@@ -77,13 +83,84 @@ def _count(url: str, query: str) -> int:
         return int(conn.execute(query).fetchone()[0])
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How often the loops run. Intervals are real seconds unless named otherwise; the defaults
+    suit the demo's 60x clock (the scorer then runs once per simulated hour)."""
+
+    jobs_interval_s: float = 300.0  # service seconds between passes of the jobs loop
+    score_interval_s: float = 60.0
+    dispatch_interval_s: float = 300.0
+    dispatch_time_limit_s: float = 5.0
+    position_every_s: float = 5.0
+    fleet_window: int = 500
+
+
+def process_specs(*, web_host: str, web_port: int, metrics_port: int, demo_password: str,
+                  simulators: bool = True, pace: Pace = Pace(),
+                  fleet_args: Sequence[str] = ()) -> list[ProcessSpec]:
+    """The long-running processes of the demo, in start order (the e2e test runs the same set)."""
+    processes = [
+        # the broker drops readings nobody has subscribed to yet: devices start after ingest subscribed
+        ProcessSpec("ingest", _fieldops("ingest", "--metrics-port", str(metrics_port)), ready="subscribed"),
+        ProcessSpec("jobs", _fieldops("jobs", "process-events", "--follow",
+                                      "--interval-s", f"{pace.jobs_interval_s:g}")),
+        ProcessSpec("scorer", _fieldops("predict", "score-loop", "--interval", f"{pace.score_interval_s:g}")),
+        ProcessSpec("dispatch", _fieldops("dispatch", "loop", "--interval", f"{pace.dispatch_interval_s:g}",
+                                          "--time-limit", f"{pace.dispatch_time_limit_s:g}")),
+        ProcessSpec("web", _fieldops("web", "--bind", f"{web_host}:{web_port}")),
+    ]
+    if simulators:
+        web_url = f"http://{'127.0.0.1' if web_host in ('', '0.0.0.0', '::') else web_host}:{web_port}"
+        processes += [
+            ProcessSpec("fleet", _fieldops("simulate", "fleet", "--window", str(pace.fleet_window), *fleet_args)),
+            ProcessSpec("techs", _fieldops("simulate", "technicians", "--web-url", web_url,
+                                           "--position-every-s", f"{pace.position_every_s:g}"),
+                        env={"FIELDOPS_DEMO_PASSWORD": demo_password}),
+        ]
+    return processes
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """What preparation creates when it is missing: seed data, history and a first model."""
+
+    devices: int = 500
+    technicians: int = 20
+    history_days: float = 30.0
+    history_resolution_s: int = 600
+
+
+def seed_if_empty(db_url: str, env: Mapping[str, str], world: World) -> None:
+    if _count(db_url, "SELECT count(*) FROM devices") == 0:
+        _run_step(f"seeding a region with {world.devices} devices and {world.technicians} technicians",
+                  _fieldops("simulate", "seed-data", "--devices", str(world.devices),
+                            "--technicians", str(world.technicians)), env)
+
+
+def prepare_history(db_url: str, env: Mapping[str, str], world: World, demo_password: str) -> None:
+    """Backfill and a first model unless present, then the demo accounts (the broker must be up)."""
+    if _count(db_url, "SELECT count(*) FROM (SELECT 1 FROM telemetry LIMIT 1) t") == 0:
+        _run_step(f"backfilling {world.history_days:g} days of history",
+                  _fieldops("simulate", "backfill", "--days", str(world.history_days),
+                            "--resolution-s", str(world.history_resolution_s)), env)
+    if _count(db_url, "SELECT count(*) FROM model_registry WHERE active") == 0:
+        _run_step("training the first failure model",
+                  _fieldops("predict", "train", "--days", str(world.history_days),
+                            "--estimators", "random_forest"), env, required=False)
+    # one argument: a generated password may start with "-"
+    _run_step("creating demo users", _fieldops("web-user", "demo", f"--password={demo_password}"), env)
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.consumer import OFFLINE_CODE
     from ingest.provision import ServiceAccount, broker_files_writer
 
     data = settings.data_path.resolve()
     data.mkdir(parents=True, exist_ok=True)
     secrets_ = services.load_secrets(data)
     web_port = args.web_port or settings.web_port
+    world = World(args.devices, args.technicians, args.history_days)
 
     _say(f"data directory {data}")
     pg = services.start_postgres(settings)
@@ -93,8 +170,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         _say("database ready; applying migrations")
         migrate(pg.url, settings)
 
-        clock = Clock(speed=args.speed, real_anchor=datetime.now(UTC),
-                      sim_anchor=_demo_start(datetime.now(UTC)))
+        # Preparation runs at real speed from the demo's start, so history ends where the live
+        # processes begin; their accelerated clock starts when they do (not minutes of
+        # preparation later in simulated time).
+        prep_clock = Clock(speed=1.0, real_anchor=datetime.now(UTC), sim_anchor=_demo_start(datetime.now(UTC)))
         ingest_password = settings.mqtt_password if settings.mqtt_host else secrets_["ingest_password"]
         env = {
             **os.environ,
@@ -103,15 +182,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             "FIELDOPS_SECRET_KEY": settings.secret_key if settings.env == "production" else secrets_["secret_key"],
             "FIELDOPS_MQTT_USERNAME": settings.mqtt_username if settings.mqtt_host else INGEST_USER,
             "FIELDOPS_MQTT_PASSWORD": ingest_password,
-            "FIELDOPS_CLOCK_SPEED": str(args.speed),
-            "FIELDOPS_CLOCK_ANCHOR": clock.anchor_string(),
+            "FIELDOPS_CLOCK_SPEED": "1",
+            "FIELDOPS_CLOCK_ANCHOR": prep_clock.anchor_string(),
             "FIELDOPS_WEB_PORT": str(web_port),
         }
 
-        if _count(pg.url, "SELECT count(*) FROM devices") == 0:
-            _run_step(f"seeding a region with {args.devices} devices and {args.technicians} technicians",
-                      _fieldops("simulate", "seed-data", "--devices", str(args.devices),
-                                "--technicians", str(args.technicians)), env)
+        seed_if_empty(pg.url, env, world)
         write_files = broker_files_writer(pg.url, [
             ServiceAccount(INGEST_USER, secrets_["ingest_password"], "read"),
             ServiceAccount(OPERATOR_USER, secrets_["operator_password"], "readwrite"),
@@ -119,36 +195,22 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         broker = services.start_broker(settings, write_files)
         env["FIELDOPS_MQTT_HOST"] = broker.host
         env["FIELDOPS_MQTT_PORT"] = str(broker.port)
-
-        if _count(pg.url, "SELECT count(*) FROM (SELECT 1 FROM telemetry LIMIT 1) t") == 0:
-            _run_step(f"backfilling {args.history_days:g} days of history",
-                      _fieldops("simulate", "backfill", "--days", str(args.history_days)), env)
-        if _count(pg.url, "SELECT count(*) FROM model_registry WHERE active") == 0:
-            _run_step("training the first failure model",
-                      _fieldops("predict", "train", "--days", str(args.history_days),
-                                "--estimators", "random_forest"), env, required=False)
-        _run_step("creating demo users", _fieldops("web-user", "demo", "--password",
-                                                  secrets_["demo_password"]), env)
+        prepare_history(pg.url, env, world, secrets_["demo_password"])
 
         _print_banner(web_port, broker, pg.url, secrets_["demo_password"], args, data)
         if args.prepare_only:
             return 0
 
-        processes = [
-            ProcessSpec("ingest", _fieldops("ingest", "--metrics-port", "9108")),
-            ProcessSpec("jobs", _fieldops("jobs", "process-events", "--follow")),
-            ProcessSpec("scorer", _fieldops("predict", "score-loop")),
-            ProcessSpec("dispatch", _fieldops("dispatch", "loop")),
-            ProcessSpec("web", _fieldops("web", "--bind", f"{settings.web_host}:{web_port}")),
-        ]
         if not args.no_simulators:
-            processes += [
-                ProcessSpec("fleet", _fieldops("simulate", "fleet", "--window", "500")),
-                ProcessSpec("techs", _fieldops("simulate", "technicians", "--web-url", f"http://127.0.0.1:{web_port}"),
-                            env={"FIELDOPS_DEMO_PASSWORD": secrets_["demo_password"]}),
-            ]
+            settled = services.settle_shutdown_offline(pg.url, prep_clock.now(), OFFLINE_CODE)
+            if settled:
+                _say(f"{settled} offline event(s) from the last shutdown marked handled")
+        clock = Clock(speed=args.speed, real_anchor=datetime.now(UTC), sim_anchor=prep_clock.now())
+        env["FIELDOPS_CLOCK_SPEED"] = str(args.speed)
+        env["FIELDOPS_CLOCK_ANCHOR"] = clock.anchor_string()
         sup.base_env = env
-        for spec in processes:
+        for spec in process_specs(web_host=settings.web_host, web_port=web_port, metrics_port=METRICS_PORT,
+                                  demo_password=secrets_["demo_password"], simulators=not args.no_simulators):
             sup.start(spec)
         _say("running; press Ctrl-C to stop everything")
         return sup.run_until_signal()
@@ -165,8 +227,8 @@ def _print_banner(web_port: int, broker, db_url: str, demo_password: str, args, 
     lines = [
         "",
         "fieldops is up",
-        f"  dispatcher console   {base}/dispatch        login: dispatcher / {demo_password}",
-        f"  technician page      {base}/tech            login: tech1 ... tech{args.technicians} / {demo_password}",
+        f"  dispatcher console   {base}/console/        login: dispatcher / {demo_password}",
+        f"  technician page      {base}/tech/           login: tech1 ... tech{args.technicians} / {demo_password}",
         f"  customer tracking    {base}/track/<token>   (links on each job in the console)",
         "  ingest metrics       http://127.0.0.1:9108/metrics",
         f"  MQTT broker          {broker.host}:{broker.port}",

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -61,6 +62,20 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def settle_shutdown_offline(db_url: str, now: datetime, code: str = "offline") -> int:
+    """Mark unhandled ``offline`` device events handled; returns how many.
+
+    When ``up`` stops, every simulated device says goodbye with a retained ``offline``; the next
+    run brings them back online, so those events are the demo's own shutdown, not field problems
+    to open inspection jobs (and site alarm storms) for.
+    """
+    with psycopg.connect(db_url) as conn:
+        settled = conn.execute("UPDATE device_events SET handled_at = %s WHERE handled_at IS NULL AND code = %s",
+                               (now, code)).rowcount
+        conn.commit()
+    return settled
 
 
 @dataclass

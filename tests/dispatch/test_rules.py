@@ -15,6 +15,11 @@ def test_skill_job_goes_only_to_a_technician_with_every_skill():
     assert solve(p, FAST).technician_of(1) == 2
 
 
+def test_without_technicians_every_job_is_unassigned_with_the_reason():
+    s = solve(problem([], [job(1, 1), job(2, 2)]), FAST)
+    assert (s.routes, [s.reason(1), s.reason(2)]) == ((), ["no technician on shift"] * 2)
+
+
 def test_window_service_starts_inside_the_customer_window():
     p = problem([tech(1)], [job(1, 2, windows=(Window(14 * HOUR, 15 * HOUR),))])
     start = solve(p, FAST).stop(1).start_s

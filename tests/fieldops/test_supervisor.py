@@ -70,3 +70,14 @@ def test_gives_up_after_max_restarts():
     assert _wait_for(lambda: sup.children["crasher"].proc.poll() is not None)
     assert sup.poll() == ["crasher"]
     assert "crasher" not in sup.children
+
+
+def test_start_returns_once_the_ready_line_is_out():
+    out = io.StringIO()
+    sup = Supervisor(out=out)
+    late = [sys.executable, "-c", "import time; time.sleep(0.5); print('subscribed', flush=True); time.sleep(60)"]
+    sup.start(ProcessSpec("late", late, ready="subscribed"))
+    try:
+        assert "[late      ] subscribed" in out.getvalue()
+    finally:
+        sup.stop()

@@ -12,6 +12,7 @@ import pytest
 from fieldops.domain import JobSource, JobStatus, Priority
 from fieldops.service import jobs
 from fieldops.service.errors import ConflictError, ServiceError, TransitionError
+from tests import factories
 from tests.factories import T0
 from tests.service.conftest import World, make_world
 
@@ -131,6 +132,15 @@ def test_assign_reschedules_in_place_and_flags_risk(rolled_back: psycopg.Connect
     late = jobs.assign(rolled_back, job.id, world.technician.id, T0 + timedelta(hours=5), now=T0)
     assert (first.status, first.at_risk) == (S.SCHEDULED, False)
     assert (late.status, late.at_risk, late.version) == (S.SCHEDULED, True, first.version + 1)
+
+
+def test_assign_hands_a_scheduled_job_to_another_technician(rolled_back: psycopg.Connection) -> None:
+    world = make_world(rolled_back)
+    job = job_in(rolled_back, world, S.SCHEDULED)
+    other = factories.technician(rolled_back, name="Grace")
+    moved = jobs.assign(rolled_back, job.id, other.id, T0 + timedelta(hours=2), now=T0)
+    assert (moved.status, moved.technician_id, moved.planned_arrival) == (
+        S.SCHEDULED, other.id, T0 + timedelta(hours=2))
 
 
 def test_stale_version_is_a_conflict(db_url: str) -> None:

@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -14,7 +15,7 @@ from fieldops.db.repo import catalog
 from fieldops.domain import JobSource, JobStatus, PartQuantity
 from fieldops.service import jobs, parts
 from simulators import seed, store
-from simulators.fleet import Fleet, FleetConfig, FleetDevice
+from simulators.fleet import FaultInjection, Fleet, FleetConfig, FleetDevice
 from simulators.seed import device_password
 
 SECRET = "fleet-test-secret"
@@ -213,3 +214,19 @@ def test_a_fault_left_open_by_the_history_continues_live(world, db, db_url, mqtt
     fleet = make_fleet(world, mqtt_broker, conninfo=db_url)
     assert fleet.units[device.serial].sim.failed_mode == mode
     assert fleet.units[world[1].serial].sim.failed_mode is None
+
+
+def test_injected_fault_fails_the_unit_with_that_mode_in_about_the_hours_given() -> None:
+    fleet = Fleet([FleetDevice(1, "AC-T1", "air_compressor")], {"AC-T1": "unused"}, Clock(), FleetConfig())
+    fleet.inject(FaultInjection.parse("AC-T1:filter_clogging:4"))
+    sim = fleet.units["AC-T1"].sim
+    start = sim.last_ts
+    block = sim.advance(start + 60.0 * np.arange(1, 24 * 60))  # a day of minutes
+    assert block.failure is not None and block.failure.mode == "filter_clogging"
+    assert 1 * 3600 <= block.failure.failed_ts - start <= 12 * 3600
+
+
+@pytest.mark.parametrize("text", ["AC-T1:filter_clogging", "AC-T1:filter_clogging:soon", "AC-T1:filter_clogging:0"])
+def test_fault_injection_refuses_malformed_text_naming_the_field(text: str) -> None:
+    with pytest.raises(ValueError, match="^fault:"):
+        FaultInjection.parse(text)

@@ -88,7 +88,7 @@ def mark_seen(conn: psycopg.Connection, seen: Sequence[SeenRow]) -> list[StatusC
         return []
     rows = conn.execute(
         "WITH v AS (SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::bigint[]) AS v(id, ts, seq)), "
-        "old AS (SELECT d.id, d.status FROM devices d JOIN v ON v.id = d.id FOR UPDATE OF d) "
+        "old AS (SELECT d.id, d.status FROM devices d JOIN v ON v.id = d.id ORDER BY d.id FOR NO KEY UPDATE OF d) "
         "UPDATE devices d SET "
         "last_seen = greatest(d.last_seen, v.ts), "
         "last_seq = CASE WHEN d.last_seen IS NULL OR v.ts >= d.last_seen THEN coalesce(v.seq, d.last_seq) "
