@@ -16,19 +16,18 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from fieldops.config import Settings
 from fieldops.db.migrate import migrate
@@ -49,42 +48,154 @@ INSTALLED = datetime(2020, 1, 1, tzinfo=UTC)
 ACCOUNTS = {"ingest": "bench-ingest", "bench": "bench-publisher"}
 
 
-# ---------------------------------------------------------------- publishers (child processes)
+# ---------------------------------------------------------------- lean MQTT 5 (raw sockets)
+#
+# The load generator and the relay-ceiling subscriber speak MQTT 5 over plain sockets (like
+# emqtt-bench): pre-encoded packets written many at a time, acknowledgements read in bulk. A
+# Python MQTT library costs more CPU per message than the broker does, and on a 2-core machine
+# that CPU would be taken from the broker and the consumer under test.
+
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 0x10, 0x20, 0x30, 0x40, 0x80, 0x90
+RECEIVE_MAXIMUM = 0x21  # MQTT 5 property identifier
 
 
-def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, out) -> None:
-    """Publish QoS 1 as fast as a window of unacknowledged messages allows; report the count.
+def varint(n: int) -> bytes:
+    """MQTT variable byte integer."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
-    The network loop runs in this same thread (no paho thread): each publish is written at once
-    and acknowledgements are read between chunks, which avoids a thread hand-off per message.
-    """
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set("bench", ACCOUNTS["bench"])
-    client.max_inflight_messages_set(window)
-    client.max_queued_messages_set(0)
-    acked = [0]
 
-    def on_publish(c, u, mid, rc, p):
-        acked[0] += 1
+def mqtt_string(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return len(raw).to_bytes(2, "big") + raw
 
-    client.on_publish = on_publish
-    client.connect("127.0.0.1", port, keepalive=60)
-    while not client.is_connected():
-        client.loop(timeout=0.1)
-    topics = [topic(s, Channel.TELEMETRY) for s in serials]
-    last = [0] * len(serials)
-    sent = 0
+
+def connect_packet(client_id: str, user: str, password: str, *, receive_maximum: int | None = None) -> bytes:
+    """CONNECT (MQTT 5, clean start, user name and password, keepalive 60 s)."""
+    props = b"" if receive_maximum is None else bytes([RECEIVE_MAXIMUM]) + receive_maximum.to_bytes(2, "big")
+    body = (mqtt_string("MQTT") + bytes([5, 0xC2]) + (60).to_bytes(2, "big") + varint(len(props)) + props
+            + mqtt_string(client_id) + mqtt_string(user) + mqtt_string(password))
+    return bytes([CONNECT]) + varint(len(body)) + body
+
+
+def publish_packet(topic_field: bytes, mid: int, payload: bytes) -> bytes:
+    """PUBLISH at QoS 1 without properties; ``topic_field`` is ``mqtt_string(topic)``."""
+    return (b"\x32" + varint(len(topic_field) + 3 + len(payload)) + topic_field + mid.to_bytes(2, "big")
+            + b"\x00" + payload)
+
+
+def subscribe_packet(topic_filter: str, mid: int = 1) -> bytes:
+    body = mid.to_bytes(2, "big") + b"\x00" + mqtt_string(topic_filter) + b"\x01"  # QoS 1
+    return bytes([SUBSCRIBE | 0x02]) + varint(len(body)) + body
+
+
+def split_packets(buf: bytearray) -> list[tuple[int, memoryview]]:
+    """Complete packets (first byte, body) at the start of ``buf``; removes them from it."""
+    out = []
+    view = memoryview(bytes(buf))
+    pos, size = 0, len(view)
+    while pos + 2 <= size:
+        length, shift, i = 0, 0, pos + 1
+        while i < size:
+            byte = view[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        else:
+            break
+        if i + length > size:
+            break
+        out.append((view[pos], view[i:i + length]))
+        pos = i + length
+    del buf[:pos]
+    return out
+
+
+class RawSession:
+    """One MQTT 5 connection over a plain socket."""
+
+    def __init__(self, port: int, client_id: str, user: str, password: str, *,
+                 receive_maximum: int | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.sock.sendall(connect_packet(client_id, user, password, receive_maximum=receive_maximum))
+        first, body = self.expect(CONNACK)
+        if body[1] != 0:
+            raise ConnectionError(f"broker refused the connection: reason code {body[1]:#x}")
+        self.receive_maximum = _property(body[2:], RECEIVE_MAXIMUM) or 65_535
+
+    def read(self, timeout: float | None) -> list[tuple[int, memoryview]]:
+        """Packets received within ``timeout`` seconds (0: only what is there)."""
+        if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
+            return []
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("broker closed the connection")
+        self.buf += data
+        return split_packets(self.buf)
+
+    def expect(self, kind: int) -> tuple[int, memoryview]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for first, body in self.read(0.5):
+                if first & 0xF0 == kind:
+                    return first, body
+        raise TimeoutError(f"no packet {kind:#x} from the broker")
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        finally:
+            self.sock.close()
+
+
+def _property(props: memoryview, ident: int) -> int | None:
+    """A two-byte integer property from a CONNACK's properties (length prefix included)."""
+    length, shift, i = 0, 0, 0
+    while True:
+        byte = props[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+    end = i + length
+    while i < end:
+        key = props[i]
+        i += 1
+        if key == ident:
+            return int.from_bytes(props[i:i + 2], "big")
+        if key in (0x11, 0x27):  # four-byte integers
+            i += 4
+        elif key in (0x21, 0x22, 0x13):  # two-byte integers
+            i += 2
+        elif key in (0x24, 0x25, 0x28, 0x29, 0x2A):  # bytes
+            i += 1
+        elif key == 0x26:  # user property: two strings
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+        else:  # strings and binary data
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+    return None
+
+
+def bodies(serials: list[str], per_msg: int) -> Iterator[tuple[int, bytes]]:
+    """Endless (device index, JSON payload) with per-device increasing, unique timestamps near now."""
     tail = '"metrics": {"temp_c": 21.5, "vibration_mm_s": 1.25, "current_a": 12.0}}'
-    end = time.monotonic() + seconds
+    last = [0] * len(serials)
     i = 0
-    while time.monotonic() < end:
-        if sent - acked[0] >= window:
-            client.loop(timeout=0.01)
-            continue
-        for _ in range(100):
+    while True:
+        now_ms = int(time.time() * 1000)
+        for _ in range(1000):
             d = i % len(serials)
             i += 1
-            now_ms = int(time.time() * 1000)
             base = max(now_ms, last[d] + per_msg)
             last[d] = base
             if per_msg == 1:
@@ -92,14 +203,52 @@ def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, wind
             else:
                 body = "[" + ", ".join(
                     f'{{"ts": {t}, "seq": {t}, {tail}' for t in range(base - per_msg + 1, base + 1)) + "]"
-            client.publish(topics[d], body, qos=1)
-            sent += 1
-        client.loop(timeout=0)
+            yield d, body.encode()
+
+
+def raw_publish(port: int, serials: list[str], per_msg: int, seconds: float, window: int,
+                user: str = "bench", password: str = ACCOUNTS["bench"]) -> tuple[int, int]:
+    """Publish QoS 1 for ``seconds`` keeping at most ``window`` unacknowledged; (acked, refused)."""
+    session = RawSession(port, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}", user, password)
+    window = min(window, session.receive_maximum, 65_535)
+    topics = [mqtt_string(topic(s, Channel.TELEMETRY)) for s in serials]
+    source = bodies(serials, per_msg)
+    sent = acked = refused = 0
+    mid = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        room = window - (sent - acked - refused)
+        if room > 0:
+            chunk = []
+            for _ in range(min(room, 200)):
+                d, body = next(source)
+                mid = mid % 65_535 + 1
+                chunk.append(publish_packet(topics[d], mid, body))
+            session.sock.sendall(b"".join(chunk))
+            sent += len(chunk)
+        for first, body in session.read(0 if room > 200 else 0.05):
+            if first & 0xF0 == PUBACK:
+                if len(body) > 2 and body[2] >= 0x80:
+                    refused += 1
+                else:
+                    acked += 1
     deadline = time.monotonic() + 60
-    while acked[0] < sent and time.monotonic() < deadline:
-        client.loop(timeout=0.05)
-    client.disconnect()
-    out.put(acked[0])
+    while acked + refused < sent and time.monotonic() < deadline:
+        for first, body in session.read(0.1):
+            if first & 0xF0 == PUBACK:
+                if len(body) > 2 and body[2] >= 0x80:
+                    refused += 1
+                else:
+                    acked += 1
+    session.close()
+    return acked, refused
+
+
+def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, out) -> None:
+    acked, refused = raw_publish(port, serials, per_msg, seconds, window)
+    if refused:
+        raise RuntimeError(f"the broker refused {refused} publishes")
+    out.put(acked)
 
 
 def _publish(port, serials, per_msg, seconds, window, publishers) -> tuple[int, float, float]:
@@ -118,32 +267,56 @@ def _publish(port, serials, per_msg, seconds, window, publishers) -> tuple[int, 
     return total, start, end
 
 
+def raw_subscribe(port: int, topic_filter: str, stop: Callable[[int], bool], *, user: str = "ingest",
+                  password: str = ACCOUNTS["ingest"], receive_maximum: int = 20_000,
+                  on_ready: Callable[[], None] = lambda: None,
+                  keep: list[tuple[bytes, bytes]] | None = None) -> int:
+    """Receive QoS 1 messages and acknowledge them at once, until ``stop(count)``; the count.
+
+    ``keep`` collects (topic, payload) of every message (tests); the bench keeps nothing.
+    """
+    session = RawSession(port, f"bench-relay-{os.getpid()}", user, password, receive_maximum=receive_maximum)
+    session.sock.sendall(subscribe_packet(topic_filter))
+    _, body = session.expect(SUBACK)
+    if body[-1] >= 0x80:
+        raise ConnectionError(f"subscription refused: reason code {body[-1]:#x}")
+    on_ready()
+    count = 0
+    while not stop(count):
+        acks = []
+        for first, body in session.read(0.05):
+            if first & 0xF0 != PUBLISH:
+                continue
+            n = int.from_bytes(body[:2], "big")
+            if first & 0x06:
+                acks.append(b"\x40\x02" + bytes(body[2 + n:4 + n]))
+            if keep is not None:
+                start = 4 + n if first & 0x06 else 2 + n
+                props, shift = 0, 0
+                while True:
+                    byte = body[start]
+                    start += 1
+                    props |= (byte & 0x7F) << shift
+                    shift += 7
+                    if byte < 0x80:
+                        break
+                keep.append((bytes(body[2:2 + n]), bytes(body[start + props:])))
+            count += 1
+        if acks:
+            session.sock.sendall(b"".join(acks))
+    session.close()
+    return count
+
+
 def _relay_subscriber(port: int, expected: mp.Value, received: mp.Value, ready) -> None:
     """A subscriber that does nothing but acknowledge (the broker relay ceiling)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-relay", protocol=mqtt.MQTTv5)
-    client.username_pw_set("ingest", ACCOUNTS["ingest"])
-    count = [0]
 
-    def on_message(c, u, m):
-        count[0] += 1
+    def stop(count: int) -> bool:
+        received.value = count
+        return bool(expected.value) and count >= expected.value
 
-    def on_connect(c, u, f, rc, p):
-        c.subscribe(f"fieldops/v1/devices/+/{Channel.TELEMETRY.value}", qos=1)
-
-    client.on_message = on_message
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *a: ready.set()
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = 20_000
-    client.connect("127.0.0.1", port, properties=props)
-    client.loop_start()
-    while True:
-        time.sleep(0.01)
-        received.value = count[0]
-        if expected.value and count[0] >= expected.value:
-            break
-    client.disconnect()
-    client.loop_stop()
+    raw_subscribe(port, f"$share/relay/fieldops/v1/devices/+/{Channel.TELEMETRY.value}", stop,
+                  on_ready=ready.set)
 
 
 # ---------------------------------------------------------------- set-up
