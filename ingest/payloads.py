@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from fieldops.db.repo.ingest import DeviceRef
 from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
@@ -27,12 +29,13 @@ MAX_SEQ = 2**63 - 1
 EVENT_SEVERITIES = frozenset({"info", "warning", "error", "fault"})
 STATUSES = frozenset({"online", "offline"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+TOPIC_CACHE_SIZE = 100_000
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):  # a named tuple: one is made per message, and that must be cheap
     """One MQTT message as received (``mid`` is what gets acknowledged after commit)."""
 
     topic: str
@@ -42,8 +45,7 @@ class Inbound:
     session: int = 0  # the broker connection it arrived on
 
 
-@dataclass(frozen=True, slots=True)
-class Telemetry:
+class Telemetry(NamedTuple):
     device_id: int
     rows: tuple[Row, ...]
     refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
@@ -108,6 +110,7 @@ class Parser:
         self._now = now
         self.max_payload_bytes = max_payload_bytes
         self.max_future_s = max_future_s
+        self._topics: dict[str, topics.DeviceTopic] = {}  # topic name -> parsed, for valid topics
 
     def update_models(self, models: Mapping[str, DeviceModel]) -> None:
         self._models = {code: _model_slots(m) for code, m in models.items()}
@@ -126,10 +129,15 @@ class Parser:
     # ------------------------------------------------------------ whole messages
 
     def _parse(self, msg: Inbound) -> Outcome:
-        try:
-            where = topics.parse(msg.topic)
-        except topics.TopicError as exc:
-            raise PayloadError(f"topic: {exc}") from None
+        where = self._topics.get(msg.topic)
+        if where is None:
+            try:
+                where = topics.parse(msg.topic)
+            except topics.TopicError as exc:
+                raise PayloadError(f"topic: {exc}") from None
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            self._topics[msg.topic] = where
         if len(msg.payload) > self.max_payload_bytes:
             raise PayloadError(
                 f"payload: {len(msg.payload)} bytes is over the limit of {self.max_payload_bytes}"
@@ -158,11 +166,13 @@ class Parser:
             raise PayloadError("payload: expected a reading object or a list of them")
         now = self._now()
         latest = now + timedelta(seconds=self.max_future_s)
+        # Epoch milliseconds inside [installed, latest] need no further check (the hot path).
+        window = (-((_EPOCH - device.installed_at) // _MS), (latest - _EPOCH) // _MS)
         rows: list[Row] = []
         refused: list[tuple[str, bytes]] = []
         for i, reading in enumerate(readings):
             try:
-                rows.append(self._reading(reading, device, model, latest))
+                rows.append(self._reading(reading, device, model, latest, window))
             except ReadingError as exc:
                 where = f"readings[{i}]." if len(readings) > 1 else ""
                 refused.append((f"{where}{exc}", _dump(reading)))
@@ -214,17 +224,22 @@ class Parser:
 
     # ------------------------------------------------------------ single readings (the hot path)
 
-    def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime) -> Row:
+    def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime,
+                 window: tuple[int, int]) -> Row:
         if type(reading) is not dict:
             raise ReadingError("reading: expected an object with ts, seq and metrics")
         if "device" in reading and reading["device"] != device.serial:
             raise PayloadError(
                 f"device: payload names {_show(reading['device'])} but the topic names {device.serial!r}"
             )
-        try:
-            ts = _timestamp(reading.get("ts"), device, latest)
-        except ReadingError as exc:
-            raise ReadingError(f"ts: {exc}") from None
+        value = reading.get("ts")
+        if type(value) is int and window[0] <= value <= window[1]:
+            ts = _EPOCH + _MS * value
+        else:
+            try:
+                ts = _timestamp(value, device, latest)
+            except ReadingError as exc:
+                raise ReadingError(f"ts: {exc}") from None
         seq = reading.get("seq")
         if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
             raise ReadingError(f"seq: expected a non-negative integer, not {_show(seq)}")
@@ -277,6 +292,12 @@ def _check_device(doc: dict, device: DeviceRef) -> None:
 
 
 def _json(payload: bytes) -> object:
+    """The document; orjson first (fast, strict), the standard library for whatever it refuses,
+    so that NaN, huge integers and the error texts are the same either way."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(payload.decode())
     except UnicodeDecodeError:
