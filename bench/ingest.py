@@ -366,6 +366,12 @@ def _spawn_ingest(url: str, broker_port: int, index: int, metrics_port: int) -> 
                              f"bench-ingest-{index}", "--metrics-port", str(metrics_port)], cwd=ROOT, env=env)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _latency(figures: list[dict[str, float]]) -> Histogram:
     merged = Histogram(SECONDS)
     for f in figures:
@@ -413,6 +419,7 @@ def end_to_end(url, port, serials, args) -> dict:
                 time.sleep(0.1)
         time.sleep(0.5)
         before = _count(url)
+        cpu_before = {p.pid: _cpu_s(p.pid) for p in procs}
         published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
                                        args.publishers)
         expected = published * args.readings_per_message
@@ -425,6 +432,7 @@ def end_to_end(url, port, serials, args) -> dict:
             time.sleep(0.02)
         done = time.time()
         figures = [_metrics(p) for p in ports]
+        cpu_s = sum(_cpu_s(p.pid) - cpu_before[p.pid] for p in procs)
     finally:
         for proc in procs:
             proc.terminate()
@@ -439,6 +447,8 @@ def end_to_end(url, port, serials, args) -> dict:
         "redeliveries_dropped": int(sum(f["ingest_readings_duplicate_total"] for f in figures)),
         "readings_per_s": round(stored / (done - start)),
         "per_process_messages": [int(f["ingest_messages_received_total"]) for f in figures],
+        # load-independent-ish cost of the consumer: CPU time of the ingest processes per reading
+        "ingest_cpu_us_per_reading": round(cpu_s / max(stored, 1) * 1e6, 2),
         "p50_ms": round(lat.quantile(0.5) * 1000, 1), "p99_ms": round(lat.quantile(0.99) * 1000, 1),
     }
 

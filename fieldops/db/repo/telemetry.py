@@ -161,10 +161,20 @@ class TelemetryWriter:
     dropped, in the batch and against what is stored. Rows are encoded into one binary COPY buffer
     with numpy; on plain PostgreSQL the hourly rollup of exactly the inserted rows is aggregated
     here (numpy) and merged with one upsert (TimescaleDB's continuous aggregate needs nothing).
+
+    Redeliveries are rare (after a consumer or broker fault), so a batch is first COPied straight
+    into ``telemetry`` inside a savepoint; only if that hits a stored (device, ts) is it rolled
+    back to the savepoint and written through the staging table, which skips the stored rows.
+    After such a conflict the next ``STAGED_AFTER_CONFLICT`` batches go through staging at once
+    (a redelivery burst spans several batches). A connection in autocommit mode always stages.
     """
+
+    STAGED_AFTER_CONFLICT = 20
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+        self._staged_left = 0  # batches still to write through staging after a conflict
+        self.direct_batches = 0  # batches written by the direct COPY (for tests and metrics)
         self._flavor = schema.flavor(conn)
         self._flush = schema.flush_stage_sql(self._flavor)
         self._merge = schema.merge_rollup_stage_sql()
@@ -181,17 +191,40 @@ class TelemetryWriter:
             days = set(np.unique(batch.ts_us // _DAY_US).tolist())
             if not days <= self._days:
                 self._ensure(days)
+        buffer = batch.copy_buffer()
+        rollup = self._flavor is schema.Flavor.POSTGRES
         with self.conn.cursor() as cur:
-            with cur.copy(
-                "COPY telemetry_stage (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.write(batch.copy_buffer())
-            rollup = self._flavor is schema.Flavor.POSTGRES
-            inserted, keys = cur.execute(self._flush, (len(batch),) if rollup else None).fetchone()
+            if self._direct(cur, buffer):
+                inserted, keys = len(batch), None
+            else:
+                with cur.copy(
+                    "COPY telemetry_stage (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(buffer)
+                inserted, keys = cur.execute(self._flush, (len(batch),) if rollup else None).fetchone()
+                cur.execute("TRUNCATE telemetry_stage")
             if rollup and inserted:
                 self._merge_rollup(cur, batch.subset(keys) if keys is not None else batch)
-            cur.execute("TRUNCATE telemetry_stage")
         return int(inserted)
+
+    def _direct(self, cur: psycopg.Cursor, buffer: bytes) -> bool:
+        """COPY the batch straight into ``telemetry``; False (and nothing written) on a conflict."""
+        if self.conn.autocommit:
+            return False
+        if self._staged_left:
+            self._staged_left -= 1
+            return False
+        cur.execute("SAVEPOINT telemetry_direct")
+        try:
+            with cur.copy("COPY telemetry (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(buffer)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT telemetry_direct")
+            self._staged_left = self.STAGED_AFTER_CONFLICT
+            return False
+        cur.execute("RELEASE SAVEPOINT telemetry_direct")
+        self.direct_batches += 1
+        return True
 
     def _merge_rollup(self, cur: psycopg.Cursor, batch: _Batch) -> None:
         with cur.copy(schema.COPY_ROLLUP_STAGE) as copy:
