@@ -188,7 +188,8 @@ def _property(props: memoryview, ident: int) -> int | None:
 
 def bodies(serials: list[str], per_msg: int) -> Iterator[tuple[int, bytes]]:
     """Endless (device index, JSON payload) with per-device increasing, unique timestamps near now."""
-    tail = '"metrics": {"temp_c": 21.5, "vibration_mm_s": 1.25, "current_a": 12.0}}'
+    one = b'{"ts": %d, "seq": %d, "metrics": {"temp_c": 21.5, "vibration_mm_s": 1.25, "current_a": 12.0}}'
+    template = one if per_msg == 1 else b"[" + b", ".join([one] * per_msg) + b"]"
     last = [0] * len(serials)
     i = 0
     while True:
@@ -198,12 +199,8 @@ def bodies(serials: list[str], per_msg: int) -> Iterator[tuple[int, bytes]]:
             i += 1
             base = max(now_ms, last[d] + per_msg)
             last[d] = base
-            if per_msg == 1:
-                body = f'{{"ts": {base}, "seq": {base}, {tail}'
-            else:
-                body = "[" + ", ".join(
-                    f'{{"ts": {t}, "seq": {t}, {tail}' for t in range(base - per_msg + 1, base + 1)) + "]"
-            yield d, body.encode()
+            stamps = range(base - per_msg + 1, base + 1)
+            yield d, template % tuple(t for t in stamps for _ in (0, 1))
 
 
 def raw_publish(port: int, serials: list[str], per_msg: int, seconds: float, window: int,
