@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ STATUSES = frozenset({"online", "offline"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 TOPIC_CACHE_SIZE = 100_000
+LATEST_REFRESH_S = 0.02
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
 
@@ -111,6 +113,8 @@ class Parser:
         self.max_payload_bytes = max_payload_bytes
         self.max_future_s = max_future_s
         self._topics: dict[str, topics.DeviceTopic] = {}  # topic name -> parsed, for valid topics
+        self._latest_until = 0.0
+        self._latest_cached: tuple[datetime, int] = (_EPOCH, 0)
 
     def update_models(self, models: Mapping[str, DeviceModel]) -> None:
         self._models = {code: _model_slots(m) for code, m in models.items()}
@@ -164,10 +168,9 @@ class Parser:
             readings = doc
         else:
             raise PayloadError("payload: expected a reading object or a list of them")
-        now = self._now()
-        latest = now + timedelta(seconds=self.max_future_s)
+        latest, latest_ms = self._latest()
         # Epoch milliseconds inside [installed, latest] need no further check (the hot path).
-        window = (-((_EPOCH - device.installed_at) // _MS), (latest - _EPOCH) // _MS)
+        window = (device.installed_ms, latest_ms)
         rows: list[Row] = []
         refused: list[tuple[str, bytes]] = []
         for i, reading in enumerate(readings):
@@ -214,6 +217,17 @@ class Parser:
         if "\\u0000" in text:
             raise PayloadError("event: extra fields hold a NUL character")
         return DeviceEvent(device.id, device.serial, ts, code, severity, extra)
+
+    def _latest(self) -> tuple[datetime, int]:
+        """The newest acceptable timestamp (and as epoch ms), from ``now()`` at most every 20 ms of
+        real time (so several hundred messages share one clock read; the 5-minute limit moves by
+        20 ms times the clock speed at most)."""
+        tick = time.monotonic()
+        if tick >= self._latest_until:
+            latest = self._now() + timedelta(seconds=self.max_future_s)
+            self._latest_cached = (latest, (latest - _EPOCH) // _MS)
+            self._latest_until = tick + LATEST_REFRESH_S
+        return self._latest_cached
 
     def _message_ts(self, value: object, device: DeviceRef, field: str) -> datetime:
         latest = self._now() + timedelta(seconds=self.max_future_s)
