@@ -306,6 +306,7 @@ class Consumer:
         started = time.perf_counter()
         self._resolve(conn, messages)
         rows: list = []
+        stamps: list[int] = []
         dead: list[repo.DeadLetterRow] = []
         seen: dict[int, tuple[datetime, int | None]] = {}
         statuses: list[Status] = []
@@ -320,7 +321,8 @@ class Consumer:
                 accepted += 1
                 if out.rows:
                     rows += out.rows
-                    last = max(out.rows, key=_row_ts)
+                    stamps += out.ts_us
+                    last = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
                     newest.append(last[1])
                     prev = seen.get(out.device_id)
                     if prev is None or last[1] > prev[0]:
@@ -336,7 +338,7 @@ class Consumer:
             else:
                 accepted += 1
                 device_events.append(out)
-        stored = writer.write(rows) if rows else 0
+        stored = writer.write(rows, stamps) if rows else 0
         repo.insert_dead_letters(conn, dead)
         changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
         changes += [s for s in statuses if repo.set_status(conn, s)]

@@ -20,6 +20,7 @@ import orjson
 
 from fieldops.db.repo.ingest import DeviceRef
 from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
+from fieldops.db.repo.telemetry import PG_EPOCH_UNIX_US
 from fieldops.domain import DeviceModel
 from ingest import topics
 from ingest.topics import Channel
@@ -31,6 +32,7 @@ EVENT_SEVERITIES = frozenset({"info", "warning", "error", "fault"})
 STATUSES = frozenset({"online", "offline"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_US = timedelta(microseconds=1)
 TOPIC_CACHE_SIZE = 100_000
 LATEST_REFRESH_S = 0.02
 
@@ -51,6 +53,7 @@ class Telemetry(NamedTuple):
     device_id: int
     rows: tuple[Row, ...]
     refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
+    ts_us: tuple[int, ...] = ()  # each row's ts in microseconds since 2000-01-01 UTC (for the writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +175,17 @@ class Parser:
         # Epoch milliseconds inside [installed, latest] need no further check (the hot path).
         window = (device.installed_ms, latest_ms)
         rows: list[Row] = []
+        stamps: list[int] = []
         refused: list[tuple[str, bytes]] = []
         for i, reading in enumerate(readings):
             try:
-                rows.append(self._reading(reading, device, model, latest, window))
+                row, us = self._reading(reading, device, model, latest, window)
+                rows.append(row)
+                stamps.append(us)
             except ReadingError as exc:
                 where = f"readings[{i}]." if len(readings) > 1 else ""
                 refused.append((f"{where}{exc}", _dump(reading)))
-        return Telemetry(device.id, tuple(rows), tuple(refused))
+        return Telemetry(device.id, tuple(rows), tuple(refused), tuple(stamps))
 
     def _status(self, device: DeviceRef, payload: bytes) -> Status:
         text = payload.strip()
@@ -239,7 +245,8 @@ class Parser:
     # ------------------------------------------------------------ single readings (the hot path)
 
     def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime,
-                 window: tuple[int, int]) -> Row:
+                 window: tuple[int, int]) -> tuple[Row, int]:
+        """The row and its ts in microseconds since 2000-01-01 UTC."""
         if type(reading) is not dict:
             raise ReadingError("reading: expected an object with ts, seq and metrics")
         if "device" in reading and reading["device"] != device.serial:
@@ -249,11 +256,13 @@ class Parser:
         value = reading.get("ts")
         if type(value) is int and window[0] <= value <= window[1]:
             ts = _EPOCH + _MS * value
+            us = value * 1000 - PG_EPOCH_UNIX_US
         else:
             try:
                 ts = _timestamp(value, device, latest)
             except ReadingError as exc:
                 raise ReadingError(f"ts: {exc}") from None
+            us = (ts - _EPOCH) // _US - PG_EPOCH_UNIX_US
         seq = reading.get("seq")
         if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
             raise ReadingError(f"seq: expected a non-negative integer, not {_show(seq)}")
@@ -275,7 +284,7 @@ class Parser:
                     raise ReadingError(f"metrics.{name}: {value} is not a finite number")
                 raise ReadingError(f"metrics.{name}: {_show(value)} is outside [{lo}, {hi}]")
             vals[index] = float(value)
-        return (device.id, ts, seq, vals)
+        return (device.id, ts, seq, vals), us
 
 
 def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:

@@ -158,3 +158,18 @@ def test_after_a_conflict_the_batch_is_staged_and_the_transaction_stays_usable(d
     db.commit()
     assert (writer.direct_batches, telemetry.count(db, pump.id), db.execute("SELECT x FROM marker").fetchone()[0]) \
         == (1, 6, 1)
+
+
+def test_timestamps_given_in_microseconds_store_the_same_rows(db, pump):
+    rows = _rows(pump.id, 3)
+    pg_epoch = T0.replace(year=2000, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    stamps = [(r[1] - pg_epoch) // timedelta(microseconds=1) for r in rows]
+    telemetry.TelemetryWriter(db).write(rows, stamps)
+    db.commit()
+    got = telemetry.read_range(db, pump.id, T0, T0 + timedelta(hours=1))
+    assert [r.ts for r in got] == [r[1] for r in rows]
+
+
+def test_timestamps_in_microseconds_must_match_the_rows_one_to_one(db, pump):
+    with pytest.raises(ValueError, match="ts_us"):
+        telemetry.TelemetryWriter(db).write(_rows(pump.id, 3), [0, 1])

@@ -17,6 +17,7 @@ Row = tuple[int, datetime, int | None, Sequence[float | None]]  # device_id, ts,
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's binary timestamp origin
+PG_EPOCH_UNIX_US = 946_684_800_000_000  # _PG_EPOCH in microseconds since 1970-01-01 UTC
 _US = timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
 _DAY_US = 86_400_000_000
@@ -48,10 +49,10 @@ class _Batch:
     width: np.ndarray  # int64 metric slots per row
 
     @classmethod
-    def of(cls, rows: list[Row]) -> _Batch | None:
+    def of(cls, rows: list[Row], ts_us: Sequence[int] | None = None) -> _Batch | None:
         if not rows:
             return None
-        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows]
+        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows] if ts_us is None else list(ts_us)
         keys = list(zip([r[0] for r in rows], ts_us, strict=True))
         if len(set(keys)) != len(keys):
             best: dict[tuple[int, int], int] = {}
@@ -183,8 +184,13 @@ class TelemetryWriter:
         if not conn.autocommit:
             conn.commit()
 
-    def write(self, rows: Iterable[Row]) -> int:
-        batch = _Batch.of(list(rows))
+    def write(self, rows: Iterable[Row], ts_us: Sequence[int] | None = None) -> int:
+        """Store the rows; ``ts_us``, when the caller has it, is each row's ``ts`` as microseconds
+        since 2000-01-01 UTC (PostgreSQL's epoch), which saves converting the datetimes."""
+        rows = list(rows)
+        if ts_us is not None and len(ts_us) != len(rows):
+            raise ValueError(f"ts_us: {len(ts_us)} values for {len(rows)} rows")
+        batch = _Batch.of(rows, ts_us)
         if batch is None:
             return 0
         if self._flavor is schema.Flavor.POSTGRES:
