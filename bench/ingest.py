@@ -4,9 +4,11 @@
 
 Starts a private PostgreSQL and a private Mosquitto (config from ingest.broker_config, as the demo),
 then measures in the same run:
-  1. relay ceiling: publishers -> Mosquitto -> a subscriber process that only acknowledges;
+  1. relay ceiling: publishers -> Mosquitto -> a lean raw-socket subscriber that only acknowledges
+     (same shared-subscription form and receive maximum as the consumer);
   2. end to end: publishers -> Mosquitto -> N `fieldops ingest` processes (QoS 1, ack after commit);
   3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter.
+Publishers are lean raw-socket MQTT 5 clients (pre-encoded PUBLISH packets, a PUBACK window).
 Prints one JSON line.
 """
 
@@ -204,17 +206,21 @@ def bodies(serials: list[str], per_msg: int) -> Iterator[tuple[int, bytes]]:
 
 
 def raw_publish(port: int, serials: list[str], per_msg: int, seconds: float, window: int,
-                user: str = "bench", password: str = ACCOUNTS["bench"]) -> tuple[int, int]:
-    """Publish QoS 1 for ``seconds`` keeping at most ``window`` unacknowledged; (acked, refused)."""
+                user: str = "bench", password: str = ACCOUNTS["bench"], rate: float = 0.0) -> tuple[int, int]:
+    """Publish QoS 1 for ``seconds`` keeping at most ``window`` unacknowledged, at most ``rate``
+    messages per second (0: as fast as the window allows); (acked, refused)."""
     session = RawSession(port, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}", user, password)
     window = min(window, session.receive_maximum, 65_535)
     topics = [mqtt_string(topic(s, Channel.TELEMETRY)) for s in serials]
     source = bodies(serials, per_msg)
     sent = acked = refused = 0
     mid = 0
-    end = time.monotonic() + seconds
+    began = time.monotonic()
+    end = began + seconds
     while time.monotonic() < end:
         room = window - (sent - acked - refused)
+        if rate:
+            room = min(room, int(rate * (time.monotonic() - began)) - sent)
         if room > 0:
             chunk = []
             for _ in range(min(room, 200)):
@@ -241,19 +247,20 @@ def raw_publish(port: int, serials: list[str], per_msg: int, seconds: float, win
     return acked, refused
 
 
-def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, out) -> None:
-    acked, refused = raw_publish(port, serials, per_msg, seconds, window)
+def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, rate: float,
+               out) -> None:
+    acked, refused = raw_publish(port, serials, per_msg, seconds, window, rate=rate)
     if refused:
         raise RuntimeError(f"the broker refused {refused} publishes")
     out.put(acked)
 
 
-def _publish(port, serials, per_msg, seconds, window, publishers) -> tuple[int, float, float]:
+def _publish(port, serials, per_msg, seconds, window, publishers, rate=0.0) -> tuple[int, float, float]:
     """Run publisher processes; (messages acknowledged by the broker, start, end)."""
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     chunks = [serials[i::publishers] for i in range(publishers)]
-    procs = [ctx.Process(target=_publisher, args=(port, c, per_msg, seconds, window, q)) for c in chunks]
+    procs = [ctx.Process(target=_publisher, args=(port, c, per_msg, seconds, window, rate / publishers, q)) for c in chunks]
     start = time.time()
     for p in procs:
         p.start()
@@ -392,7 +399,7 @@ def relay_ceiling(port, serials, args) -> float:
     sub.start()
     ready.wait(10)
     published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
-                                   args.publishers)
+                                   args.publishers, args.rate)
     expected.value = published
     sub.join(120)
     done = time.time()
@@ -418,7 +425,7 @@ def end_to_end(url, port, serials, args) -> dict:
         before = _count(url)
         cpu_before = {p.pid: _cpu_s(p.pid) for p in procs}
         published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
-                                       args.publishers)
+                                       args.publishers, args.rate)
         expected = published * args.readings_per_message
         deadline = time.time() + 120
         stored = 0
@@ -472,9 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings-per-message", type=int, default=1)
     parser.add_argument("--ingest-processes", type=int, default=1)
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes")
-    parser.add_argument("--window", type=int, default=500,
-                        help="unacknowledged publishes per publisher (paho scans its in-flight list on "
-                             "every acknowledgement, so a huge window is slower)")
+    parser.add_argument("--window", type=int, default=2000,
+                        help="unacknowledged publishes per publisher (capped by the broker's receive maximum)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offered messages per second over all publishers (0: open loop, as fast as "
+                             "the windows allow, which queues a backlog in the broker)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fieldops-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "ingest", "devices": args.devices, "seconds": args.seconds,
         "readings_per_message": args.readings_per_message, "ingest_processes": args.ingest_processes,
+        "publishers": args.publishers, "offered_messages_per_s": args.rate or "open loop",
         **e2e,
         "relay_ceiling_readings_per_s": round(relay), "copy_ceiling_readings_per_s": round(copy_rate),
         "ratio_to_relay": round(e2e["readings_per_s"] / relay, 3),
