@@ -35,6 +35,15 @@ def _seq_order(seq: int | None) -> tuple[bool, int]:
     return (seq is None, seq or 0)  # lowest seq first, NULL last (as ORDER BY seq)
 
 
+def _has_repeats(device: np.ndarray, ts_us: np.ndarray) -> bool:
+    """Whether any (device, ts) pair occurs twice (vectorised: sort, compare neighbours)."""
+    if len(device) < 2:
+        return False
+    order = np.lexsort((ts_us, device))
+    d, t = device[order], ts_us[order]
+    return bool(((d[1:] == d[:-1]) & (t[1:] == t[:-1])).any())
+
+
 @dataclass(slots=True)
 class _Batch:
     """One batch of readings, deduplicated on (device, ts), as numpy columns.
@@ -53,24 +62,24 @@ class _Batch:
         if not rows:
             return None
         ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows] if ts_us is None else list(ts_us)
-        keys = list(zip([r[0] for r in rows], ts_us, strict=True))
-        if len(set(keys)) != len(keys):
+        device = np.fromiter([r[0] for r in rows], np.int64, len(rows))
+        stamps = np.array(ts_us, dtype=np.int64)
+        if _has_repeats(device, stamps):
             best: dict[tuple[int, int], int] = {}
-            for i, key in enumerate(keys):
+            for i, key in enumerate(zip(device.tolist(), ts_us, strict=True)):
                 j = best.get(key)
                 if j is None or _seq_order(rows[i][2]) < _seq_order(rows[j][2]):
                     best[key] = i
             keep = sorted(best.values())
             rows = [rows[i] for i in keep]
-            ts_us = [ts_us[i] for i in keep]
+            device, stamps = device[keep], stamps[keep]
         vals = [r[3] for r in rows]
         width = np.fromiter((len(v) for v in vals), np.int64, len(vals))
         widest = int(width.max())
         if widest and int(width.min()) != widest:
             vals = [list(v) + [None] * (widest - len(v)) for v in vals]
         matrix = np.array(vals, dtype=np.float64).reshape(len(rows), widest)  # None -> NaN
-        return cls(rows, np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                   np.array(ts_us, dtype=np.int64), matrix.astype(np.float32).astype(np.float64), width)
+        return cls(rows, device, stamps, matrix.astype(np.float32).astype(np.float64), width)
 
     def __len__(self) -> int:
         return len(self.rows)
