@@ -10,7 +10,6 @@ hands us, so the buffer is bounded and the rest waits in the broker's persistent
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -168,9 +167,6 @@ class Consumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then commit what is pending and disconnect."""
-        # Everything alive now (modules, the device directory) stays alive: keep it out of the
-        # collector's full passes, which otherwise walk it again and again as batches allocate.
-        gc.freeze()
         self._connect_broker()
         pending = _Pending()
         retry_at = 0.0
