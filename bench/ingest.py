@@ -40,6 +40,7 @@ from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_b
 from fieldops.runtime.postgres import LocalPostgres, free_port
 from ingest.broker_config import hash_password, write_broker_files
 from ingest.metrics import SECONDS, Histogram, parse_text
+from ingest.mqtt_client import read_varint
 from ingest.topics import Channel, topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,15 +102,9 @@ def split_packets(buf: bytearray) -> list[tuple[int, memoryview]]:
     view = memoryview(bytes(buf))
     pos, size = 0, len(view)
     while pos + 2 <= size:
-        length, shift, i = 0, 0, pos + 1
-        while i < size:
-            byte = view[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-        else:
+        try:
+            length, i = read_varint(view, pos + 1)
+        except IndexError:
             break
         if i + length > size:
             break
@@ -160,14 +155,7 @@ class RawSession:
 
 def _property(props: memoryview, ident: int) -> int | None:
     """A two-byte integer property from a CONNACK's properties (length prefix included)."""
-    length, shift, i = 0, 0, 0
-    while True:
-        byte = props[i]
-        i += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
+    length, i = read_varint(props, 0)
     end = i + length
     while i < end:
         key = props[i]
@@ -295,15 +283,7 @@ def raw_subscribe(port: int, topic_filter: str, stop: Callable[[int], bool], *, 
             if first & 0x06:
                 acks.append(b"\x40\x02" + bytes(body[2 + n:4 + n]))
             if keep is not None:
-                start = 4 + n if first & 0x06 else 2 + n
-                props, shift = 0, 0
-                while True:
-                    byte = body[start]
-                    start += 1
-                    props |= (byte & 0x7F) << shift
-                    shift += 7
-                    if byte < 0x80:
-                        break
+                props, start = read_varint(body, 4 + n if first & 0x06 else 2 + n)
                 keep.append((bytes(body[2:2 + n]), bytes(body[start + props:])))
             count += 1
         if acks:

@@ -39,6 +39,22 @@ def puback_packets(mids: Iterable[int]) -> bytes:
     return struct.pack(f"!{len(mids)}I", *[(PUBACK << 24) | (2 << 16) | mid for mid in mids])
 
 
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The MQTT variable byte integer at ``buf[pos]``: (value, position after it).
+
+    IndexError if ``buf`` ends inside it, MalformedPacket if it runs over four bytes."""
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift >= 28:
+            raise MalformedPacket("variable byte integer longer than four bytes")
+
+
 def _publish(header: int, buf: bytes, start: int, end: int) -> Published:
     """(topic, payload, packet id) of an MQTT 5 PUBLISH whose body is ``buf[start:end]``."""
     pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
@@ -49,14 +65,7 @@ def _publish(header: int, buf: bytes, start: int, end: int) -> Published:
     if header & 0x06:
         mid = (buf[pos] << 8) | buf[pos + 1]
         pos += 2
-    props, shift = 0, 0  # variable byte integer: the length of the properties
-    while True:
-        byte = buf[pos]
-        pos += 1
-        props |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
+    props, pos = read_varint(buf, pos)  # the length of the properties
     if pos + props > end:
         raise MalformedPacket("PUBLISH properties run past the packet")
     return topic, buf[pos + props:end], mid
@@ -104,21 +113,15 @@ class LeanClient(mqtt.Client):
         v5 = self._protocol == mqtt.MQTTv5
         while pos + 2 <= size:
             header = buf[pos]
-            length, shift, i = 0, 0, pos + 1
-            complete = False
-            while i < size:  # MQTT variable byte integer: the remaining length
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    complete = True
-                    break
-                if shift >= 28:
-                    self._rbuf = b""
-                    return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
-            if not complete or i + length > size:
+            try:
+                length, i = read_varint(buf, pos + 1)  # the remaining length
+            except IndexError:
                 break  # incomplete: wait for more bytes
+            except MalformedPacket:
+                self._rbuf = b""
+                return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+            if i + length > size:
+                break
             end = i + length
             if header & 0xF0 == PUBLISH and header & 0x06 != 0x04 and v5:
                 try:

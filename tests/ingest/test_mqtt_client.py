@@ -8,10 +8,11 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqtt_client import LeanClient, puback_packets
+from ingest.mqtt_client import LeanClient, puback_packets, read_varint
 from tests.ingest.helpers import client_id, forget_session, publisher, wait_until
 
 
@@ -43,6 +44,21 @@ def _stop(client: LeanClient) -> None:
 
 def test_puback_packets_are_four_bytes_each_with_the_packet_id():
     assert puback_packets([1, 0x1234]) == b"\x40\x02\x00\x01\x40\x02\x12\x34"
+
+
+def test_read_varint_returns_the_value_and_the_position_after_it():
+    assert [read_varint(b"\x00\x7f\x80\x01\xff\x7f", p) for p in (0, 1, 2, 4)] == [
+        (0, 1), (127, 2), (128, 4), (16_383, 6)]
+
+
+def test_read_varint_runs_out_of_bytes_on_an_incomplete_integer():
+    with pytest.raises(IndexError):
+        read_varint(b"\x80\x80", 0)
+
+
+def test_read_varint_refuses_more_than_four_bytes():
+    with pytest.raises(MalformedPacket):
+        read_varint(b"\x80\x80\x80\x80\x01", 0)
 
 
 def test_lean_client_refuses_automatic_acknowledgement():
