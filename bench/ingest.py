@@ -4,9 +4,11 @@
 
 Starts a private PostgreSQL and a private Mosquitto (config from ingest.broker_config, as the demo),
 then measures in the same run:
-  1. relay ceiling: publishers -> Mosquitto -> a subscriber process that only acknowledges;
+  1. relay ceiling: publishers -> Mosquitto -> a lean raw-socket subscriber that only acknowledges
+     (same shared-subscription form and receive maximum as the consumer);
   2. end to end: publishers -> Mosquitto -> N `fieldops ingest` processes (QoS 1, ack after commit);
   3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter.
+Publishers are lean raw-socket MQTT 5 clients (pre-encoded PUBLISH packets, a PUBACK window).
 Prints one JSON line.
 """
 
@@ -16,19 +18,18 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from fieldops.config import Settings
 from fieldops.db.migrate import migrate
@@ -39,6 +40,7 @@ from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_b
 from fieldops.runtime.postgres import LocalPostgres, free_port
 from ingest.broker_config import hash_password, write_broker_files
 from ingest.metrics import SECONDS, Histogram, parse_text
+from ingest.mqtt_client import read_varint
 from ingest.topics import Channel, topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,65 +51,204 @@ INSTALLED = datetime(2020, 1, 1, tzinfo=UTC)
 ACCOUNTS = {"ingest": "bench-ingest", "bench": "bench-publisher"}
 
 
-# ---------------------------------------------------------------- publishers (child processes)
+# ---------------------------------------------------------------- lean MQTT 5 (raw sockets)
+#
+# The load generator and the relay-ceiling subscriber speak MQTT 5 over plain sockets (like
+# emqtt-bench): pre-encoded packets written many at a time, acknowledgements read in bulk. A
+# Python MQTT library costs more CPU per message than the broker does, and on a 2-core machine
+# that CPU would be taken from the broker and the consumer under test.
+
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 0x10, 0x20, 0x30, 0x40, 0x80, 0x90
+RECEIVE_MAXIMUM = 0x21  # MQTT 5 property identifier
 
 
-def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, out) -> None:
-    """Publish QoS 1 as fast as a window of unacknowledged messages allows; report the count.
+def varint(n: int) -> bytes:
+    """MQTT variable byte integer."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
-    The network loop runs in this same thread (no paho thread): each publish is written at once
-    and acknowledgements are read between chunks, which avoids a thread hand-off per message.
-    """
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set("bench", ACCOUNTS["bench"])
-    client.max_inflight_messages_set(window)
-    client.max_queued_messages_set(0)
-    acked = [0]
 
-    def on_publish(c, u, mid, rc, p):
-        acked[0] += 1
+def mqtt_string(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return len(raw).to_bytes(2, "big") + raw
 
-    client.on_publish = on_publish
-    client.connect("127.0.0.1", port, keepalive=60)
-    while not client.is_connected():
-        client.loop(timeout=0.1)
-    topics = [topic(s, Channel.TELEMETRY) for s in serials]
+
+def connect_packet(client_id: str, user: str, password: str, *, receive_maximum: int | None = None) -> bytes:
+    """CONNECT (MQTT 5, clean start, user name and password, keepalive 60 s)."""
+    props = b"" if receive_maximum is None else bytes([RECEIVE_MAXIMUM]) + receive_maximum.to_bytes(2, "big")
+    body = (mqtt_string("MQTT") + bytes([5, 0xC2]) + (60).to_bytes(2, "big") + varint(len(props)) + props
+            + mqtt_string(client_id) + mqtt_string(user) + mqtt_string(password))
+    return bytes([CONNECT]) + varint(len(body)) + body
+
+
+def publish_packet(topic_field: bytes, mid: int, payload: bytes) -> bytes:
+    """PUBLISH at QoS 1 without properties; ``topic_field`` is ``mqtt_string(topic)``."""
+    return (b"\x32" + varint(len(topic_field) + 3 + len(payload)) + topic_field + mid.to_bytes(2, "big")
+            + b"\x00" + payload)
+
+
+def subscribe_packet(topic_filter: str, mid: int = 1) -> bytes:
+    body = mid.to_bytes(2, "big") + b"\x00" + mqtt_string(topic_filter) + b"\x01"  # QoS 1
+    return bytes([SUBSCRIBE | 0x02]) + varint(len(body)) + body
+
+
+def split_packets(buf: bytearray) -> list[tuple[int, memoryview]]:
+    """Complete packets (first byte, body) at the start of ``buf``; removes them from it."""
+    out = []
+    view = memoryview(bytes(buf))
+    pos, size = 0, len(view)
+    while pos + 2 <= size:
+        try:
+            length, i = read_varint(view, pos + 1)
+        except IndexError:
+            break
+        if i + length > size:
+            break
+        out.append((view[pos], view[i:i + length]))
+        pos = i + length
+    del buf[:pos]
+    return out
+
+
+class RawSession:
+    """One MQTT 5 connection over a plain socket."""
+
+    def __init__(self, port: int, client_id: str, user: str, password: str, *,
+                 receive_maximum: int | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.sock.sendall(connect_packet(client_id, user, password, receive_maximum=receive_maximum))
+        first, body = self.expect(CONNACK)
+        if body[1] != 0:
+            raise ConnectionError(f"broker refused the connection: reason code {body[1]:#x}")
+        self.receive_maximum = _property(body[2:], RECEIVE_MAXIMUM) or 65_535
+
+    def read(self, timeout: float | None) -> list[tuple[int, memoryview]]:
+        """Packets received within ``timeout`` seconds (0: only what is there)."""
+        if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
+            return []
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("broker closed the connection")
+        self.buf += data
+        return split_packets(self.buf)
+
+    def expect(self, kind: int) -> tuple[int, memoryview]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for first, body in self.read(0.5):
+                if first & 0xF0 == kind:
+                    return first, body
+        raise TimeoutError(f"no packet {kind:#x} from the broker")
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        finally:
+            self.sock.close()
+
+
+def _property(props: memoryview, ident: int) -> int | None:
+    """A two-byte integer property from a CONNACK's properties (length prefix included)."""
+    length, i = read_varint(props, 0)
+    end = i + length
+    while i < end:
+        key = props[i]
+        i += 1
+        if key == ident:
+            return int.from_bytes(props[i:i + 2], "big")
+        if key in (0x11, 0x27):  # four-byte integers
+            i += 4
+        elif key in (0x21, 0x22, 0x13):  # two-byte integers
+            i += 2
+        elif key in (0x24, 0x25, 0x28, 0x29, 0x2A):  # bytes
+            i += 1
+        elif key == 0x26:  # user property: two strings
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+        else:  # strings and binary data
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+    return None
+
+
+def bodies(serials: list[str], per_msg: int) -> Iterator[tuple[int, bytes]]:
+    """Endless (device index, JSON payload) with per-device increasing, unique timestamps near now."""
+    one = b'{"ts": %d, "seq": %d, "metrics": {"temp_c": 21.5, "vibration_mm_s": 1.25, "current_a": 12.0}}'
+    template = one if per_msg == 1 else b"[" + b", ".join([one] * per_msg) + b"]"
     last = [0] * len(serials)
-    sent = 0
-    tail = '"metrics": {"temp_c": 21.5, "vibration_mm_s": 1.25, "current_a": 12.0}}'
-    end = time.monotonic() + seconds
     i = 0
-    while time.monotonic() < end:
-        if sent - acked[0] >= window:
-            client.loop(timeout=0.01)
-            continue
-        for _ in range(100):
+    while True:
+        now_ms = int(time.time() * 1000)
+        for _ in range(1000):
             d = i % len(serials)
             i += 1
-            now_ms = int(time.time() * 1000)
             base = max(now_ms, last[d] + per_msg)
             last[d] = base
-            if per_msg == 1:
-                body = f'{{"ts": {base}, "seq": {base}, {tail}'
-            else:
-                body = "[" + ", ".join(
-                    f'{{"ts": {t}, "seq": {t}, {tail}' for t in range(base - per_msg + 1, base + 1)) + "]"
-            client.publish(topics[d], body, qos=1)
-            sent += 1
-        client.loop(timeout=0)
+            stamps = range(base - per_msg + 1, base + 1)
+            yield d, template % tuple(t for t in stamps for _ in (0, 1))
+
+
+def raw_publish(port: int, serials: list[str], per_msg: int, seconds: float, window: int,
+                user: str = "bench", password: str = ACCOUNTS["bench"], rate: float = 0.0) -> tuple[int, int]:
+    """Publish QoS 1 for ``seconds`` keeping at most ``window`` unacknowledged, at most ``rate``
+    messages per second (0: as fast as the window allows); (acked, refused)."""
+    session = RawSession(port, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}", user, password)
+    window = min(window, session.receive_maximum, 65_535)
+    topics = [mqtt_string(topic(s, Channel.TELEMETRY)) for s in serials]
+    source = bodies(serials, per_msg)
+    sent = acked = refused = 0
+    mid = 0
+    began = time.monotonic()
+    end = began + seconds
+    while time.monotonic() < end:
+        room = window - (sent - acked - refused)
+        if rate:
+            room = min(room, int(rate * (time.monotonic() - began)) - sent)
+        if room > 0:
+            chunk = []
+            for _ in range(min(room, 200)):
+                d, body = next(source)
+                mid = mid % 65_535 + 1
+                chunk.append(publish_packet(topics[d], mid, body))
+            session.sock.sendall(b"".join(chunk))
+            sent += len(chunk)
+        for first, body in session.read(0 if room > 200 else 0.05):
+            if first & 0xF0 == PUBACK:
+                if len(body) > 2 and body[2] >= 0x80:
+                    refused += 1
+                else:
+                    acked += 1
     deadline = time.monotonic() + 60
-    while acked[0] < sent and time.monotonic() < deadline:
-        client.loop(timeout=0.05)
-    client.disconnect()
-    out.put(acked[0])
+    while acked + refused < sent and time.monotonic() < deadline:
+        for first, body in session.read(0.1):
+            if first & 0xF0 == PUBACK:
+                if len(body) > 2 and body[2] >= 0x80:
+                    refused += 1
+                else:
+                    acked += 1
+    session.close()
+    return acked, refused
 
 
-def _publish(port, serials, per_msg, seconds, window, publishers) -> tuple[int, float, float]:
+def _publisher(port: int, serials: list[str], per_msg: int, seconds: float, window: int, rate: float,
+               out) -> None:
+    acked, refused = raw_publish(port, serials, per_msg, seconds, window, rate=rate)
+    if refused:
+        raise RuntimeError(f"the broker refused {refused} publishes")
+    out.put(acked)
+
+
+def _publish(port, serials, per_msg, seconds, window, publishers, rate=0.0) -> tuple[int, float, float]:
     """Run publisher processes; (messages acknowledged by the broker, start, end)."""
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     chunks = [serials[i::publishers] for i in range(publishers)]
-    procs = [ctx.Process(target=_publisher, args=(port, c, per_msg, seconds, window, q)) for c in chunks]
+    procs = [ctx.Process(target=_publisher, args=(port, c, per_msg, seconds, window, rate / publishers, q)) for c in chunks]
     start = time.time()
     for p in procs:
         p.start()
@@ -118,32 +259,48 @@ def _publish(port, serials, per_msg, seconds, window, publishers) -> tuple[int, 
     return total, start, end
 
 
+def raw_subscribe(port: int, topic_filter: str, stop: Callable[[int], bool], *, user: str = "ingest",
+                  password: str = ACCOUNTS["ingest"], receive_maximum: int = 20_000,
+                  on_ready: Callable[[], None] = lambda: None,
+                  keep: list[tuple[bytes, bytes]] | None = None) -> int:
+    """Receive QoS 1 messages and acknowledge them at once, until ``stop(count)``; the count.
+
+    ``keep`` collects (topic, payload) of every message (tests); the bench keeps nothing.
+    """
+    session = RawSession(port, f"bench-relay-{os.getpid()}", user, password, receive_maximum=receive_maximum)
+    session.sock.sendall(subscribe_packet(topic_filter))
+    _, body = session.expect(SUBACK)
+    if body[-1] >= 0x80:
+        raise ConnectionError(f"subscription refused: reason code {body[-1]:#x}")
+    on_ready()
+    count = 0
+    while not stop(count):
+        acks = []
+        for first, body in session.read(0.05):
+            if first & 0xF0 != PUBLISH:
+                continue
+            n = int.from_bytes(body[:2], "big")
+            if first & 0x06:
+                acks.append(b"\x40\x02" + bytes(body[2 + n:4 + n]))
+            if keep is not None:
+                props, start = read_varint(body, 4 + n if first & 0x06 else 2 + n)
+                keep.append((bytes(body[2:2 + n]), bytes(body[start + props:])))
+            count += 1
+        if acks:
+            session.sock.sendall(b"".join(acks))
+    session.close()
+    return count
+
+
 def _relay_subscriber(port: int, expected: mp.Value, received: mp.Value, ready) -> None:
     """A subscriber that does nothing but acknowledge (the broker relay ceiling)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-relay", protocol=mqtt.MQTTv5)
-    client.username_pw_set("ingest", ACCOUNTS["ingest"])
-    count = [0]
 
-    def on_message(c, u, m):
-        count[0] += 1
+    def stop(count: int) -> bool:
+        received.value = count
+        return bool(expected.value) and count >= expected.value
 
-    def on_connect(c, u, f, rc, p):
-        c.subscribe(f"fieldops/v1/devices/+/{Channel.TELEMETRY.value}", qos=1)
-
-    client.on_message = on_message
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *a: ready.set()
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = 20_000
-    client.connect("127.0.0.1", port, properties=props)
-    client.loop_start()
-    while True:
-        time.sleep(0.01)
-        received.value = count[0]
-        if expected.value and count[0] >= expected.value:
-            break
-    client.disconnect()
-    client.loop_stop()
+    raw_subscribe(port, f"$share/relay/fieldops/v1/devices/+/{Channel.TELEMETRY.value}", stop,
+                  on_ready=ready.set)
 
 
 # ---------------------------------------------------------------- set-up
@@ -193,6 +350,12 @@ def _spawn_ingest(url: str, broker_port: int, index: int, metrics_port: int) -> 
                              f"bench-ingest-{index}", "--metrics-port", str(metrics_port)], cwd=ROOT, env=env)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _latency(figures: list[dict[str, float]]) -> Histogram:
     merged = Histogram(SECONDS)
     for f in figures:
@@ -215,6 +378,7 @@ def relay_ceiling(port, serials, args) -> float:
     sub = ctx.Process(target=_relay_subscriber, args=(port, expected, received, ready))
     sub.start()
     ready.wait(10)
+    # A ceiling: always open loop, whatever --rate offers the end-to-end phase.
     published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
                                    args.publishers)
     expected.value = published
@@ -240,8 +404,9 @@ def end_to_end(url, port, serials, args) -> dict:
                 time.sleep(0.1)
         time.sleep(0.5)
         before = _count(url)
+        cpu_before = {p.pid: _cpu_s(p.pid) for p in procs}
         published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
-                                       args.publishers)
+                                       args.publishers, args.rate)
         expected = published * args.readings_per_message
         deadline = time.time() + 120
         stored = 0
@@ -252,6 +417,7 @@ def end_to_end(url, port, serials, args) -> dict:
             time.sleep(0.02)
         done = time.time()
         figures = [_metrics(p) for p in ports]
+        cpu_s = sum(_cpu_s(p.pid) - cpu_before[p.pid] for p in procs)
     finally:
         for proc in procs:
             proc.terminate()
@@ -266,6 +432,8 @@ def end_to_end(url, port, serials, args) -> dict:
         "redeliveries_dropped": int(sum(f["ingest_readings_duplicate_total"] for f in figures)),
         "readings_per_s": round(stored / (done - start)),
         "per_process_messages": [int(f["ingest_messages_received_total"]) for f in figures],
+        # load-independent-ish cost of the consumer: CPU time of the ingest processes per reading
+        "ingest_cpu_us_per_reading": round(cpu_s / max(stored, 1) * 1e6, 2),
         "p50_ms": round(lat.quantile(0.5) * 1000, 1), "p99_ms": round(lat.quantile(0.99) * 1000, 1),
     }
 
@@ -292,9 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings-per-message", type=int, default=1)
     parser.add_argument("--ingest-processes", type=int, default=1)
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes")
-    parser.add_argument("--window", type=int, default=500,
-                        help="unacknowledged publishes per publisher (paho scans its in-flight list on "
-                             "every acknowledgement, so a huge window is slower)")
+    parser.add_argument("--window", type=int, default=2000,
+                        help="unacknowledged publishes per publisher (capped by the broker's receive maximum)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offered messages per second over all publishers (0: open loop, as fast as "
+                             "the windows allow, which queues a backlog in the broker)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fieldops-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -309,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "ingest", "devices": args.devices, "seconds": args.seconds,
         "readings_per_message": args.readings_per_message, "ingest_processes": args.ingest_processes,
+        "publishers": args.publishers, "offered_messages_per_s": args.rate or "open loop",
         **e2e,
         "relay_ceiling_readings_per_s": round(relay), "copy_ceiling_readings_per_s": round(copy_rate),
         "ratio_to_relay": round(e2e["readings_per_s"] / relay, 3),

@@ -33,6 +33,7 @@ from fieldops.db.repo import ingest as repo
 from fieldops.db.repo.telemetry import TelemetryWriter
 from ingest import topics
 from ingest.metrics import IngestMetrics
+from ingest.mqtt_client import LeanClient
 from ingest.payloads import DeviceEvent, Inbound, Parser, Refused, Status, Telemetry
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,9 @@ class Consumer:
     # ------------------------------------------------------------ MQTT
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5, manual_ack=True,
+            protocol=mqtt.MQTTv5, manual_ack=True, sink=self._on_publish,
         )
         client.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password or None)
         if self.settings.mqtt_tls:
@@ -123,7 +124,6 @@ class Consumer:
         client.reconnect_delay_set(0.1, 5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         return client
 
@@ -150,12 +150,10 @@ class Consumer:
         self.subscribed.clear()
         log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode(errors="replace")
-        self._buffer.append(Inbound(topic, msg.payload, msg.mid, datetime.now(UTC), self._session))
+    def _on_publish(self, published: list[tuple[bytes, bytes, int]]) -> None:
+        received_at = datetime.now(UTC)
+        session = self._session
+        self._buffer.extend([Inbound(_topic_text(t), p, mid, received_at, session) for t, p, mid in published])
 
     def _connect_broker(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -309,6 +307,7 @@ class Consumer:
         started = time.perf_counter()
         self._resolve(conn, messages)
         rows: list = []
+        stamps: list[int] = []
         dead: list[repo.DeadLetterRow] = []
         seen: dict[int, tuple[datetime, int | None]] = {}
         statuses: list[Status] = []
@@ -323,7 +322,8 @@ class Consumer:
                 accepted += 1
                 if out.rows:
                     rows += out.rows
-                    last = max(out.rows, key=_row_ts)
+                    stamps += out.ts_us
+                    last = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
                     newest.append(last[1])
                     prev = seen.get(out.device_id)
                     if prev is None or last[1] > prev[0]:
@@ -339,7 +339,7 @@ class Consumer:
             else:
                 accepted += 1
                 device_events.append(out)
-        stored = writer.write(rows) if rows else 0
+        stored = writer.write(rows, stamps) if rows else 0
         repo.insert_dead_letters(conn, dead)
         changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
         changes += [s for s in statuses if repo.set_status(conn, s)]
@@ -367,12 +367,9 @@ class Consumer:
 
     def _ack(self, messages: list[Inbound]) -> None:
         session = self._session
-        ack = self._client.ack
-        for m in messages:
-            # A message from an earlier connection is redelivered by the broker on this one; its
-            # old packet id may now name another message, so it must not be acknowledged here.
-            if m.session == session:
-                ack(m.mid, 1)
+        # A message from an earlier connection is redelivered by the broker on this one; its old
+        # packet id may now name another message, so it must not be acknowledged here.
+        self._client.ack_many([m.mid for m in messages if m.session == session and m.mid])
 
     def _count(self, r: BatchResult, received: int, statuses: int, stored_events: int, elapsed: float,
                committed: datetime, newest: list[datetime]) -> None:
@@ -392,6 +389,13 @@ class Consumer:
             observe = m.reading_age_seconds.observe
             for ts in newest:
                 observe((committed - ts).total_seconds())
+
+
+def _topic_text(topic: bytes) -> str:
+    try:
+        return topic.decode()
+    except UnicodeDecodeError:
+        return topic.decode(errors="replace")
 
 
 def _row_ts(row: tuple) -> datetime:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from fieldops.db.repo.ingest import DeviceRef
 from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
+from fieldops.db.repo.telemetry import PG_EPOCH_UNIX_US
 from fieldops.domain import DeviceModel
 from ingest import topics
 from ingest.topics import Channel
@@ -27,12 +31,15 @@ MAX_SEQ = 2**63 - 1
 EVENT_SEVERITIES = frozenset({"info", "warning", "error", "fault"})
 STATUSES = frozenset({"online", "offline"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_US = timedelta(microseconds=1)
+TOPIC_CACHE_SIZE = 100_000
+LATEST_REFRESH_S = 0.02
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):  # a named tuple: one is made per message, and that must be cheap
     """One MQTT message as received (``mid`` is what gets acknowledged after commit)."""
 
     topic: str
@@ -42,11 +49,11 @@ class Inbound:
     session: int = 0  # the broker connection it arrived on
 
 
-@dataclass(frozen=True, slots=True)
-class Telemetry:
+class Telemetry(NamedTuple):
     device_id: int
     rows: tuple[Row, ...]
     refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
+    ts_us: tuple[int, ...] = ()  # each row's ts in microseconds since 2000-01-01 UTC (for the writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,9 @@ class Parser:
         self._now = now
         self.max_payload_bytes = max_payload_bytes
         self.max_future_s = max_future_s
+        self._topics: dict[str, topics.DeviceTopic] = {}  # topic name -> parsed, for valid topics
+        self._latest_until = 0.0
+        self._latest_cached: tuple[datetime, int] = (_EPOCH, 0)
 
     def update_models(self, models: Mapping[str, DeviceModel]) -> None:
         self._models = {code: _model_slots(m) for code, m in models.items()}
@@ -126,10 +136,15 @@ class Parser:
     # ------------------------------------------------------------ whole messages
 
     def _parse(self, msg: Inbound) -> Outcome:
-        try:
-            where = topics.parse(msg.topic)
-        except topics.TopicError as exc:
-            raise PayloadError(f"topic: {exc}") from None
+        where = self._topics.get(msg.topic)
+        if where is None:
+            try:
+                where = topics.parse(msg.topic)
+            except topics.TopicError as exc:
+                raise PayloadError(f"topic: {exc}") from None
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            self._topics[msg.topic] = where
         if len(msg.payload) > self.max_payload_bytes:
             raise PayloadError(
                 f"payload: {len(msg.payload)} bytes is over the limit of {self.max_payload_bytes}"
@@ -156,17 +171,21 @@ class Parser:
             readings = doc
         else:
             raise PayloadError("payload: expected a reading object or a list of them")
-        now = self._now()
-        latest = now + timedelta(seconds=self.max_future_s)
+        latest, latest_ms = self._latest()
+        # Epoch milliseconds inside [installed, latest] need no further check (the hot path).
+        window = (device.installed_ms, latest_ms)
         rows: list[Row] = []
+        stamps: list[int] = []
         refused: list[tuple[str, bytes]] = []
         for i, reading in enumerate(readings):
             try:
-                rows.append(self._reading(reading, device, model, latest))
+                row, us = self._reading(reading, device, model, latest, window)
+                rows.append(row)
+                stamps.append(us)
             except ReadingError as exc:
                 where = f"readings[{i}]." if len(readings) > 1 else ""
                 refused.append((f"{where}{exc}", _dump(reading)))
-        return Telemetry(device.id, tuple(rows), tuple(refused))
+        return Telemetry(device.id, tuple(rows), tuple(refused), tuple(stamps))
 
     def _status(self, device: DeviceRef, payload: bytes) -> Status:
         text = payload.strip()
@@ -205,6 +224,17 @@ class Parser:
             raise PayloadError("event: extra fields hold a NUL character")
         return DeviceEvent(device.id, device.serial, ts, code, severity, extra)
 
+    def _latest(self) -> tuple[datetime, int]:
+        """The newest acceptable timestamp (and as epoch ms), from ``now()`` at most every 20 ms of
+        real time (so several hundred messages share one clock read; the 5-minute limit moves by
+        20 ms times the clock speed at most)."""
+        tick = time.monotonic()
+        if tick >= self._latest_until:
+            latest = self._now() + timedelta(seconds=self.max_future_s)
+            self._latest_cached = (latest, (latest - _EPOCH) // _MS)
+            self._latest_until = tick + LATEST_REFRESH_S
+        return self._latest_cached
+
     def _message_ts(self, value: object, device: DeviceRef, field: str) -> datetime:
         latest = self._now() + timedelta(seconds=self.max_future_s)
         try:
@@ -214,17 +244,25 @@ class Parser:
 
     # ------------------------------------------------------------ single readings (the hot path)
 
-    def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime) -> Row:
+    def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime,
+                 window: tuple[int, int]) -> tuple[Row, int]:
+        """The row and its ts in microseconds since 2000-01-01 UTC."""
         if type(reading) is not dict:
             raise ReadingError("reading: expected an object with ts, seq and metrics")
         if "device" in reading and reading["device"] != device.serial:
             raise PayloadError(
                 f"device: payload names {_show(reading['device'])} but the topic names {device.serial!r}"
             )
-        try:
-            ts = _timestamp(reading.get("ts"), device, latest)
-        except ReadingError as exc:
-            raise ReadingError(f"ts: {exc}") from None
+        value = reading.get("ts")
+        if type(value) is int and window[0] <= value <= window[1]:
+            ts = _EPOCH + _MS * value
+            us = value * 1000 - PG_EPOCH_UNIX_US
+        else:
+            try:
+                ts = _timestamp(value, device, latest)
+            except ReadingError as exc:
+                raise ReadingError(f"ts: {exc}") from None
+            us = (ts - _EPOCH) // _US - PG_EPOCH_UNIX_US
         seq = reading.get("seq")
         if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
             raise ReadingError(f"seq: expected a non-negative integer, not {_show(seq)}")
@@ -246,7 +284,7 @@ class Parser:
                     raise ReadingError(f"metrics.{name}: {value} is not a finite number")
                 raise ReadingError(f"metrics.{name}: {_show(value)} is outside [{lo}, {hi}]")
             vals[index] = float(value)
-        return (device.id, ts, seq, vals)
+        return (device.id, ts, seq, vals), us
 
 
 def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:
@@ -277,6 +315,12 @@ def _check_device(doc: dict, device: DeviceRef) -> None:
 
 
 def _json(payload: bytes) -> object:
+    """The document; orjson first (fast, strict), the standard library for whatever it refuses,
+    so that NaN, huge integers and the error texts are the same either way."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(payload.decode())
     except UnicodeDecodeError:

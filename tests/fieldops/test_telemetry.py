@@ -139,3 +139,37 @@ def test_partitions_created_ahead_and_dropped_past_retention(db, pump):
     assert result["dropped"] >= 1
     assert T0.date() not in schema.existing_partitions(db)
     assert telemetry.count(db, pump.id) == 0
+
+
+def test_a_batch_with_no_stored_readings_is_copied_straight_into_the_table(db, pump):
+    writer = telemetry.TelemetryWriter(db)
+    writer.write(_rows(pump.id, 5))
+    db.commit()
+    assert (writer.direct_batches, telemetry.count(db, pump.id)) == (1, 5)
+
+
+def test_after_a_conflict_the_batch_is_staged_and_the_transaction_stays_usable(db, pump):
+    writer = telemetry.TelemetryWriter(db)
+    writer.write(_rows(pump.id, 3))
+    db.commit()
+    db.execute("CREATE TEMP TABLE marker (x int)")
+    db.execute("INSERT INTO marker VALUES (1)")  # written in the same transaction, before the conflict
+    assert writer.write(_rows(pump.id, 6)) == 3
+    db.commit()
+    assert (writer.direct_batches, telemetry.count(db, pump.id), db.execute("SELECT x FROM marker").fetchone()[0]) \
+        == (1, 6, 1)
+
+
+def test_timestamps_given_in_microseconds_store_the_same_rows(db, pump):
+    rows = _rows(pump.id, 3)
+    pg_epoch = T0.replace(year=2000, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    stamps = [(r[1] - pg_epoch) // timedelta(microseconds=1) for r in rows]
+    telemetry.TelemetryWriter(db).write(rows, stamps)
+    db.commit()
+    got = telemetry.read_range(db, pump.id, T0, T0 + timedelta(hours=1))
+    assert [r.ts for r in got] == [r[1] for r in rows]
+
+
+def test_timestamps_in_microseconds_must_match_the_rows_one_to_one(db, pump):
+    with pytest.raises(ValueError, match="ts_us"):
+        telemetry.TelemetryWriter(db).write(_rows(pump.id, 3), [0, 1])

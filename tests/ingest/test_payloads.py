@@ -28,7 +28,15 @@ def _one(ts=None, **metrics):
 
 def test_metrics_land_in_their_model_slots(parser):
     out = parser.parse(_msg(_one(current_a=4, temp_c=21.5)))
-    assert out == Telemetry(7, ((7, T0, 3, [21.5, None, 4.0]),))
+    assert out[:2] == Telemetry(7, ((7, T0, 3, [21.5, None, 4.0]),))[:2]
+
+
+@pytest.mark.parametrize("stamp", ["iso", "epoch_ms"])
+def test_each_row_comes_with_its_timestamp_in_postgres_microseconds(parser, stamp):
+    ts = T0 + timedelta(milliseconds=1234)
+    value = ts.isoformat() if stamp == "iso" else int(ts.timestamp() * 1000)
+    out = parser.parse(_msg(_one(ts=value)))
+    assert (out.rows[0][1], out.ts_us) == (ts, ((ts - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),))
 
 
 @pytest.mark.parametrize(("metrics", "field"), [

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,6 +19,11 @@ class DeviceRef:
     serial: str
     model_code: str
     installed_at: datetime
+    installed_ms: int = field(init=False, compare=False)  # first epoch millisecond not before it
+
+    def __post_init__(self) -> None:
+        ms = -((datetime(1970, 1, 1, tzinfo=UTC) - self.installed_at) // timedelta(milliseconds=1))
+        object.__setattr__(self, "installed_ms", ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ Row = tuple[int, datetime, int | None, Sequence[float | None]]  # device_id, ts,
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's binary timestamp origin
+PG_EPOCH_UNIX_US = 946_684_800_000_000  # _PG_EPOCH in microseconds since 1970-01-01 UTC
 _US = timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
 _DAY_US = 86_400_000_000
@@ -34,6 +35,15 @@ def _seq_order(seq: int | None) -> tuple[bool, int]:
     return (seq is None, seq or 0)  # lowest seq first, NULL last (as ORDER BY seq)
 
 
+def _has_repeats(device: np.ndarray, ts_us: np.ndarray) -> bool:
+    """Whether any (device, ts) pair occurs twice (vectorised: sort, compare neighbours)."""
+    if len(device) < 2:
+        return False
+    order = np.lexsort((ts_us, device))
+    d, t = device[order], ts_us[order]
+    return bool(((d[1:] == d[:-1]) & (t[1:] == t[:-1])).any())
+
+
 @dataclass(slots=True)
 class _Batch:
     """One batch of readings, deduplicated on (device, ts), as numpy columns.
@@ -48,28 +58,28 @@ class _Batch:
     width: np.ndarray  # int64 metric slots per row
 
     @classmethod
-    def of(cls, rows: list[Row]) -> _Batch | None:
+    def of(cls, rows: list[Row], ts_us: Sequence[int] | None = None) -> _Batch | None:
         if not rows:
             return None
-        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows]
-        keys = list(zip([r[0] for r in rows], ts_us, strict=True))
-        if len(set(keys)) != len(keys):
+        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows] if ts_us is None else list(ts_us)
+        device = np.fromiter([r[0] for r in rows], np.int64, len(rows))
+        stamps = np.array(ts_us, dtype=np.int64)
+        if _has_repeats(device, stamps):
             best: dict[tuple[int, int], int] = {}
-            for i, key in enumerate(keys):
+            for i, key in enumerate(zip(device.tolist(), ts_us, strict=True)):
                 j = best.get(key)
                 if j is None or _seq_order(rows[i][2]) < _seq_order(rows[j][2]):
                     best[key] = i
             keep = sorted(best.values())
             rows = [rows[i] for i in keep]
-            ts_us = [ts_us[i] for i in keep]
+            device, stamps = device[keep], stamps[keep]
         vals = [r[3] for r in rows]
         width = np.fromiter((len(v) for v in vals), np.int64, len(vals))
         widest = int(width.max())
         if widest and int(width.min()) != widest:
             vals = [list(v) + [None] * (widest - len(v)) for v in vals]
         matrix = np.array(vals, dtype=np.float64).reshape(len(rows), widest)  # None -> NaN
-        return cls(rows, np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                   np.array(ts_us, dtype=np.int64), matrix.astype(np.float32).astype(np.float64), width)
+        return cls(rows, device, stamps, matrix.astype(np.float32).astype(np.float64), width)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -161,10 +171,20 @@ class TelemetryWriter:
     dropped, in the batch and against what is stored. Rows are encoded into one binary COPY buffer
     with numpy; on plain PostgreSQL the hourly rollup of exactly the inserted rows is aggregated
     here (numpy) and merged with one upsert (TimescaleDB's continuous aggregate needs nothing).
+
+    Redeliveries are rare (after a consumer or broker fault), so a batch is first COPied straight
+    into ``telemetry`` inside a savepoint; only if that hits a stored (device, ts) is it rolled
+    back to the savepoint and written through the staging table, which skips the stored rows.
+    After such a conflict the next ``STAGED_AFTER_CONFLICT`` batches go through staging at once
+    (a redelivery burst spans several batches). A connection in autocommit mode always stages.
     """
+
+    STAGED_AFTER_CONFLICT = 20
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+        self._staged_left = 0  # batches still to write through staging after a conflict
+        self.direct_batches = 0  # batches written by the direct COPY (for tests and metrics)
         self._flavor = schema.flavor(conn)
         self._flush = schema.flush_stage_sql(self._flavor)
         self._merge = schema.merge_rollup_stage_sql()
@@ -173,25 +193,53 @@ class TelemetryWriter:
         if not conn.autocommit:
             conn.commit()
 
-    def write(self, rows: Iterable[Row]) -> int:
-        batch = _Batch.of(list(rows))
+    def write(self, rows: Iterable[Row], ts_us: Sequence[int] | None = None) -> int:
+        """Store the rows; ``ts_us``, when the caller has it, is each row's ``ts`` as microseconds
+        since 2000-01-01 UTC (PostgreSQL's epoch), which saves converting the datetimes."""
+        rows = list(rows)
+        if ts_us is not None and len(ts_us) != len(rows):
+            raise ValueError(f"ts_us: {len(ts_us)} values for {len(rows)} rows")
+        batch = _Batch.of(rows, ts_us)
         if batch is None:
             return 0
         if self._flavor is schema.Flavor.POSTGRES:
             days = set(np.unique(batch.ts_us // _DAY_US).tolist())
             if not days <= self._days:
                 self._ensure(days)
+        buffer = batch.copy_buffer()
+        rollup = self._flavor is schema.Flavor.POSTGRES
         with self.conn.cursor() as cur:
-            with cur.copy(
-                "COPY telemetry_stage (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.write(batch.copy_buffer())
-            rollup = self._flavor is schema.Flavor.POSTGRES
-            inserted, keys = cur.execute(self._flush, (len(batch),) if rollup else None).fetchone()
+            if self._direct(cur, buffer):
+                inserted, keys = len(batch), None
+            else:
+                with cur.copy(
+                    "COPY telemetry_stage (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(buffer)
+                inserted, keys = cur.execute(self._flush, (len(batch),) if rollup else None).fetchone()
+                cur.execute("TRUNCATE telemetry_stage")
             if rollup and inserted:
                 self._merge_rollup(cur, batch.subset(keys) if keys is not None else batch)
-            cur.execute("TRUNCATE telemetry_stage")
         return int(inserted)
+
+    def _direct(self, cur: psycopg.Cursor, buffer: bytes) -> bool:
+        """COPY the batch straight into ``telemetry``; False (and nothing written) on a conflict."""
+        if self.conn.autocommit:
+            return False
+        if self._staged_left:
+            self._staged_left -= 1
+            return False
+        cur.execute("SAVEPOINT telemetry_direct")
+        try:
+            with cur.copy("COPY telemetry (device_id, ts, seq, vals) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(buffer)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT telemetry_direct")
+            self._staged_left = self.STAGED_AFTER_CONFLICT
+            return False
+        cur.execute("RELEASE SAVEPOINT telemetry_direct")
+        self.direct_batches += 1
+        return True
 
     def _merge_rollup(self, cur: psycopg.Cursor, batch: _Batch) -> None:
         with cur.copy(schema.COPY_ROLLUP_STAGE) as copy:
