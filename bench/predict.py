@@ -25,7 +25,8 @@ from fieldops.db.migrate import migrate
 from fieldops.runtime.postgres import LocalPostgres
 from predict import data, pipeline, registry, scorer
 from predict import features as F
-from simulators import seed
+from predict import model as M
+from simulators import seed, store
 from simulators.backfill import backfill
 from simulators.history import JobHistory
 
@@ -46,6 +47,9 @@ def main() -> int:
     ap.add_argument("--pg-dir", type=Path, help="keep the cluster here and reuse its backfill")
     ap.add_argument("--plots", type=Path, default=Path("var/predict/plots"))
     ap.add_argument("--estimators", nargs="+")
+    ap.add_argument("--warning-h", type=float, default=72.0, help="simulator degradation phase (hours)")
+    ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
+    ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
     args = ap.parse_args()
     tmp = None
     if args.pg_dir is None:
@@ -69,7 +73,7 @@ def main() -> int:
                 conn.commit()
                 log(f"backfilling {args.devices} devices x {args.days:g} days")
                 result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                                  seed=11, end=END, recorder=JobHistory(conn))
+                                  seed=11, end=END, recorder=JobHistory(conn), warning_h=args.warning_h)
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
@@ -77,7 +81,8 @@ def main() -> int:
             conn.execute("DELETE FROM model_registry")
             conn.commit()
             run, version, promoted = pipeline.train_db(
-                conn, days=args.days, plot_dir=args.plots, estimators=args.estimators, progress=log)
+                conn, days=args.days, plot_dir=args.plots, estimators=args.estimators, progress=log,
+                horizon_h=args.horizon_h, every=args.every)
             conn.commit()
             model = run.result.model
             ids = data.active_device_ids(conn, END - scorer.timedelta(hours=scorer.ACTIVE_WITHIN_H))
@@ -104,14 +109,22 @@ def main() -> int:
                     passes.append(time.perf_counter() - t)
                 bulk_s = passes[-1]
             entry = registry.load(conn, version)[0]
-        m, b = model.metrics, model.metrics["baseline"]
+            sudden = _sudden_failures(conn)
+            ids_of = run.result.test.grid.device_ids
+            warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, sudden)
+            b_warned, b_abrupt = split_outcomes(run.baseline["outcomes"], ids_of, sudden)
+        m, b = model.metrics, run.baseline
         out = {
-            "devices": args.devices, "days": args.days, "failures": len(run.result.test.failures),
-            "test_failures": m["failures"], "estimator": model.estimator,
-            "pr_auc": round(m["pr_auc"], 3), "precision": round(m["precision"], 3),
-            "recall": round(m["recall"], 3), "median_lead_h": round(m["median_lead"], 1),
-            "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b["recall"], 3),
-            "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b["median_lead"], 1),
+            "devices": args.devices, "days": args.days, "warning_h": args.warning_h,
+            "horizon_h": args.horizon_h, "failures": len(run.result.test.failures),
+            "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
+            "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
+            "median_lead_h": round(warned["median_lead"], 1),
+            "test_failures_warned": warned["failures"], "test_failures_sudden": abrupt["failures"],
+            "recall_sudden": round(abrupt["recall"], 3), "recall_all": round(m["recall"], 3),
+            "alert_episodes": m["alerts"],
+            "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b_warned["recall"], 3),
+            "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b_warned["median_lead"], 1),
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),
             "rul_rmse_h": round(m["rul_rmse"], 1), "train_s": round(m["train_s"], 1),
             "comparison_pr_auc": {k: round(v, 3) for k, v in run.result.comparison.items()},
@@ -125,6 +138,23 @@ def main() -> int:
         if tmp is not None:
             tmp.cleanup()
     return 0
+
+
+def _sudden_failures(conn: psycopg.Connection) -> set[tuple[int, int]]:
+    """(device id, failure minute) of the failures that came without a degradation phase, from
+    the simulator's ground truth (evaluation only: the model never sees it)."""
+    return {(f.device_id, round(f.failed_at.timestamp() / 60)) for f in store.failures(conn)
+            if f.onset_at >= f.failed_at}
+
+
+def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
+                   sudden: set[tuple[int, int]]) -> tuple[dict, dict]:
+    """Event figures for the failures with a degradation phase and for the sudden ones."""
+    def is_sudden(o: M.FailureOutcome) -> bool:
+        return (int(device_ids[o.device_index]), round(o.time * 60)) in sudden
+
+    return (M.summarise([o for o in outcomes if not is_sudden(o)], 0, 0),
+            M.summarise([o for o in outcomes if is_sudden(o)], 0, 0))
 
 
 if __name__ == "__main__":

@@ -85,3 +85,23 @@ def test_fleet_relative_values_remove_what_all_units_share():
 def test_fleet_relative_values_need_enough_peers():
     rel = F.fleet_relative(np.ones((3, 2, 1)), np.zeros(3, dtype=int), min_devices=5)
     assert np.isnan(rel).all()
+
+
+def test_scoring_one_step_per_device_gives_the_training_features():
+    """The scoring path (matrix products over each device's last steps) equals prefix sums."""
+    rng = np.random.default_rng(3)
+    d, t = 4, 40
+    values = rng.normal(10.0, 2.0, (d, t, 2)) + np.arange(t)[None, :, None] * 0.1
+    values[rng.random(values.shape) < 0.1] = np.nan
+    grid = F.Grid(
+        device_ids=np.arange(d), values=values, time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(),
+        counts=np.zeros((d, t, 0)), resets=[np.array([]), np.array([35.0]), np.array([3.0]), np.array([])],
+        installed=np.full(d, -5.0), group=np.zeros(d, dtype=np.int64),
+    )
+    spec = F.FeatureSpec(windows=(3, 8), extreme_windows=(3,), baseline_lookback=12, baseline_len=5,
+                         count_windows=(4,), n_slots=2)
+    last = np.full(d, t - 1)
+    scored = F.compute(grid, spec, np.arange(d), last)
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    trained = F.compute(grid, spec, dev, step)[step == t - 1]
+    assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
