@@ -102,9 +102,10 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
         cur.execute(query, (start, end, ids.tolist()))
         rows = cur.fetchall()
     if rows:
-        dev_idx = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+        dev_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        dev_idx = np.searchsorted(ids, dev_ids)  # ids are sorted
         hour_idx = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)) - h0
-        vals = np.array([[np.nan if v is None else v for v in r[2]] for r in rows], dtype=np.float64)
+        vals = np.array([r[2] for r in rows], dtype=np.float64)  # NULL (no reading) -> NaN
         values[dev_idx, hour_idx] = vals
     grid_time = np.broadcast_to(np.arange(h0 + 1, h0 + t + 1, dtype=np.float64), (len(ids), t)).copy()
     installed = np.array([hours(r[2]) for r in devs], dtype=np.float64)
