@@ -154,6 +154,10 @@ def informative_columns(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero(finite.any(axis=0) & (hi > lo))
 
 
+NEAR_HORIZONS = 3.0
+NEGATIVE_SHARE = 0.3
+
+
 def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
     """Estimators compared on the validation devices; class imbalance handled by class weights."""
     return {
@@ -321,7 +325,11 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     val = validation_devices(train_ds, share=0.25)[train_ds.dev]
-    fit_rows, val_rows = keep & ~val, keep & val
+    # Negatives far from any failure are alike: keep all within NEAR_HORIZONS horizons of one
+    # and a random NEGATIVE_SHARE of the rest for fitting (validation keeps every row).
+    near = ~np.isnan(train_ds.labels.ttf) & (train_ds.labels.ttf <= NEAR_HORIZONS * ds.horizon)
+    sampled = y | near | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
+    fit_rows, val_rows = keep & ~val & sampled, keep & val
     if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
         raise ValueError(
             f"too few failures to train: {int(y[keep].sum())} positive samples "
@@ -349,7 +357,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     cap = rul_cap if rul_cap is not None else 2.0 * ds.horizon
     rul_target = np.where(np.isnan(ttf), cap, np.minimum(ttf, cap))
     reg = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.08, random_state=seed)
-    reg.fit(x_tr[keep], rul_target[keep])
+    reg.fit(x_tr[keep & sampled], rul_target[keep & sampled])
     modes = sorted({m for m in train_ds.labels.mode[keep & y] if m})
     mode_clf = None
     if len(modes) > 1:
