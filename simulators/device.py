@@ -26,7 +26,6 @@ GAP_MEAN_GAP_S = 20 * DAY_S  # communication gaps: whole readings missing
 GAP_MEAN_S = 40 * 60.0
 LOAD_NOISE_SD = 0.05
 VISIBLE_AT = 0.8  # health at which the degradation phase starts
-EARLY_SHARE = 0.1  # share of an effect that drifts with hidden wear, before the phase
 PHASE_REGULARITY = 12.0  # gamma shape over the degradation phase
 PHASE_SPREAD = 0.25  # unit-to-unit log-sd of the phase length
 DEFAULT_WARNING_H = 72.0
@@ -255,8 +254,7 @@ class DeviceSim:
         for j, ms in enumerate(self.spec.modes):
             for e, eff in enumerate(ms.effects):
                 i = self.spec.metric_index(eff.metric)
-                level = (EARLY_SHARE * np.minimum(health[:, j], 1.0)
-                         + (1.0 - EARLY_SHARE) * self.phase_progress(health[:, j]) ** eff.power)
+                level = self.phase_progress(health[:, j]) ** eff.power
                 shift = eff.magnitude * self.effect_scale[j][e] * level
                 if eff.load_scaled:
                     shift = shift * running

@@ -28,11 +28,11 @@ class MetricPhysics:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """How a failure mode shifts one metric: ``magnitude * (0.1 * h + 0.9 * s ** power)``.
+    """How a failure mode shifts one metric: ``magnitude * s ** power``.
 
-    ``h`` is the hidden health (0..1, a faint drift over weeks) and ``s`` the progress through the
-    degradation phase (0 until it starts, 1 at failure), so most of the shift comes in the last
-    days. A small power rises early in the phase, a large one only close to failure. With
+    ``s`` is the progress through the degradation phase (0 until it starts, 1 at failure), so the
+    shift comes in the last days; hidden wear before the phase does not show in the readings. A
+    small power rises early in the phase, a large one only close to failure. With
     ``load_scaled`` the shift is proportional to the current load (e.g. extra current).
     """
 
