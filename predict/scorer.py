@@ -81,7 +81,7 @@ def explain(x_row: np.ndarray, names: list[str], slot_names: list[str], spec: F.
             continue
         change = (mean - base) / abs(base)
         findings.append((strength, f"{metric} {_fmt_pct(change)} over {long_label} "
-                                   f"({mean:.3g} vs {base:.3g} after the last service)"))
+                                   f"({mean:.3g} vs {base:.3g} normal for this unit)"))
     for k, label in enumerate(data.COUNT_SEVERITIES[: spec.n_counts]):
         key = f"c{k}:count_24"
         if key in col and x_row[col[key]] > 0 and label != "fault":

@@ -98,7 +98,7 @@ def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
     for k, v in values.items():
         x[names.index(k)] = v
     text = scorer.explain(x, names, ["oil_temp_c", "vibration_mm_s"], spec)
-    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 after the last service)")
+    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 normal for this unit)")
     assert "3 error events in 24 h" in text
 
 
@@ -128,3 +128,17 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
     assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
     assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
+
+
+def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    TelemetryWriter(db).write([(dev.id, T0 + timedelta(minutes=10), 1, [1.0, None, 7.0]),
+                               (dev.id, T0 + timedelta(minutes=20), 2, [3.0, None, 7.0]),
+                               (dev.id, T0 + timedelta(minutes=70), 3, [5.0, 4.0, None])])
+    db.commit()
+    fleet = data.load(db, T0 - timedelta(hours=1), T0 + timedelta(hours=3), [dev.id], n_slots=3)
+    first = fleet.grid.values[0, 1:3]  # the hours starting at T0 and T0 + 1 h
+    assert np.array_equal(first, np.array([[2.0, np.nan, 7.0], [5.0, 4.0, np.nan]]), equal_nan=True)
+    assert np.isnan(fleet.grid.values[0, [0, 3]]).all()
