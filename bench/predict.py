@@ -1,6 +1,6 @@
 """Prediction bench: backfill simulator history, train, evaluate on held-out devices, score.
 
-``python -m bench.predict [--devices 500 --days 90]`` starts a private PostgreSQL (or reuses
+``python -m bench.predict [--devices 300 --days 90]`` starts a private PostgreSQL (or reuses
 ``--pg-dir`` with its data), seeds the fleet, backfills history (repairs and preventive visits
 recorded as completed jobs through the service layer), trains with the hold-out evaluation
 and the threshold-rule baseline, then scores every device. Prints one JSON line.
@@ -41,7 +41,7 @@ def log(msg: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--devices", type=int, default=300)
     ap.add_argument("--days", type=float, default=90)
     ap.add_argument("--resolution-s", type=int, default=600)
     ap.add_argument("--pg-dir", type=Path, help="keep the cluster here and reuse its backfill")
@@ -109,20 +109,21 @@ def main() -> int:
                     passes.append(time.perf_counter() - t)
                 bulk_s = passes[-1]
             entry = registry.load(conn, version)[0]
-            sudden = _sudden_failures(conn)
+            truth = _truth(conn)
             ids_of = run.result.test.grid.device_ids
-            warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, sudden)
-            b_warned, b_abrupt = split_outcomes(run.baseline["outcomes"], ids_of, sudden)
+            warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)
+            b_warned, _ = split_outcomes(run.baseline["outcomes"], ids_of, truth)
+            modes = by_mode(model.metrics["outcomes"], ids_of, truth)
         m, b = model.metrics, run.baseline
         out = {
-            "devices": args.devices, "days": args.days, "warning_h": args.warning_h,
+            "devices": len(run.result.test.grid.device_ids), "days": args.days, "warning_h": args.warning_h,
             "horizon_h": args.horizon_h, "failures": len(run.result.test.failures),
             "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
             "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
             "median_lead_h": round(warned["median_lead"], 1),
             "test_failures_warned": warned["failures"], "test_failures_sudden": abrupt["failures"],
             "recall_sudden": round(abrupt["recall"], 3), "recall_all": round(m["recall"], 3),
-            "alert_episodes": m["alerts"],
+            "alert_episodes": m["alerts"], "caught_by_mode": modes,
             "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b_warned["recall"], 3),
             "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b_warned["median_lead"], 1),
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),
@@ -140,21 +141,37 @@ def main() -> int:
     return 0
 
 
-def _sudden_failures(conn: psycopg.Connection) -> set[tuple[int, int]]:
-    """(device id, failure minute) of the failures that came without a degradation phase, from
-    the simulator's ground truth (evaluation only: the model never sees it)."""
-    return {(f.device_id, round(f.failed_at.timestamp() / 60)) for f in store.failures(conn)
-            if f.onset_at >= f.failed_at}
+def _truth(conn: psycopg.Connection) -> dict[tuple[int, int], store.FailureTruth]:
+    """The simulator's ground truth per (device id, failure minute); evaluation only, the model
+    never sees it. A failure whose phase start equals its time was sudden."""
+    return {(f.device_id, round(f.failed_at.timestamp() / 60)): f for f in store.failures(conn)}
+
+
+def _truth_of(o: M.FailureOutcome, device_ids: np.ndarray, truth: dict) -> store.FailureTruth | None:
+    return truth.get((int(device_ids[o.device_index]), round(o.time * 60)))
 
 
 def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
-                   sudden: set[tuple[int, int]]) -> tuple[dict, dict]:
+                   truth: dict) -> tuple[dict, dict]:
     """Event figures for the failures with a degradation phase and for the sudden ones."""
     def is_sudden(o: M.FailureOutcome) -> bool:
-        return (int(device_ids[o.device_index]), round(o.time * 60)) in sudden
+        f = _truth_of(o, device_ids, truth)
+        return f is not None and f.onset_at >= f.failed_at
 
     return (M.summarise([o for o in outcomes if not is_sudden(o)], 0, 0),
             M.summarise([o for o in outcomes if is_sudden(o)], 0, 0))
+
+
+def by_mode(outcomes: list[M.FailureOutcome], device_ids: np.ndarray, truth: dict) -> dict[str, str]:
+    """Caught / eligible failures with a degradation phase, per failure mode."""
+    counts: dict[str, list[int]] = {}
+    for o in outcomes:
+        f = _truth_of(o, device_ids, truth)
+        if o.eligible and f is not None and f.onset_at < f.failed_at:
+            c = counts.setdefault(f.mode, [0, 0])
+            c[0] += o.caught
+            c[1] += 1
+    return {mode: f"{c}/{n}" for mode, (c, n) in sorted(counts.items())}
 
 
 if __name__ == "__main__":

@@ -298,6 +298,8 @@ def feature_names(spec: FeatureSpec) -> list[str]:
         if spec.fleet:
             names += [f"m{m}:fleet_{w}" for w in spec.windows]
             names += [f"m{m}:fleet_shift_{w}" for w in spec.windows]
+    for w in spec.windows:
+        names += [f"all:max_z_{w}", f"all:max_trend_{w}", f"all:rms_z_{w}"]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
     return names
@@ -312,8 +314,10 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     from the baseline in baseline standard deviations (z) and the change over the window along
     the least-squares slope, also in baseline standard deviations (trend); min and max over short
     windows as z; the fleet-relative mean per window (see :func:`fleet_relative`) and its shift
-    from the device's own fleet-relative baseline. Then event counts per window, the device's age, the time since its last reset
-    and the share of the last 24 steps with data.
+    from the device's own fleet-relative baseline (only with ``spec.fleet``). Across slots per
+    window: the largest |z|, the largest |trend| and the root mean square of z. Then event counts
+    per window, the device's age, the time since its last reset and the share of the last 24
+    steps with data.
     """
     dev = np.asarray(dev, dtype=np.int64)
     step = np.asarray(step, dtype=np.int64)
@@ -376,6 +380,15 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 for w in spec.windows:  # against the fleet, relative to the device's own baseline
                     out[:, col] = fleet[w][:, m] - fleet_base[:, m]
                     col += 1
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all slots empty gives NaN, as wanted
+        for w in spec.windows:  # across slots: any metric departing, whichever model and slot
+            z = np.abs(per_window[w]["mean"] - base["mean"]) / scale
+            trend = np.abs(per_window[w]["slope"]) * (w - 1) / scale
+            out[:, col] = np.nanmax(z, axis=1)
+            out[:, col + 1] = np.nanmax(trend, axis=1)
+            out[:, col + 2] = np.sqrt(np.nanmean(z * z, axis=1))
+            col += 3
     if spec.n_counts:
         csum = _cumsum(grid.counts[:, :, : spec.n_counts])
         for k in range(spec.n_counts):

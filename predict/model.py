@@ -166,7 +166,7 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
             early_stopping=False, random_state=seed),
         "logistic_regression": lambda: make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
-            LogisticRegression(class_weight="balanced", max_iter=500)),
+            LogisticRegression(class_weight="balanced", max_iter=2000)),
         "random_forest": lambda: make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
             RandomForestClassifier(n_estimators=80, min_samples_leaf=5, class_weight="balanced_subsample",

@@ -105,3 +105,18 @@ def test_scoring_one_step_per_device_gives_the_training_features():
     dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
     trained = F.compute(grid, spec, dev, step)[step == t - 1]
     assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+def test_across_slots_the_largest_and_rms_departure_are_taken():
+    slot0 = [1, 2, 1, 2, 5, 5, 5]
+    values = np.array([slot0, [1.0] * 7]).T.reshape(1, 7, 2)
+    grid = F.Grid(device_ids=np.array([1]), values=values, time=np.arange(7, dtype=float).reshape(1, 7),
+                  counts=np.zeros((1, 7, 0)), resets=[np.array([])], installed=np.array([0.0]),
+                  group=np.array([0]))
+    spec = F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=7, baseline_len=4,
+                         count_windows=(2,), n_slots=2)
+    f = dict(zip(F.feature_names(spec), F.compute(grid, spec, np.array([0]), np.array([6]))[0], strict=True))
+    z0 = (5.0 - 1.5) / (math.sqrt(1 / 3) + 1e-3 * 1.5)  # slot 1 is flat: z 0
+    assert f["all:max_z_3"] == pytest.approx(z0, rel=1e-5)
+    assert f["all:rms_z_3"] == pytest.approx(z0 / math.sqrt(2), rel=1e-5)
+    assert f["all:max_trend_3"] == pytest.approx(0.0, abs=1e-6)
