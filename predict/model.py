@@ -130,6 +130,16 @@ class FailureModel:
         rul = np.clip(self.regressor.predict(x), 0.0, self.rul_cap)
         return p, rul
 
+    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P(failure), RUL and the most likely failure mode per row; the mode (one more model) is
+        worked out only where the risk is at least half the threshold, '' elsewhere."""
+        p, rul = self.predict(x)
+        mode = np.full(len(x), "", dtype=object)
+        risky = np.flatnonzero(p >= self.threshold / 2)
+        if self.modes and len(risky):
+            mode[risky] = np.asarray(self.modes, dtype=object)[np.argmax(self.mode_proba(x[risky]), axis=1)]
+        return p, rul, mode
+
     def mode_proba(self, x: np.ndarray) -> np.ndarray:
         """P(mode | failure) per row, columns in ``modes`` order."""
         if self.mode_classifier is None:

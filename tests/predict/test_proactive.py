@@ -142,3 +142,22 @@ def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
     first = fleet.grid.values[0, 1:3]  # the hours starting at T0 and T0 + 1 h
     assert np.array_equal(first, np.array([[2.0, np.nan, 7.0], [5.0, 4.0, np.nan]]), equal_nan=True)
     assert np.isnan(fleet.grid.values[0, [0, 3]]).all()
+
+
+def test_the_failure_mode_is_named_only_where_the_risk_is_at_least_half_the_threshold():
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LogisticRegression
+
+    from predict import features as F
+    from predict.model import FailureModel
+
+    x = np.array([[0.0], [1.0], [2.0], [3.0]] * 5)
+    y = np.array([0, 0, 1, 1] * 5)
+    clf = LogisticRegression(C=100.0).fit(x, y)
+    modes = LogisticRegression().fit(x[y == 1], np.array(["bearing_wear", "oil_leak"] * 5))
+    model = FailureModel(F.FeatureSpec(n_slots=1), clf, DummyRegressor().fit(x, y), modes,
+                         [str(c) for c in modes.classes_], threshold=0.9, horizon=72.0, rul_cap=144.0,
+                         estimator="logistic_regression")
+    p, _, mode = model.score(np.array([[0.0], [3.0]]))
+    assert p[0] < 0.45 and p[1] >= 0.45
+    assert mode[0] == "" and mode[1] in ("bearing_wear", "oil_leak")
