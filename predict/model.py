@@ -119,6 +119,7 @@ class FailureModel:
     metric_names: list[list[str]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     columns: np.ndarray | None = None  # the feature columns the estimators use
+    group_modes: dict[int, list[str]] = field(default_factory=dict)  # modes seen per device model
 
     def select(self, x: np.ndarray) -> np.ndarray:
         return x if self.columns is None else x[:, self.columns]
@@ -137,7 +138,17 @@ class FailureModel:
         mode = np.full(len(x), "", dtype=object)
         risky = np.flatnonzero(p >= self.threshold / 2)
         if self.modes and len(risky):
-            mode[risky] = np.asarray(self.modes, dtype=object)[np.argmax(self.mode_proba(x[risky]), axis=1)]
+            proba = self.mode_proba(x[risky])
+            if self.group_modes:  # only modes this device model has failed with in training
+                allowed = np.zeros_like(proba, dtype=bool)
+                for r, g in enumerate(x[risky, 0]):
+                    allowed[r] = [m in self.group_modes.get(int(g), ()) for m in self.modes]
+                proba = np.where(allowed, proba, -1.0)
+                named = allowed.any(axis=1)
+            else:
+                named = np.ones(len(risky), dtype=bool)
+            best = np.asarray(self.modes, dtype=object)[np.argmax(proba, axis=1)]
+            mode[risky] = np.where(named, best, "")
         return p, rul, mode
 
     def mode_proba(self, x: np.ndarray) -> np.ndarray:
@@ -375,10 +386,14 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         mode_clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
         mode_clf.fit(x_tr[rows], train_ds.labels.mode[rows].astype(str))
         modes = [str(c) for c in mode_clf.classes_]
+    group_modes: dict[int, list[str]] = {}
+    for g, m in zip(ds.grid.group[train_ds.dev[keep & y]], train_ds.labels.mode[keep & y], strict=True):
+        if m and m not in group_modes.setdefault(int(g), []):
+            group_modes[int(g)].append(str(m))
     model = FailureModel(
         spec=spec, classifier=calibrated, regressor=reg, mode_classifier=mode_clf, modes=modes,
         threshold=threshold, horizon=ds.horizon, rul_cap=cap, estimator=best,
-        metric_names=ds.grid.slot_names, columns=columns,
+        metric_names=ds.grid.slot_names, columns=columns, group_modes=group_modes,
     )
     train_s = time.perf_counter() - started
     model.metrics = evaluate(model, test_ds, x_te)

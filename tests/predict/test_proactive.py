@@ -161,3 +161,19 @@ def test_the_failure_mode_is_named_only_where_the_risk_is_at_least_half_the_thre
     p, _, mode = model.score(np.array([[0.0], [3.0]]))
     assert p[0] < 0.45 and p[1] >= 0.45
     assert mode[0] == "" and mode[1] in ("bearing_wear", "oil_leak")
+
+
+def test_the_failure_mode_is_one_the_device_model_has_failed_with():
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    from predict import features as F
+    from predict.model import FailureModel
+
+    x = np.array([[0.0], [1.0]] * 4)  # column 0 is the device model group
+    always_fails = DummyClassifier(strategy="constant", constant=1).fit(x, [0, 1] * 4)
+    says_bearing = DummyClassifier(strategy="prior").fit(x, ["bearing_wear"] * 6 + ["oil_leak"] * 2)
+    model = FailureModel(F.FeatureSpec(n_slots=1), always_fails, DummyRegressor().fit(x, [1.0] * 8),
+                         says_bearing, ["bearing_wear", "oil_leak"], threshold=0.5, horizon=72.0,
+                         rul_cap=144.0, estimator="dummy", group_modes={0: ["bearing_wear"], 1: ["oil_leak"]})
+    _, _, mode = model.score(np.array([[0.0], [1.0]]))
+    assert list(mode) == ["bearing_wear", "oil_leak"]
