@@ -34,7 +34,7 @@ class FeatureSpec:
     n_slots: int = 8
     n_counts: int = 0
     fleet_min_devices: int = 5  # fleet-relative features need this many peers reporting at a step
-    fleet: bool = False  # fleet-relative features (depend on which devices are scored together)
+    fleet: bool = True  # features against the model's fleet centre (see fleet_centre)
 
     @property
     def history(self) -> int:
@@ -265,25 +265,46 @@ def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndar
     return mins, maxs
 
 
-def fleet_relative(values: np.ndarray, group: np.ndarray, min_devices: int) -> np.ndarray:
-    """Each reading against the same model's fleet at the same step: (x - mean) / scale, where
-    scale is the model's mean absolute deviation per metric.
+FLEET_SAMPLE = 256  # units per model that define the fleet centre (the first in device order)
 
-    Removes what all units share (weather, time of day, season); NaN where fewer than
-    ``min_devices`` units of the model reported at that step."""
-    out = np.full(values.shape, np.nan)
+
+def fleet_centre(values: np.ndarray, group: np.ndarray, min_devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per device model and step, the mean reading of its units (``[G, T, M]``), and per model and
+    metric the mean absolute deviation from it (``[G, M]``, the scale).
+
+    The centre carries what all units share (weather, time of day, season). It is taken over the
+    model's first ``FLEET_SAMPLE`` units in the grid, so it costs the same for any batch size; NaN
+    where fewer than ``min_devices`` of them reported at that step."""
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    centre = np.full((n_groups, values.shape[1], values.shape[2]), np.nan)
+    scale = np.ones((n_groups, values.shape[2]))
     for g in np.unique(group):
-        rows = np.flatnonzero(group == g)
+        rows = np.flatnonzero(group == g)[:FLEET_SAMPLE]
         if len(rows) < min_devices:
             continue
         v = values[rows]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as wanted
-            med = np.nanmean(v, axis=0)
-            mad = np.nanmean(np.abs(v - med), axis=(0, 1))
-        enough = (~np.isnan(v)).sum(axis=0) >= min_devices
-        scale = np.where(np.isnan(mad) | (mad <= EPS), 1.0, mad)
-        out[rows] = np.where(enough, (v - med) / scale, np.nan)
+        present = ~np.isnan(v)
+        count = present.sum(axis=0)
+        with np.errstate(all="ignore"):
+            c = np.where(count >= min_devices, np.where(present, v, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+            dev_abs = np.abs(v - c)
+            ok = ~np.isnan(dev_abs)
+            mad = np.where(ok, dev_abs, 0.0).sum(axis=(0, 1)) / np.maximum(ok.sum(axis=(0, 1)), 1)
+        centre[g] = c
+        scale[g] = np.where(mad > EPS, mad, 1.0)
+    return centre, scale
+
+
+def _centre_means(centre: np.ndarray, group: np.ndarray, bounds: dict) -> dict:
+    """Mean of each sample's model centre over each window ``[lo, hi)`` (NaN steps skipped)."""
+    present = ~np.isnan(centre)
+    n = _cumsum(present.astype(np.float64))
+    s = _cumsum(np.where(present, centre, 0.0))
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for key, (lo, hi) in bounds.items():
+            cnt = n[group, hi] - n[group, lo]
+            out[key] = np.where(cnt > 0, (s[group, hi] - s[group, lo]) / np.maximum(cnt, 1), np.nan)
     return out
 
 
@@ -313,8 +334,9 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     ``baseline_lookback`` steps since the last reset); per window mean, std, the mean's distance
     from the baseline in baseline standard deviations (z) and the change over the window along
     the least-squares slope, also in baseline standard deviations (trend); min and max over short
-    windows as z; the fleet-relative mean per window (see :func:`fleet_relative`) and its shift
-    from the device's own fleet-relative baseline (only with ``spec.fleet``). Across slots per
+    windows as z; with ``spec.fleet``, the window mean minus the mean of the model's fleet
+    centre over the same window, in fleet scale (see :func:`fleet_centre`), and its shift from the
+    same figure for the baseline. Across slots per
     window: the largest |z|, the largest |trend| and the root mean square of z. Then event counts
     per window, the device's age, the time since its last reset and the share of the last 24
     steps with data.
@@ -348,11 +370,13 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     out[:, 2] = now - last_reset_time(grid, dev, step)
     out[:, 3] = stats["cover"]["n"].max(axis=1) / 24.0
     per_window = {w: stats[w] for w in spec.windows}
-    if spec.fleet:
-        rel = fleet_relative(values, grid.group, spec.fleet_min_devices)
-        fstats = window_stats(rel, dev, step, {k: bounds[k] for k in ["base", *spec.windows]}, span, lo_reset)
-        fleet = {w: fstats[w]["mean"] for w in spec.windows}
-        fleet_base = fstats["base"]["mean"]
+    if spec.fleet:  # the device's window mean against its model's fleet centre, in fleet scale
+        centre, fscale = fleet_centre(values, grid.group, spec.fleet_min_devices)
+        g = grid.group[dev]
+        cm = _centre_means(centre, g, {k: bounds[k] for k in ["base", *spec.windows]})
+        with np.errstate(invalid="ignore"):
+            fleet = {w: (stats[w]["mean"] - cm[w]) / fscale[g] for w in spec.windows}
+            fleet_base = (base["mean"] - cm["base"]) / fscale[g]
     ext = {w: _extremes(values, dev, step, lo_reset, w) for w in spec.extreme_windows}
 
     col = 4
