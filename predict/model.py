@@ -291,7 +291,10 @@ def public(metrics: dict) -> dict:
 def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) -> float:
     """Lowest threshold whose alert precision reaches the target (the highest recall that keeps
     precision); the threshold with the best precision when none does."""
-    qs = np.unique(np.quantile(score[ds.labels.keep], np.linspace(0.5, 0.9995, 120)))
+    kept = score[ds.labels.keep]
+    qs = np.unique(kept)  # a calibrated (isotonic) score has few distinct values: try each
+    if len(qs) > 200:
+        qs = np.unique(np.quantile(kept, np.linspace(0.5, 0.9995, 120)))
     best, best_prec = float(qs[-1]), -1.0
     for th in qs:  # ascending: the first that reaches the target has the highest recall
         ev = alert_events(ds, score, float(th))

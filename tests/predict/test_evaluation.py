@@ -56,3 +56,10 @@ def test_recall_counts_each_failure_once():
     ev = M.alert_events(ds, scores(300, [95, 96, 97]), 0.5)
     assert ev["failures"] == 2 and ev["recall"] == pytest.approx(0.5)
     assert [o.caught for o in ev["outcomes"]] == [True, False]
+
+
+def test_the_threshold_is_the_lowest_score_value_reaching_the_target_precision():
+    ds = dataset(400, [150.0, 350.0])
+    s = np.zeros(400)
+    s[50], s[140], s[340] = 0.3, 0.848, 1.0  # one false alert, two true ones
+    assert M.choose_threshold(ds, s, target_precision=0.8) == pytest.approx(0.848)
