@@ -370,7 +370,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         fitted[name] = est
         progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
     best = max(comparison, key=comparison.get)
-    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="isotonic")
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
     calibrated.fit(x_tr[val_rows], y[val_rows])
     val_ds = train_ds.subset(val)
     val_score = calibrated.predict_proba(x_tr[val])[:, 1]
