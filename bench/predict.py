@@ -1,6 +1,6 @@
 """Prediction bench: backfill simulator history, train, evaluate on held-out devices, score.
 
-``python -m bench.predict [--devices 500 --days 90]`` starts a private PostgreSQL (or reuses
+``python -m bench.predict [--devices 300 --days 90]`` starts a private PostgreSQL (or reuses
 ``--pg-dir`` with its data), seeds the fleet, backfills history (repairs and preventive visits
 recorded as completed jobs through the service layer), trains with the hold-out evaluation
 and the threshold-rule baseline, then scores every device. Prints one JSON line.
@@ -25,7 +25,8 @@ from fieldops.db.migrate import migrate
 from fieldops.runtime.postgres import LocalPostgres
 from predict import data, pipeline, registry, scorer
 from predict import features as F
-from simulators import seed
+from predict import model as M
+from simulators import seed, store
 from simulators.backfill import backfill
 from simulators.history import JobHistory
 
@@ -40,12 +41,15 @@ def log(msg: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--devices", type=int, default=300)
     ap.add_argument("--days", type=float, default=90)
     ap.add_argument("--resolution-s", type=int, default=600)
     ap.add_argument("--pg-dir", type=Path, help="keep the cluster here and reuse its backfill")
     ap.add_argument("--plots", type=Path, default=Path("var/predict/plots"))
     ap.add_argument("--estimators", nargs="+")
+    ap.add_argument("--warning-h", type=float, default=72.0, help="simulator degradation phase (hours)")
+    ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
+    ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
     args = ap.parse_args()
     tmp = None
     if args.pg_dir is None:
@@ -69,7 +73,7 @@ def main() -> int:
                 conn.commit()
                 log(f"backfilling {args.devices} devices x {args.days:g} days")
                 result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                                  seed=11, end=END, recorder=JobHistory(conn))
+                                  seed=11, end=END, recorder=JobHistory(conn), warning_h=args.warning_h)
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
@@ -77,7 +81,8 @@ def main() -> int:
             conn.execute("DELETE FROM model_registry")
             conn.commit()
             run, version, promoted = pipeline.train_db(
-                conn, days=args.days, plot_dir=args.plots, estimators=args.estimators, progress=log)
+                conn, days=args.days, plot_dir=args.plots, estimators=args.estimators, progress=log,
+                horizon_h=args.horizon_h, every=args.every)
             conn.commit()
             model = run.result.model
             ids = data.active_device_ids(conn, END - scorer.timedelta(hours=scorer.ACTIVE_WITHIN_H))
@@ -94,28 +99,37 @@ def main() -> int:
                          grid.resets * reps, np.tile(grid.installed, reps), np.tile(grid.group, reps),
                          grid.slot_names)
             with threadpool_limits(1):
-                passes = []
                 for _ in range(2):  # the scorer runs continuously: report the warm pass
                     t = time.perf_counter()
                     step = big.last_steps()
                     x = F.compute(big, model.spec, np.arange(len(step)), step)
-                    model.predict(x)
-                    model.mode_proba(x)
-                    passes.append(time.perf_counter() - t)
-                bulk_s = passes[-1]
+                    t_features = time.perf_counter()
+                    model.score(x)
+                    t_done = time.perf_counter()
+                bulk_s, features_s = t_done - t, t_features - t
             entry = registry.load(conn, version)[0]
-        m, b = model.metrics, model.metrics["baseline"]
+            truth = _truth(conn)
+            ids_of = run.result.test.grid.device_ids
+            warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)
+            b_warned, _ = split_outcomes(run.baseline["outcomes"], ids_of, truth)
+            modes = by_mode(model.metrics["outcomes"], ids_of, truth)
+        m, b = model.metrics, run.baseline
         out = {
-            "devices": args.devices, "days": args.days, "failures": len(run.result.test.failures),
-            "test_failures": m["failures"], "estimator": model.estimator,
-            "pr_auc": round(m["pr_auc"], 3), "precision": round(m["precision"], 3),
-            "recall": round(m["recall"], 3), "median_lead_h": round(m["median_lead"], 1),
-            "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b["recall"], 3),
-            "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b["median_lead"], 1),
+            "devices": len(run.result.test.grid.device_ids), "days": args.days, "warning_h": args.warning_h,
+            "horizon_h": args.horizon_h, "failures": len(run.result.test.failures),
+            "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
+            "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
+            "median_lead_h": round(warned["median_lead"], 1),
+            "test_failures_warned": warned["failures"], "test_failures_sudden": abrupt["failures"],
+            "recall_sudden": round(abrupt["recall"], 3), "recall_all": round(m["recall"], 3),
+            "alert_episodes": m["alerts"], "caught_by_mode": modes,
+            "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b_warned["recall"], 3),
+            "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b_warned["median_lead"], 1),
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),
             "rul_rmse_h": round(m["rul_rmse"], 1), "train_s": round(m["train_s"], 1),
             "comparison_pr_auc": {k: round(v, 3) for k, v in run.result.comparison.items()},
             "scored_devices_per_s": round(len(big.device_ids) / bulk_s),
+            "scoring_features_share": round(features_s / bulk_s, 2),
             "scored_devices_per_s_with_db": round(len(preds) / e2e_s),
             "backfill_s": round(backfill_s, 1), "model_version": entry.version, "promoted": promoted,
         }
@@ -125,6 +139,39 @@ def main() -> int:
         if tmp is not None:
             tmp.cleanup()
     return 0
+
+
+def _truth(conn: psycopg.Connection) -> dict[tuple[int, int], store.FailureTruth]:
+    """The simulator's ground truth per (device id, failure minute); evaluation only, the model
+    never sees it. A failure whose phase start equals its time was sudden."""
+    return {(f.device_id, round(f.failed_at.timestamp() / 60)): f for f in store.failures(conn)}
+
+
+def _truth_of(o: M.FailureOutcome, device_ids: np.ndarray, truth: dict) -> store.FailureTruth | None:
+    return truth.get((int(device_ids[o.device_index]), round(o.time * 60)))
+
+
+def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
+                   truth: dict) -> tuple[dict, dict]:
+    """Event figures for the failures with a degradation phase and for the sudden ones."""
+    def is_sudden(o: M.FailureOutcome) -> bool:
+        f = _truth_of(o, device_ids, truth)
+        return f is not None and f.onset_at >= f.failed_at
+
+    return (M.summarise([o for o in outcomes if not is_sudden(o)], 0, 0),
+            M.summarise([o for o in outcomes if is_sudden(o)], 0, 0))
+
+
+def by_mode(outcomes: list[M.FailureOutcome], device_ids: np.ndarray, truth: dict) -> dict[str, str]:
+    """Caught / eligible failures with a degradation phase, per failure mode."""
+    counts: dict[str, list[int]] = {}
+    for o in outcomes:
+        f = _truth_of(o, device_ids, truth)
+        if o.eligible and f is not None and f.onset_at < f.failed_at:
+            c = counts.setdefault(f.mode, [0, 0])
+            c[0] += o.caught
+            c[1] += 1
+    return {mode: f"{c}/{n}" for mode, (c, n) in sorted(counts.items())}
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _public(metrics: dict) -> dict:
     """Metrics as strict JSON (NaN becomes null), without the list of lead times."""
-    return registry.json_safe({k: v for k, v in metrics.items() if k != "leads"})
+    return registry.json_safe(M.public(metrics))
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:

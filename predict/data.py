@@ -90,22 +90,26 @@ def load(conn: psycopg.Connection, start: datetime, end: datetime,
     t = max(h1 - h0, 1)
     values = np.full((len(ids), t, n_slots), np.nan)
     counts = np.zeros((len(ids), t, len(COUNT_SEVERITIES)))
-    mean_cols = sql.SQL(", ").join(
-        sql.SQL("{s} / nullif({n}, 0)").format(s=sql.Identifier(f"s{i}"), n=sql.Identifier(f"n{i}"))
+    # One row per device: its hours and hourly means packed as big-endian binary (no Python
+    # object per value); an hour without readings of a slot is NaN.
+    packed = sql.SQL(" || ").join(
+        sql.SQL("float8send(coalesce({s} / nullif({n}, 0), 'NaN'))").format(
+            s=sql.Identifier(f"s{i}"), n=sql.Identifier(f"n{i}"))
         for i in range(1, n_slots + 1)
     )
     query = sql.SQL(
-        "SELECT device_id, floor(extract(epoch FROM bucket) / 3600)::int8, ARRAY[{}]::float8[] "
-        "FROM telemetry_hourly WHERE bucket >= %s AND bucket < %s AND device_id = ANY(%s)"
-    ).format(mean_cols)
+        "SELECT device_id, string_agg(int8send(floor(extract(epoch FROM bucket) / 3600)::int8), ''::bytea "
+        "ORDER BY bucket), string_agg({}, ''::bytea ORDER BY bucket) "
+        "FROM telemetry_hourly WHERE bucket >= %s AND bucket < %s AND device_id = ANY(%s) "
+        "GROUP BY device_id"
+    ).format(packed)
     with conn.cursor(binary=True) as cur:
         cur.execute(query, (start, end, ids.tolist()))
-        rows = cur.fetchall()
-    if rows:
-        dev_idx = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
-        hour_idx = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)) - h0
-        vals = np.array([[np.nan if v is None else v for v in r[2]] for r in rows], dtype=np.float64)
-        values[dev_idx, hour_idx] = vals
+        for device_id, hour_bytes, value_bytes in cur:
+            hour_idx = np.frombuffer(hour_bytes, dtype=">i8").astype(np.int64) - h0
+            ok = (hour_idx >= 0) & (hour_idx < t)
+            vals = np.frombuffer(value_bytes, dtype=">f8").reshape(len(hour_idx), n_slots)
+            values[pos[device_id], hour_idx[ok]] = vals[ok]
     grid_time = np.broadcast_to(np.arange(h0 + 1, h0 + t + 1, dtype=np.float64), (len(ids), t)).copy()
     installed = np.array([hours(r[2]) for r in devs], dtype=np.float64)
     grid_time[grid_time <= installed[:, None]] = np.nan

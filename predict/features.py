@@ -26,14 +26,15 @@ EPS = 1e-9
 class FeatureSpec:
     """Which windows (in steps) the features use; stored with every model."""
 
-    windows: tuple[int, ...] = (6, 24, 168)
+    windows: tuple[int, ...] = (6, 24, 72)
     extreme_windows: tuple[int, ...] = (6, 24)  # min/max windows (gathered, so kept short)
-    baseline_lookback: int = 336  # the baseline is the first ``baseline_len`` steps of this span
-    baseline_len: int = 168
+    baseline_lookback: int = 168  # the baseline is the first ``baseline_len`` steps of this span
+    baseline_len: int = 96
     count_windows: tuple[int, ...] = (24, 168)
     n_slots: int = 8
     n_counts: int = 0
     fleet_min_devices: int = 5  # fleet-relative features need this many peers reporting at a step
+    fleet: bool = True  # features against the model's fleet centre (see fleet_centre)
 
     @property
     def history(self) -> int:
@@ -65,35 +66,45 @@ class Grid:
         return np.where(has.any(axis=1), last, -1)
 
 
+def _reset_matrix(grid: Grid) -> np.ndarray:
+    """``[D, R]`` sorted reset times per device, padded with +inf."""
+    width = max([len(r) for r in grid.resets] + [1])
+    out = np.full((len(grid.resets), width), np.inf)
+    for i, resets in enumerate(grid.resets):
+        out[i, : len(resets)] = np.sort(resets)
+    return out
+
+
 def reset_steps(grid: Grid) -> np.ndarray:
     """``[D, T]`` index of the first step at or after each step's last reset (0 if none)."""
-    d, t = grid.time.shape
-    out = np.zeros((d, t), dtype=np.int64)
-    for i, resets in enumerate(grid.resets):
-        if len(resets) == 0:
-            continue
-        times = grid.time[i]
-        filled = np.where(np.isnan(times), np.inf, times)
-        # the reset that applies at step j is the last reset <= time[j]; windows start after it
-        k = np.searchsorted(resets, filled, side="right") - 1
-        start_time = np.where(k >= 0, resets[np.maximum(k, 0)], -np.inf)
-        first = np.searchsorted(filled, start_time, side="right")
-        out[i] = np.minimum(first, np.arange(t))
-    return out
+    t = grid.time.shape[1]
+    resets = _reset_matrix(grid)
+    filled = np.where(np.isnan(grid.time), np.finfo(np.float64).max, grid.time)
+    # the reset that applies at step j is the last reset <= time[j]; windows start after it
+    k = (resets[:, None, :] <= filled[:, :, None]).sum(axis=2) - 1
+    first_after = (filled[:, :, None] <= resets[:, None, :]).sum(axis=1)  # [D, R]: steps up to it
+    first = np.where(k >= 0, np.take_along_axis(first_after, np.maximum(k, 0), axis=1), 0)
+    return np.minimum(first, np.arange(t))
+
+
+def sample_reset_steps(grid: Grid, dev: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``reset_steps(grid)[dev, step]`` computed for the samples only."""
+    resets = _reset_matrix(grid)[dev]
+    times = grid.time[dev, step]
+    k = (resets <= times[:, None]).sum(axis=1) - 1
+    start = np.where(k >= 0, np.take_along_axis(resets, np.maximum(k, 0)[:, None], axis=1)[:, 0], -np.inf)
+    filled = np.where(np.isnan(grid.time[dev]), np.finfo(np.float64).max, grid.time[dev])
+    first = (filled <= start[:, None]).sum(axis=1)
+    return np.minimum(first, step)
 
 
 def last_reset_time(grid: Grid, dev: np.ndarray, step: np.ndarray) -> np.ndarray:
     """Time of the last reset at or before each sample (the installation time if none)."""
-    out = grid.installed[dev].astype(np.float64).copy()
-    for i in np.unique(dev):
-        resets = grid.resets[i]
-        if len(resets) == 0:
-            continue
-        sel = np.flatnonzero(dev == i)
-        times = grid.time[i, step[sel]]
-        k = np.searchsorted(resets, times, side="right") - 1
-        out[sel] = np.where(k >= 0, resets[np.maximum(k, 0)], out[sel])
-    return out
+    resets = _reset_matrix(grid)[dev]
+    times = grid.time[dev, step]
+    k = (resets <= times[:, None]).sum(axis=1) - 1
+    last = np.take_along_axis(resets, np.maximum(k, 0)[:, None], axis=1)[:, 0]
+    return np.where(k >= 0, last, grid.installed[dev].astype(np.float64))
 
 
 def _cumsum(a: np.ndarray) -> np.ndarray:
@@ -103,17 +114,10 @@ def _cumsum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-SHORT_GRID = 512  # up to this many steps (scoring) prefix sums run in float32, else float64
-
-
 def _cumsum_last(a: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sum along the last axis of ``[D, M, T]``.
-
-    On short grids float32 is exact enough for centred values (relative error ~T * 6e-8) and
-    several times faster; long training grids use float64."""
+    """Inclusive cumulative sum along the last axis of ``[D, M, T]``, in float64."""
     d, m, t = a.shape
-    dtype = np.float32 if t <= SHORT_GRID else np.float64
-    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=dtype).reshape(d, m, t)
+    return np.cumsum(a.reshape(d * m, t), axis=1, dtype=np.float64).reshape(d, m, t)
 
 
 class _Sums:
@@ -129,10 +133,9 @@ class _Sums:
         first = np.argmax(present, axis=2)
         ref = np.take_along_axis(v, first[:, :, None], axis=2)
         ref = np.where(np.isnan(ref), 0.0, ref)
-        dtype = np.float32 if v.shape[2] <= SHORT_GRID else np.float64
-        x = np.where(present, v - ref, 0.0).astype(dtype)
-        p = present.astype(dtype)
-        tau = np.arange(v.shape[2], dtype=dtype) * p
+        x = np.where(present, v - ref, 0.0)
+        p = present.astype(np.float64)
+        tau = np.arange(v.shape[2], dtype=np.float64) * p
         self.ref = ref[:, :, 0]
         self.n = _cumsum_last(p)
         self.s = _cumsum_last(x)
@@ -152,13 +155,93 @@ class _Sums:
                     - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64))
 
         n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, s / n, np.nan) + self.ref[dev]
-            var = np.where(n > 1, (q - s * s / np.maximum(n, 1)) / np.maximum(n - 1, 1), np.nan)
-            std = np.sqrt(np.maximum(var, 0.0))
-            den = n * tt - t * t
-            slope = np.where((n > 2) & (den > EPS), (n * tx - t * s) / np.where(den > EPS, den, 1), np.nan)
-        return {"n": n, "mean": mean, "std": std, "slope": slope}
+        return _moments(n, s, q, t, tt, tx, self.ref[dev])
+
+
+def _moments(n, s, q, t, tt, tx, ref) -> dict[str, np.ndarray]:
+    """Count, mean, std and least-squares slope from window sums of centred values."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, s / n, np.nan) + ref
+        var = np.where(n > 1, (q - s * s / np.maximum(n, 1)) / np.maximum(n - 1, 1), np.nan)
+        std = np.sqrt(np.maximum(var, 0.0))
+        den = n * tt - t * t
+        slope = np.where((n > 2) & (den > EPS), (n * tx - t * s) / np.where(den > EPS, den, 1), np.nan)
+    return {"n": n, "mean": mean, "std": std, "slope": slope}
+
+
+def _tail_windows(values: np.ndarray, dev: np.ndarray, step: np.ndarray, span: int,
+                  bounds: dict) -> dict:
+    """The statistics of :meth:`_Sums.window` for samples whose windows all lie at the same place
+    in their last ``span`` steps (no reset inside): every window is a fixed set of columns of the
+    gathered tails, so all sums are one matrix product. This is the scoring path."""
+    n_s, m = len(dev), values.shape[2]
+    first = step - span + 1
+    if n_s and (first == first[0]).all() and (np.diff(dev) == 1).all():
+        tail = values[dev[0]:dev[-1] + 1, first[0]:first[0] + span]  # a view: the scoring grid
+    else:
+        tail = values[dev[:, None], first[:, None] + np.arange(span)]  # [N, span, M]
+    # float32 is exact enough for centred sums of <= span values and halves the memory traffic
+    tail = np.ascontiguousarray(tail.transpose(0, 2, 1), dtype=np.float32).reshape(n_s * m, span)
+    present = ~np.isnan(tail)
+    ref = np.take_along_axis(tail, np.argmax(present, axis=1)[:, None], axis=1)
+    ref[np.isnan(ref)] = 0.0
+    x = tail - ref
+    x[~present] = 0.0
+    p = present.astype(np.float32)
+    keys = list(bounds)
+    cols = np.arange(span, dtype=np.float32)
+    w = np.zeros((span, len(keys)), dtype=np.float32)
+    for k, key in enumerate(keys):
+        lo, hi = bounds[key]
+        w[int(lo[0] - first[0]):int(hi[0] - first[0]), k] = 1.0
+    centre = (w * cols[:, None]).sum(axis=0) / np.maximum(w.sum(axis=0), 1.0)
+    wt = w * (cols[:, None] - centre)  # time centred per window: no cancellation in the slope
+    k_n = len(keys)
+    pw = p @ np.hstack([w, wt, wt * (cols[:, None] - centre)])
+    xw = x @ np.hstack([w, wt])
+    qw = (x * x) @ w
+    ref = ref.reshape(n_s, m).astype(np.float64)
+    out = {}
+    for k, key in enumerate(keys):
+        def col(a: np.ndarray, j: int) -> np.ndarray:
+            return a[:, j].reshape(n_s, m).astype(np.float64)
+        out[key] = _moments(col(pw, k), col(xw, k), col(qw, k), col(pw, k_n + k), col(pw, 2 * k_n + k),
+                            col(xw, k_n + k), ref)
+    return out
+
+
+TAIL_CHUNK = 4096  # samples per matrix product (bounds memory: chunk * span * slots floats)
+
+
+def window_stats(values: np.ndarray, dev: np.ndarray, step: np.ndarray, bounds: dict,
+                 span: int, lo_reset: np.ndarray) -> dict:
+    """Statistics per window key of ``bounds`` (key -> (lo, hi) step arrays) for each sample.
+
+    Samples whose windows are fixed offsets in their last ``span`` steps take the matrix-product
+    path (:func:`_tail_windows`); the others (a reset or the grid start inside the span) take
+    prefix sums over their devices' rows. Both give the same numbers."""
+    tail = (step - span + 1 >= 0) & (lo_reset <= step - span + 1)
+    if tail.sum() * span > 2 * values.shape[0] * values.shape[1]:
+        tail[:] = False  # dense samples (training): prefix sums over the grid are cheaper
+    parts = []
+    for a in range(0, int(tail.sum()), TAIL_CHUNK):
+        sel = np.flatnonzero(tail)[a:a + TAIL_CHUNK]
+        parts.append((sel, _tail_windows(values, dev[sel], step[sel], span,
+                                         {k: (lo[sel], hi[sel]) for k, (lo, hi) in bounds.items()})))
+    if (~tail).any():
+        sel = np.flatnonzero(~tail)
+        rows, local = np.unique(dev[sel], return_inverse=True)
+        sums = _Sums(values[rows])
+        parts.append((sel, {k: sums.window(local, lo[sel], hi[sel]) for k, (lo, hi) in bounds.items()}))
+    if len(parts) == 1 and len(parts[0][0]) == len(dev):
+        return parts[0][1]
+    m = values.shape[2]
+    out = {k: {s: np.full((len(dev), m), np.nan) for s in ("n", "mean", "std", "slope")} for k in bounds}
+    for sel, stats in parts:
+        for k, st in stats.items():
+            for name, arr in st.items():
+                out[k][name][sel] = arr
+    return out
 
 
 def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndarray, w: int,
@@ -182,25 +265,46 @@ def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndar
     return mins, maxs
 
 
-def fleet_relative(values: np.ndarray, group: np.ndarray, min_devices: int) -> np.ndarray:
-    """Each reading against the same model's fleet at the same step: (x - mean) / scale, where
-    scale is the model's mean absolute deviation per metric.
+FLEET_SAMPLE = 256  # units per model that define the fleet centre (the first in device order)
 
-    Removes what all units share (weather, time of day, season); NaN where fewer than
-    ``min_devices`` units of the model reported at that step."""
-    out = np.full(values.shape, np.nan)
+
+def fleet_centre(values: np.ndarray, group: np.ndarray, min_devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per device model and step, the mean reading of its units (``[G, T, M]``), and per model and
+    metric the mean absolute deviation from it (``[G, M]``, the scale).
+
+    The centre carries what all units share (weather, time of day, season). It is taken over the
+    model's first ``FLEET_SAMPLE`` units in the grid, so it costs the same for any batch size; NaN
+    where fewer than ``min_devices`` of them reported at that step."""
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    centre = np.full((n_groups, values.shape[1], values.shape[2]), np.nan)
+    scale = np.ones((n_groups, values.shape[2]))
     for g in np.unique(group):
-        rows = np.flatnonzero(group == g)
+        rows = np.flatnonzero(group == g)[:FLEET_SAMPLE]
         if len(rows) < min_devices:
             continue
         v = values[rows]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as wanted
-            med = np.nanmean(v, axis=0)
-            mad = np.nanmean(np.abs(v - med), axis=(0, 1))
-        enough = (~np.isnan(v)).sum(axis=0) >= min_devices
-        scale = np.where(np.isnan(mad) | (mad <= EPS), 1.0, mad)
-        out[rows] = np.where(enough, (v - med) / scale, np.nan)
+        present = ~np.isnan(v)
+        count = present.sum(axis=0)
+        with np.errstate(all="ignore"):
+            c = np.where(count >= min_devices, np.where(present, v, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+            dev_abs = np.abs(v - c)
+            ok = ~np.isnan(dev_abs)
+            mad = np.where(ok, dev_abs, 0.0).sum(axis=(0, 1)) / np.maximum(ok.sum(axis=(0, 1)), 1)
+        centre[g] = c
+        scale[g] = np.where(mad > EPS, mad, 1.0)
+    return centre, scale
+
+
+def _centre_means(centre: np.ndarray, group: np.ndarray, bounds: dict) -> dict:
+    """Mean of each sample's model centre over each window ``[lo, hi)`` (NaN steps skipped)."""
+    present = ~np.isnan(centre)
+    n = _cumsum(present.astype(np.float64))
+    s = _cumsum(np.where(present, centre, 0.0))
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for key, (lo, hi) in bounds.items():
+            cnt = n[group, hi] - n[group, lo]
+            out[key] = np.where(cnt > 0, (s[group, hi] - s[group, lo]) / np.maximum(cnt, 1), np.nan)
     return out
 
 
@@ -212,8 +316,11 @@ def feature_names(spec: FeatureSpec) -> list[str]:
             names += [f"m{m}:mean_{w}", f"m{m}:std_{w}", f"m{m}:z_{w}", f"m{m}:trend_{w}"]
         for w in spec.extreme_windows:
             names += [f"m{m}:zmin_{w}", f"m{m}:zmax_{w}"]
-        names += [f"m{m}:fleet_{w}" for w in spec.windows]
-        names += [f"m{m}:fleet_shift_{w}" for w in spec.windows]
+        if spec.fleet:
+            names += [f"m{m}:fleet_{w}" for w in spec.windows]
+            names += [f"m{m}:fleet_shift_{w}" for w in spec.windows]
+    for w in spec.windows:
+        names += [f"all:max_z_{w}", f"all:max_trend_{w}", f"all:rms_z_{w}"]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
     return names
@@ -227,9 +334,12 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     ``baseline_lookback`` steps since the last reset); per window mean, std, the mean's distance
     from the baseline in baseline standard deviations (z) and the change over the window along
     the least-squares slope, also in baseline standard deviations (trend); min and max over short
-    windows as z; the fleet-relative mean per window (see :func:`fleet_relative`) and its shift
-    from the device's own fleet-relative baseline. Then event counts per window, the device's age, the time since its last reset
-    and the share of the last 24 steps with data.
+    windows as z; with ``spec.fleet``, the window mean minus the mean of the model's fleet
+    centre over the same window, in fleet scale (see :func:`fleet_centre`), and its shift from the
+    same figure for the baseline. Across slots per
+    window: the largest |z|, the largest |trend| and the root mean square of z. Then event counts
+    per window, the device's age, the time since its last reset and the share of the last 24
+    steps with data.
     """
     dev = np.asarray(dev, dtype=np.int64)
     step = np.asarray(step, dtype=np.int64)
@@ -237,14 +347,20 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     if values.shape[2] < spec.n_slots:
         pad = np.full(values.shape[:2] + (spec.n_slots - values.shape[2],), np.nan)
         values = np.concatenate([values, pad], axis=2)
-    if resets is None:
-        resets = reset_steps(grid)
-    lo_reset = resets[dev, step]
+    if resets is not None:
+        lo_reset = resets[dev, step]
+    elif len(dev) <= len(grid.device_ids):  # scoring: per sample
+        lo_reset = sample_reset_steps(grid, dev, step)
+    else:
+        lo_reset = reset_steps(grid)[dev, step]
     hi = step + 1
-    sums = _Sums(values)
-
     base_lo = np.maximum(lo_reset, hi - spec.baseline_lookback)
-    base = sums.window(dev, base_lo, np.minimum(base_lo + spec.baseline_len, hi))
+    bounds = {"base": (base_lo, np.minimum(base_lo + spec.baseline_len, hi)),
+              "cover": (np.maximum(lo_reset, hi - 24), hi)}
+    bounds.update({w: (np.maximum(lo_reset, hi - w), hi) for w in spec.windows})
+    span = max(max(spec.windows), spec.baseline_lookback, 24)
+    stats = window_stats(values, dev, step, bounds, span, lo_reset)
+    base = stats["base"]
     scale = base["std"] + 1e-3 * np.abs(base["mean"]) + EPS
     n_feat = len(feature_names(spec))
     out = np.full((len(dev), n_feat), np.nan)
@@ -252,15 +368,15 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     out[:, 0] = grid.group[dev]
     out[:, 1] = now - grid.installed[dev]
     out[:, 2] = now - last_reset_time(grid, dev, step)
-    cover = sums.window(dev, np.maximum(lo_reset, hi - 24), hi)["n"]
-    out[:, 3] = cover.max(axis=1) / 24.0
-
-    per_window = {}
-    for w in spec.windows:
-        per_window[w] = sums.window(dev, np.maximum(lo_reset, hi - w), hi)
-    fleet_sums = _Sums(fleet_relative(values, grid.group, spec.fleet_min_devices))
-    fleet = {w: fleet_sums.window(dev, np.maximum(lo_reset, hi - w), hi)["mean"] for w in spec.windows}
-    fleet_base = fleet_sums.window(dev, base_lo, np.minimum(base_lo + spec.baseline_len, hi))["mean"]
+    out[:, 3] = stats["cover"]["n"].max(axis=1) / 24.0
+    per_window = {w: stats[w] for w in spec.windows}
+    if spec.fleet:  # the device's window mean against its model's fleet centre, in fleet scale
+        centre, fscale = fleet_centre(values, grid.group, spec.fleet_min_devices)
+        g = grid.group[dev]
+        cm = _centre_means(centre, g, {k: bounds[k] for k in ["base", *spec.windows]})
+        with np.errstate(invalid="ignore"):
+            fleet = {w: (stats[w]["mean"] - cm[w]) / fscale[g] for w in spec.windows}
+            fleet_base = (base["mean"] - cm["base"]) / fscale[g]
     ext = {w: _extremes(values, dev, step, lo_reset, w) for w in spec.extreme_windows}
 
     col = 4
@@ -281,12 +397,22 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 out[:, col] = (mins[:, m] - base["mean"][:, m]) / scale[:, m]
                 out[:, col + 1] = (maxs[:, m] - base["mean"][:, m]) / scale[:, m]
                 col += 2
-            for w in spec.windows:
-                out[:, col] = fleet[w][:, m]
-                col += 1
-            for w in spec.windows:  # against the fleet, relative to the device's own baseline
-                out[:, col] = fleet[w][:, m] - fleet_base[:, m]
-                col += 1
+            if spec.fleet:
+                for w in spec.windows:
+                    out[:, col] = fleet[w][:, m]
+                    col += 1
+                for w in spec.windows:  # against the fleet, relative to the device's own baseline
+                    out[:, col] = fleet[w][:, m] - fleet_base[:, m]
+                    col += 1
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all slots empty gives NaN, as wanted
+        for w in spec.windows:  # across slots: any metric departing, whichever model and slot
+            z = np.abs(per_window[w]["mean"] - base["mean"]) / scale
+            trend = np.abs(per_window[w]["slope"]) * (w - 1) / scale
+            out[:, col] = np.nanmax(z, axis=1)
+            out[:, col + 1] = np.nanmax(trend, axis=1)
+            out[:, col + 2] = np.sqrt(np.nanmean(z * z, axis=1))
+            col += 3
     if spec.n_counts:
         csum = _cumsum(grid.counts[:, :, : spec.n_counts])
         for k in range(spec.n_counts):

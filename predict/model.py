@@ -119,6 +119,7 @@ class FailureModel:
     metric_names: list[list[str]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     columns: np.ndarray | None = None  # the feature columns the estimators use
+    group_modes: dict[int, list[str]] = field(default_factory=dict)  # modes seen per device model
 
     def select(self, x: np.ndarray) -> np.ndarray:
         return x if self.columns is None else x[:, self.columns]
@@ -129,6 +130,26 @@ class FailureModel:
         p = self.classifier.predict_proba(x)[:, 1]
         rul = np.clip(self.regressor.predict(x), 0.0, self.rul_cap)
         return p, rul
+
+    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P(failure), RUL and the most likely failure mode per row; the mode (one more model) is
+        worked out only where the risk is at least half the threshold, '' elsewhere."""
+        p, rul = self.predict(x)
+        mode = np.full(len(x), "", dtype=object)
+        risky = np.flatnonzero(p >= self.threshold / 2)
+        if self.modes and len(risky):
+            proba = self.mode_proba(x[risky])
+            if self.group_modes:  # only modes this device model has failed with in training
+                allowed = np.zeros_like(proba, dtype=bool)
+                for r, g in enumerate(x[risky, 0]):
+                    allowed[r] = [m in self.group_modes.get(int(g), ()) for m in self.modes]
+                proba = np.where(allowed, proba, -1.0)
+                named = allowed.any(axis=1)
+            else:
+                named = np.ones(len(risky), dtype=bool)
+            best = np.asarray(self.modes, dtype=object)[np.argmax(proba, axis=1)]
+            mode[risky] = np.where(named, best, "")
+        return p, rul, mode
 
     def mode_proba(self, x: np.ndarray) -> np.ndarray:
         """P(mode | failure) per row, columns in ``modes`` order."""
@@ -154,6 +175,10 @@ def informative_columns(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero(finite.any(axis=0) & (hi > lo))
 
 
+NEAR_HORIZONS = 3.0
+NEGATIVE_SHARE = 0.3
+
+
 def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
     """Estimators compared on the validation devices; class imbalance handled by class weights."""
     return {
@@ -162,7 +187,7 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
             early_stopping=False, random_state=seed),
         "logistic_regression": lambda: make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
-            LogisticRegression(class_weight="balanced", max_iter=500)),
+            LogisticRegression(class_weight="balanced", max_iter=2000)),
         "random_forest": lambda: make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
             RandomForestClassifier(n_estimators=80, min_samples_leaf=5, class_weight="balanced_subsample",
@@ -173,67 +198,103 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
 # ---------------------------------------------------------------- alerts and events
 
 
-def alert_events(ds: Dataset, score: np.ndarray, threshold: float,
-                 max_lead: float | None = None) -> dict[str, float]:
-    """Operational view: alerts grouped into episodes per device (as one open job would be).
+MIN_LEAD_FRACTION = 1.0 / 6.0  # minimum useful lead as a share of the horizon (12 h of 72 h)
+EPISODE_GAP_FRACTION = 1.0 / 3.0  # alerts closer than this (24 h of 72 h) form one episode
 
-    An episode starts at the first alerting sample between two resets (failures, repairs,
-    services) and lasts until the next one. It is a true alert when the device fails within
-    ``max_lead`` of the episode's start (default: the larger of 7 days and twice the horizon; a
-    proactive job opened then still finds the developing fault), a false alert otherwise. A
-    failure is caught when an episode started in the ``max_lead`` before it; its lead time is
-    failure minus episode start. Returns precision, recall, median lead time and the lead times.
+
+@dataclass(frozen=True, slots=True)
+class FailureOutcome:
+    """One failure of the evaluated samples: whether an alert preceded it, and by how long."""
+
+    device_index: int
+    time: float
+    eligible: bool  # a kept sample lies in [time - horizon, time - min_lead]: it could be caught
+    caught: bool
+    lead: float  # failure minus the first alert in [time - horizon, time - min_lead]; NaN if missed
+
+
+def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: float | None = None,
+                 gap: float | None = None) -> dict:
+    """Event-based figures at ``threshold``, with ``W`` the label horizon.
+
+    Episodes: a device's alerting samples (score >= threshold, kept samples only) grouped while
+    consecutive alerts are at most ``gap`` apart (default W/3) and no failure or repair lies
+    between them; one episode is what one open proactive job stands for. An episode is a true
+    alert when the device fails within W after the episode's first alert, a false one otherwise
+    (too early counts as false). Precision = true episodes / episodes.
+
+    A failure is caught when at least one alert lies in ``[f - W, f - min_lead]`` (default
+    ``min_lead`` W/6, 12 h of 72 h: time to get a technician there); its lead time is the
+    failure minus the first alert in that window. Recall = caught / eligible failures, eligible
+    being those with a kept sample in that window (others could not have been caught from these
+    samples). Returns precision, recall, median lead, counts, the leads and per-failure outcomes.
     """
-    window = max_lead if max_lead is not None else max(168.0 * ds.horizon / 72.0, 2.0 * ds.horizon)
-    lab = ds.labels
-    tp = fp = 0
-    leads: list[float] = []
-    caught: set[tuple[int, float]] = set()
-    alert = score >= threshold
+    horizon = ds.horizon
+    min_lead = horizon * MIN_LEAD_FRACTION if min_lead is None else min_lead
+    gap = horizon * EPISODE_GAP_FRACTION if gap is None else gap
+    keep = ds.labels.keep
+    alert = (score >= threshold) & keep
     fail_by_dev: dict[int, list[float]] = {}
     for f in ds.failures:
         fail_by_dev.setdefault(f.device_index, []).append(f.time)
+    tp = fp = 0
+    outcomes: list[FailureOutcome] = []
     for i in np.unique(ds.dev):
-        sel = np.flatnonzero((ds.dev == i) & lab.keep)
-        if len(sel) == 0:
-            continue
-        order = sel[np.argsort(ds.time[sel])]
-        t = ds.time[order]
-        a = alert[order]
+        mine = ds.dev == i
         ftimes = np.sort(np.asarray(fail_by_dev.get(int(i), []), dtype=np.float64))
-        resets = np.sort(np.concatenate([ftimes, np.asarray(ds.grid.resets[i], dtype=np.float64)]))
-        seg = np.searchsorted(resets, t, side="right")  # which inter-reset segment a sample is in
-        for s in np.unique(seg):
-            in_seg = seg == s
-            hits = np.flatnonzero(a & in_seg)
-            nxt = ftimes[ftimes > t[in_seg][0]]
-            next_fail = nxt[0] if len(nxt) else np.inf
-            if len(hits) == 0:
+        kept_t = np.sort(ds.time[mine & keep])
+        a_t = np.sort(ds.time[mine & alert])
+        if len(a_t):
+            resets = np.sort(np.concatenate([ftimes, np.asarray(ds.grid.resets[i], dtype=np.float64)]))
+            seg = np.searchsorted(resets, a_t, side="right")
+            new = np.ones(len(a_t), dtype=bool)
+            new[1:] = (np.diff(a_t) > gap) | (seg[1:] != seg[:-1])
+            for start in a_t[new]:
+                k = np.searchsorted(ftimes, start, side="right")
+                if k < len(ftimes) and ftimes[k] - start <= horizon:
+                    tp += 1
+                else:
+                    fp += 1
+        if len(kept_t) == 0:
+            continue
+        for f in ftimes:
+            lo, hi = f - horizon, f - min_lead
+            if kept_t[-1] < lo or kept_t[0] > f:  # not among the evaluated samples at all
                 continue
-            start = t[hits[0]]
-            if next_fail - start <= window:
-                tp += 1
-                caught.add((int(i), float(next_fail)))
-                leads.append(float(next_fail - start))
-            else:
-                fp += 1
-    # failures that the samples could have caught: with a kept sample in the horizon before
-    total = 0
-    for f in ds.failures:
-        sel = (ds.dev == f.device_index) & lab.keep & (ds.time < f.time) & (ds.time >= f.time - ds.horizon)
-        if sel.any():
-            total += 1
-    recall = len(caught) / total if total else float("nan")
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    return {"precision": precision, "recall": recall,
+            eligible = bool(((kept_t >= lo) & (kept_t <= hi)).any())
+            in_win = a_t[(a_t >= lo) & (a_t <= hi)]
+            caught = eligible and len(in_win) > 0
+            outcomes.append(FailureOutcome(int(i), float(f), eligible, caught,
+                                           float(f - in_win[0]) if caught else float("nan")))
+    return summarise(outcomes, tp, fp)
+
+
+def summarise(outcomes: Sequence[FailureOutcome], tp: int, fp: int) -> dict:
+    """Precision, recall and lead times from failure outcomes and episode counts."""
+    eligible = [o for o in outcomes if o.eligible]
+    leads = [o.lead for o in eligible if o.caught]
+    return {"precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": len(leads) / len(eligible) if eligible else float("nan"),
             "median_lead": float(np.median(leads)) if leads else float("nan"),
-            "failures": total, "alerts": tp + fp, "leads": leads}
+            "failures": len(eligible), "alerts": tp + fp, "true_alerts": tp,
+            "leads": leads, "outcomes": list(outcomes)}
+
+
+PRIVATE_KEYS = ("leads", "outcomes")
+
+
+def public(metrics: dict) -> dict:
+    """Metrics without the per-failure lists (for JSON and the registry)."""
+    return {k: v for k, v in metrics.items() if k not in PRIVATE_KEYS}
 
 
 def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) -> float:
     """Lowest threshold whose alert precision reaches the target (the highest recall that keeps
     precision); the threshold with the best precision when none does."""
-    qs = np.unique(np.quantile(score[ds.labels.keep], np.linspace(0.5, 0.9995, 120)))
+    kept = score[ds.labels.keep]
+    qs = np.unique(kept)  # a calibrated (isotonic) score has few distinct values: try each
+    if len(qs) > 200:
+        qs = np.unique(np.quantile(kept, np.linspace(0.5, 0.9995, 120)))
     best, best_prec = float(qs[-1]), -1.0
     for th in qs:  # ascending: the first that reaches the target has the highest recall
         ev = alert_events(ds, score, float(th))
@@ -288,7 +349,11 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     val = validation_devices(train_ds, share=0.25)[train_ds.dev]
-    fit_rows, val_rows = keep & ~val, keep & val
+    # Negatives far from any failure are alike: keep all within NEAR_HORIZONS horizons of one
+    # and a random NEGATIVE_SHARE of the rest for fitting (validation keeps every row).
+    near = ~np.isnan(train_ds.labels.ttf) & (train_ds.labels.ttf <= NEAR_HORIZONS * ds.horizon)
+    sampled = y | near | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
+    fit_rows, val_rows = keep & ~val & sampled, keep & val
     if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
         raise ValueError(
             f"too few failures to train: {int(y[keep].sum())} positive samples "
@@ -305,7 +370,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         fitted[name] = est
         progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
     best = max(comparison, key=comparison.get)
-    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="isotonic")
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
     calibrated.fit(x_tr[val_rows], y[val_rows])
     val_ds = train_ds.subset(val)
     val_score = calibrated.predict_proba(x_tr[val])[:, 1]
@@ -316,7 +381,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     cap = rul_cap if rul_cap is not None else 2.0 * ds.horizon
     rul_target = np.where(np.isnan(ttf), cap, np.minimum(ttf, cap))
     reg = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.08, random_state=seed)
-    reg.fit(x_tr[keep], rul_target[keep])
+    reg.fit(x_tr[keep & sampled], rul_target[keep & sampled])
     modes = sorted({m for m in train_ds.labels.mode[keep & y] if m})
     mode_clf = None
     if len(modes) > 1:
@@ -324,10 +389,14 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         mode_clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
         mode_clf.fit(x_tr[rows], train_ds.labels.mode[rows].astype(str))
         modes = [str(c) for c in mode_clf.classes_]
+    group_modes: dict[int, list[str]] = {}
+    for g, m in zip(ds.grid.group[train_ds.dev[keep & y]], train_ds.labels.mode[keep & y], strict=True):
+        if m and m not in group_modes.setdefault(int(g), []):
+            group_modes[int(g)].append(str(m))
     model = FailureModel(
         spec=spec, classifier=calibrated, regressor=reg, mode_classifier=mode_clf, modes=modes,
         threshold=threshold, horizon=ds.horizon, rul_cap=cap, estimator=best,
-        metric_names=ds.grid.slot_names, columns=columns,
+        metric_names=ds.grid.slot_names, columns=columns, group_modes=group_modes,
     )
     train_s = time.perf_counter() - started
     model.metrics = evaluate(model, test_ds, x_te)
@@ -358,10 +427,8 @@ def score_metrics(ds: Dataset, p: np.ndarray, threshold: float) -> dict:
     alerts = p[keep] >= threshold
     s_prec = float((y & alerts).sum() / alerts.sum()) if alerts.any() else float("nan")
     s_rec = float((y & alerts).sum() / y.sum()) if y.any() else float("nan")
-    return {"pr_auc": pr_auc, "precision": ev["precision"], "recall": ev["recall"],
-            "median_lead": ev["median_lead"], "failures": ev["failures"], "alerts": ev["alerts"],
-            "sample_precision": s_prec, "sample_recall": s_rec,
-            "leads": ev["leads"], "samples": int(keep.sum()), "positives": int(y.sum())}
+    return {"pr_auc": pr_auc, **ev, "sample_precision": s_prec, "sample_recall": s_rec,
+            "samples": int(keep.sum()), "positives": int(y.sum())}
 
 
 def baseline_scores(ds: Dataset, fit_mask: np.ndarray, quantile: float = 0.99) -> np.ndarray:

@@ -39,7 +39,7 @@ def fit(ds: M.Dataset, spec: F.FeatureSpec, *, progress: M.Progress, plot_dir: P
         base_scores = M.baseline_scores(ds, result.train_mask)[result.test_mask]
         baseline = M.score_metrics(result.test, base_scores, 0.5)
         progress(f"baseline (threshold rule): {M.format_metrics(baseline)}")
-        result.model.metrics["baseline"] = {k: v for k, v in baseline.items() if k != "leads"}
+        result.model.metrics["baseline"] = M.public(baseline)
         paths: list[Path] = []
         if plot_dir is not None:
             p, _ = result.model.predict(result.test_x)
@@ -122,7 +122,7 @@ def _evaluate(ds: M.Dataset, model: M.FailureModel, plot_dir: Path | None, progr
         x = F.compute(ds.grid, model.spec, test.dev, test.step)
         metrics = M.evaluate(model, test, x)
         baseline = M.score_metrics(test, M.baseline_scores(ds, tr)[te], 0.5)
-        metrics["baseline"] = {k: v for k, v in baseline.items() if k != "leads"}
+        metrics["baseline"] = M.public(baseline)
         progress(f"model: {M.format_metrics(metrics)}; baseline: {M.format_metrics(baseline)}")
         if plot_dir is not None:
             p, _ = model.predict(x)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import psycopg
 
-from predict.model import FailureModel, at_least_as_good
+from predict.model import FailureModel, at_least_as_good, public
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def register(conn: psycopg.Connection, model: FailureModel, *, params: dict,
     active one (``active_metrics``: the active model on the same hold-out). Returns
     (version, promoted)."""
     blob = model.to_bytes()
-    metrics = {k: v for k, v in model.metrics.items() if k != "leads"}
+    metrics = public(model.metrics)
     promote = active_metrics is None or at_least_as_good(model.metrics, active_metrics)
-    compared = None if active_metrics is None else {k: v for k, v in active_metrics.items() if k != "leads"}
+    compared = None if active_metrics is None else public(active_metrics)
     if promote:
         conn.execute("UPDATE model_registry SET active = false WHERE active")
     (version,) = conn.execute(

@@ -81,7 +81,7 @@ def explain(x_row: np.ndarray, names: list[str], slot_names: list[str], spec: F.
             continue
         change = (mean - base) / abs(base)
         findings.append((strength, f"{metric} {_fmt_pct(change)} over {long_label} "
-                                   f"({mean:.3g} vs {base:.3g} after the last service)"))
+                                   f"({mean:.3g} vs {base:.3g} normal for this unit)"))
     for k, label in enumerate(data.COUNT_SEVERITIES[: spec.n_counts]):
         key = f"c{k}:count_24"
         if key in col and x_row[col[key]] > 0 and label != "fault":
@@ -103,12 +103,11 @@ def score_devices(conn: psycopg.Connection, model: FailureModel, now: datetime,
     dev = np.flatnonzero(ok)
     with threadpool_limits(1):
         x = F.compute(grid, model.spec, dev, step[ok])
-        p, rul = model.predict(x)
-        modes = model.mode_proba(x)
+        p, rul, modes = model.score(x)
     names = F.feature_names(model.spec)
     out = []
     for row, i in enumerate(dev):
-        mode = model.modes[int(np.argmax(modes[row]))] if model.modes else ""
+        mode = modes[row]
         alert = p[row] >= model.threshold
         slots = grid.slot_names[grid.group[i]] if grid.slot_names else []
         text = explain(x[row], names, slots, model.spec) if alert else ""

@@ -23,7 +23,7 @@ from fieldops.db import schema
 from fieldops.db.repo import catalog
 from fieldops.db.repo.telemetry import TelemetryWriter
 from simulators import store
-from simulators.device import Block, DeviceSim
+from simulators.device import DEFAULT_WARNING_H, Block, DeviceSim
 from simulators.models import MODEL_SPECS
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,10 @@ class _History:
 def backfill(
     conninfo: str, *, days: float, devices: int | None = None, resolution_s: int = 600, seed: int = 7,
     end: datetime | None = None, recorder: RepairRecorder = record_in_simulator_schema,
+    warning_h: float = DEFAULT_WARNING_H,
 ) -> BackfillResult:
-    """Write ``days`` of history ending at ``end`` (default: now, on the resolution grid)."""
+    """Write ``days`` of history ending at ``end`` (default: now, on the resolution grid);
+    ``warning_h`` is the nominal length of the degradation phase before each failure."""
     if days <= 0 or resolution_s <= 0:
         raise ValueError("days, resolution_s: must be positive")
     end = end or datetime.now(UTC)
@@ -183,7 +185,7 @@ def backfill(
 
         for dev in fleet:
             t = time.perf_counter()
-            sim = DeviceSim(MODEL_SPECS[dev.model_code], dev.serial, seed, start_ts)
+            sim = DeviceSim(MODEL_SPECS[dev.model_code], dev.serial, seed, start_ts, warning_h=warning_h)
             history = _History(sim, dev.id, contracts.get(dev.id, "standard"),
                                np.random.default_rng([seed, dev.id, 1]))
 

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=None, help="first M devices (default: all)")
     p.add_argument("--resolution-s", type=int, default=600)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--warning-h", type=float, default=72.0,
+                   help="nominal length of the degradation phase before a failure (hours)")
     p.add_argument("--no-jobs", action="store_true",
                    help="record repairs only as ground truth, not as completed jobs")
     p.set_defaults(func=cmd_backfill)
@@ -92,7 +94,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         with connect(url) as conn:
             recorder = JobHistory(conn)
     result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                      seed=args.seed, end=service_clock(settings).now(), recorder=recorder)
+                      seed=args.seed, end=service_clock(settings).now(), recorder=recorder,
+                      warning_h=args.warning_h)
     sys.stdout.write(json.dumps({
         "devices": result.devices, "readings": result.readings, "failures": result.failures,
         "visits": result.visits, "open_faults": len(result.open_faults),

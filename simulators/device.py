@@ -25,14 +25,22 @@ DROPOUT_P = 0.002  # a single value missing
 GAP_MEAN_GAP_S = 20 * DAY_S  # communication gaps: whole readings missing
 GAP_MEAN_S = 40 * 60.0
 LOAD_NOISE_SD = 0.05
+VISIBLE_AT = 0.8  # health at which the degradation phase starts
+PHASE_REGULARITY = 12.0  # gamma shape over the degradation phase
+PHASE_SPREAD = 0.25  # unit-to-unit log-sd of the phase length
+DEFAULT_WARNING_H = 72.0
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
     mode: str
     fault_code: str
-    onset_ts: float
+    onset_ts: float  # start of the visible degradation phase; ``failed_ts`` for a sudden failure
     failed_ts: float
+
+    @property
+    def sudden(self) -> bool:
+        return self.onset_ts >= self.failed_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +73,16 @@ class DeviceSim:
     """The hidden state and generative model of one device of ``spec``."""
 
     def __init__(self, spec: ModelSpec, serial: str, seed: int, start_ts: float,
-                 climate: Climate = MUNICH_CLIMATE, nominal: bool = False) -> None:
-        """``nominal`` removes unit-to-unit variation (progression speed, effect strength)."""
+                 climate: Climate = MUNICH_CLIMATE, nominal: bool = False,
+                 warning_h: float = DEFAULT_WARNING_H) -> None:
+        """``nominal`` removes unit-to-unit variation (progression speed, effect strength, phase
+        length) and sudden failures; ``warning_h`` is the nominal length of the degradation phase
+        (times each mode's ``warning_scale``)."""
+        if warning_h <= 0:
+            raise ValueError("warning_h: must be positive")
         self.spec = spec
+        self.nominal = nominal
+        self.warning_h = warning_h
         self.serial = serial
         self.climate = climate
         self.rng = rng = device_rng(seed, serial)
@@ -90,6 +105,10 @@ class DeviceSim:
             self.rate = np.ones(n_modes)
             self.effect_scale = [np.ones(len(ms.effects)) for ms in spec.modes]
         self.h = np.zeros(n_modes)
+        self.phase_s = np.zeros(n_modes)  # this cycle's degradation phase length (0: sudden)
+        self.visible_ts = np.full(n_modes, np.nan)  # when this cycle's phase started
+        for j in range(n_modes):
+            self._new_cycle(j)
         self.onset = np.empty(n_modes)
         for j, ms in enumerate(spec.modes):
             progress_s = ms.mean_progress_days * DAY_S
@@ -98,7 +117,7 @@ class DeviceSim:
             self.onset[j] = onset
             if onset < start_ts:
                 shape = ms.regularity * (start_ts - onset) * self.rate[j] / progress_s
-                self.h[j] = min(0.85, rng.gamma(shape, 1.0 / ms.regularity))
+                self.h[j] = min(0.75, rng.gamma(shape, 1.0 / ms.regularity))
         self.failed: int = -1
         self.failed_ts: float | None = None
         self.pm_until = -np.inf
@@ -110,6 +129,21 @@ class DeviceSim:
 
     # ------------------------------------------------------------ state
 
+    def _new_cycle(self, j: int) -> None:
+        """Draw the degradation phase of mode ``j``'s next failure: its length, or sudden."""
+        ms = self.spec.modes[j]
+        nominal_s = self.warning_h * 3600.0 * ms.warning_scale
+        if self.nominal:
+            self.phase_s[j] = nominal_s
+        else:
+            sudden = self.rng.random() < ms.sudden_share
+            self.phase_s[j] = 0.0 if sudden else nominal_s * self.rng.lognormal(0.0, PHASE_SPREAD)
+        self.visible_ts[j] = np.nan
+
+    def phase_progress(self, health: np.ndarray) -> np.ndarray:
+        """Progress through the degradation phase (0..1) for health values."""
+        return np.clip((health - VISIBLE_AT) / (1.0 - VISIBLE_AT), 0.0, 1.0)
+
     @property
     def failed_mode(self) -> str | None:
         return self.spec.modes[self.failed].code if self.failed >= 0 else None
@@ -120,6 +154,7 @@ class DeviceSim:
         self.onset[:] = np.inf
         self.h[:] = 0.0
         self.onset[j] = ts
+        self.visible_ts[:] = np.nan
 
     def set_failed(self, mode: str, failed_ts: float) -> None:
         """Start in the failed state of ``mode`` (continuing a history whose fault is still open)."""
@@ -154,8 +189,7 @@ class DeviceSim:
             pm = np.where(ts < self.pm_until, PM_WEAR_FACTOR, 1.0)
             for j, ms in enumerate(self.spec.modes):
                 active = np.clip(ts - np.maximum(self.onset[j], ts - dt), 0.0, None)
-                shape = ms.regularity * active * stress * pm * self.rate[j] / (ms.mean_progress_days * DAY_S)
-                health[:, j] = self.h[j] + np.cumsum(rng.gamma(shape, 1.0 / ms.regularity))
+                health[:, j] = self._health(j, ms, ts, active, stress * pm)
             crossed = np.flatnonzero((health >= 1.0).any(axis=1))
             if len(crossed):
                 f = int(crossed[0])
@@ -163,7 +197,10 @@ class DeviceSim:
                 j = int(np.argmax(health[f]))
                 faulted[f] = True
                 ms = self.spec.modes[j]
-                failure = Failure(ms.code, ms.fault_code, float(self.onset[j]), float(ts[f]))
+                started = self.visible_ts[j]
+                failure = Failure(ms.code, ms.fault_code,
+                                  float(ts[f]) if np.isnan(started) else float(min(started, ts[f])),
+                                  float(ts[f]))
         ts, load, ambient, health, faulted = ts[:n], load[:n], ambient[:n], health[:n], faulted[:n]
         values = self._values(ts, load, ambient, health, faulted, failure)
         stuck = self._stick(ts, dt[:n], values)
@@ -179,6 +216,36 @@ class DeviceSim:
             self.failed_ts = failure.failed_ts
         return Block(ts, values, present, health, faulted, stuck, failure, start)
 
+    def _health(self, j: int, ms, ts: np.ndarray, active: np.ndarray, stress: np.ndarray) -> np.ndarray:
+        """Health of mode ``j`` at ``ts``: hidden wear up to VISIBLE_AT, then the phase to 1.0."""
+        rng = self.rng
+        h0 = self.h[j]
+        path = np.empty(len(ts))
+        start = 0
+        if h0 < VISIBLE_AT:
+            shape = ms.regularity * active * stress * self.rate[j] / (ms.mean_progress_days * DAY_S)
+            wear = h0 + np.cumsum(rng.gamma(shape, 1.0 / ms.regularity))
+            over = np.flatnonzero(wear >= VISIBLE_AT)
+            if len(over) == 0:
+                return wear
+            start = int(over[0])
+            path[:start] = wear[:start]
+            self.visible_ts[j] = ts[start]
+            if self.phase_s[j] <= 0.0:  # sudden: fails as the wear reaches the threshold
+                path[start:] = 1.0
+                return path
+            path[start] = VISIBLE_AT
+            h0, start = VISIBLE_AT, start + 1
+        elif np.isnan(self.visible_ts[j]):
+            self.visible_ts[j] = ts[0]
+        if start == len(ts):
+            return path
+        dt = np.diff(ts[start - 1:] if start else np.concatenate([[self.last_ts], ts]))
+        phase = max(self.phase_s[j], 1.0)
+        shape = PHASE_REGULARITY * dt / phase
+        path[start:] = h0 + np.cumsum(rng.gamma(shape, (1.0 - VISIBLE_AT) / PHASE_REGULARITY))
+        return path
+
     def _values(self, ts, load, ambient, health, faulted, failure) -> np.ndarray:
         rng = self.rng
         running = np.where(faulted, 0.0, load)
@@ -187,7 +254,8 @@ class DeviceSim:
         for j, ms in enumerate(self.spec.modes):
             for e, eff in enumerate(ms.effects):
                 i = self.spec.metric_index(eff.metric)
-                shift = eff.magnitude * self.effect_scale[j][e] * health[:, j] ** eff.power
+                level = self.phase_progress(health[:, j]) ** eff.power
+                shift = eff.magnitude * self.effect_scale[j][e] * level
                 if eff.load_scaled:
                     shift = shift * running
                 values[:, i] += np.where(faulted, 0.0, shift)
@@ -268,6 +336,7 @@ class DeviceSim:
             j = codes.index(finding)
             self.h[j] = 0.0
             self.onset[j] = ts + self.rng.exponential(self.spec.modes[j].mean_onset_days * DAY_S)
+            self._new_cycle(j)
             if self.failed == j:
                 self.failed, self.failed_ts = -1, None
             restored = finding
@@ -276,5 +345,6 @@ class DeviceSim:
             for j, ms in enumerate(self.spec.modes):
                 if ms.pm_resets:
                     self.h[j] = 0.0
+                    self._new_cycle(j)
                     self.onset[j] = max(self.onset[j], ts + self.rng.exponential(ms.mean_onset_days * DAY_S))
         return restored

@@ -28,10 +28,12 @@ class MetricPhysics:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """How a failure mode's health ``h`` (0..1) shifts one metric: ``magnitude * h ** power``.
+    """How a failure mode shifts one metric: ``magnitude * s ** power``.
 
-    A small power shows early and steadily (long lead time); a large one only close to failure.
-    With ``load_scaled`` the shift is proportional to the current load (e.g. extra current).
+    ``s`` is the progress through the degradation phase (0 until it starts, 1 at failure), so the
+    shift comes in the last days; hidden wear before the phase does not show in the readings. A
+    small power rises early in the phase, a large one only close to failure. With
+    ``load_scaled`` the shift is proportional to the current load (e.g. extra current).
     """
 
     metric: str
@@ -45,10 +47,13 @@ class ModeSpec:
     """A failure mode with its hidden degradation process.
 
     Onset after installation or repair is exponential with mean ``mean_onset_days``; from onset,
-    health grows as a gamma process reaching 1.0 after ``mean_progress_days`` on average (scaled by
-    load stress and slowed by preventive maintenance). ``regularity`` is the gamma shape over the
-    whole progression: large is smooth and predictable, small is jumpy (little warning).
-    ``warning_days`` is the nominal lead time at which the effects become visible.
+    hidden wear grows as a gamma process (scaled by load stress, slowed by preventive maintenance)
+    that reaches the visible threshold (health 0.8) after about 0.8 * ``mean_progress_days``.
+    ``regularity`` is the gamma shape over that progression (large: smooth, small: jumpy). Then the
+    degradation phase: health climbs from 0.8 to failure at 1.0 in about ``warning_scale`` times
+    the device's warning horizon (default 72 h), and the effects rise with it. A share
+    ``sudden_share`` of failures skips the phase: the unit fails when wear reaches the threshold,
+    without warning.
     """
 
     mode: FailureMode
@@ -59,7 +64,8 @@ class ModeSpec:
     effects: tuple[Effect, ...]
     fault_values: tuple[tuple[str, float], ...] = ()
     pm_resets: bool = False
-    warning_days: float = 1.0
+    warning_scale: float = 1.0
+    sudden_share: float = 0.05
 
     @property
     def code(self) -> str:
@@ -174,20 +180,20 @@ def _chiller() -> ModelSpec:
                 Effect("evaporator_pressure_bar", -1.1, 1.0),
                 Effect("chw_supply_temp_c", 2.5, 2.0, load_scaled=True),
                 Effect("compressor_current_a", 25.0, 1.5, load_scaled=True),
-            ), (("chw_supply_temp_c", 14.0), ("evaporator_pressure_bar", 1.2)), warning_days=20),
+            ), (("chw_supply_temp_c", 14.0), ("evaporator_pressure_bar", 1.2)), warning_scale=1.1),
             ModeSpec(fm["bearing_wear"], "CH-E37", 600, 25, 25.0, (
                 Effect("vibration_mm_s", 5.0, 1.5),
-                Effect("oil_temp_c", 9.0, 3.0),
-                Effect("compressor_current_a", 8.0, 3.0, load_scaled=True),
-            ), (("vibration_mm_s", 14.0),), warning_days=12),
+                Effect("oil_temp_c", 9.0, 2.0),
+                Effect("compressor_current_a", 8.0, 2.0, load_scaled=True),
+            ), (("vibration_mm_s", 14.0),), warning_scale=1.0),
             ModeSpec(fm["condenser_fouling"], "CH-E12", 300, 40, 30.0, (
                 Effect("condenser_pressure_bar", 4.0, 1.2, load_scaled=True),
                 Effect("compressor_current_a", 30.0, 1.5, load_scaled=True),
                 Effect("oil_temp_c", 5.0, 1.5),
-            ), (("condenser_pressure_bar", 23.0),), pm_resets=True, warning_days=25),
+            ), (("condenser_pressure_bar", 23.0),), pm_resets=True, warning_scale=1.2),
             ModeSpec(fm["contactor_failure"], "CH-E05", 900, 2, 10.0, (
-                Effect("compressor_current_a", 25.0, 5.0),
-            ), (("compressor_current_a", 0.0),), warning_days=0.3),
+                Effect("compressor_current_a", 25.0, 2.0),
+            ), (("compressor_current_a", 0.0),), warning_scale=0.6, sudden_share=0.5),
         ),
         profile="comfort_cooling",
         interval_s=10,
@@ -235,19 +241,19 @@ def _air_compressor() -> ModelSpec:
                 Effect("discharge_temp_c", 6.0, 2.0),
                 Effect("motor_current_a", 6.0, 1.5, load_scaled=True),
             ), (("intake_filter_dp_mbar", 190.0), ("discharge_pressure_bar", 4.5)),
-                pm_resets=True, warning_days=25),
+                pm_resets=True, warning_scale=1.2),
             ModeSpec(fm["bearing_wear"], "AC-E31", 700, 30, 25.0, (
                 Effect("vibration_mm_s", 6.0, 1.8),
-                Effect("discharge_temp_c", 8.0, 3.0),
-            ), (("vibration_mm_s", 16.0),), warning_days=14),
+                Effect("discharge_temp_c", 8.0, 2.0),
+            ), (("vibration_mm_s", 16.0),), warning_scale=1.0),
             ModeSpec(fm["oil_leak"], "AC-E44", 500, 20, 25.0, (
                 Effect("oil_pressure_bar", -1.4, 1.2),
-                Effect("discharge_temp_c", 22.0, 2.5),
-            ), (("oil_pressure_bar", 0.6), ("discharge_temp_c", 112.0)), warning_days=10),
+                Effect("discharge_temp_c", 22.0, 2.0),
+            ), (("oil_pressure_bar", 0.6), ("discharge_temp_c", 112.0)), warning_scale=0.9),
             ModeSpec(fm["motor_winding_fault"], "AC-E02", 1100, 3, 10.0, (
-                Effect("motor_current_a", 12.0, 5.0),
-                Effect("vibration_mm_s", 0.6, 4.0),
-            ), (("motor_current_a", 0.0),), warning_days=0.5),
+                Effect("motor_current_a", 12.0, 2.0),
+                Effect("vibration_mm_s", 0.6, 2.0),
+            ), (("motor_current_a", 0.0),), warning_scale=0.6, sudden_share=0.5),
         ),
         profile="two_shift",
         interval_s=10,
@@ -292,18 +298,18 @@ def _elevator_drive() -> ModelSpec:
             ModeSpec(fm["door_operator_wear"], "EL-E61", 240, 30, 30.0, (
                 Effect("door_cycle_time_s", 4.5, 1.3),
                 Effect("motor_current_a", 1.5, 2.0, load_scaled=True),
-            ), (("door_cycle_time_s", 14.0), ("trips_per_h", 0.0)), pm_resets=True, warning_days=20),
+            ), (("door_cycle_time_s", 14.0), ("trips_per_h", 0.0)), pm_resets=True, warning_scale=1.1),
             ModeSpec(fm["bearing_wear"], "EL-E33", 800, 30, 25.0, (
                 Effect("vibration_mm_s", 4.0, 1.7),
-                Effect("motor_temp_c", 10.0, 3.0),
-            ), (("vibration_mm_s", 9.0), ("trips_per_h", 0.0)), warning_days=14),
+                Effect("motor_temp_c", 10.0, 2.0),
+            ), (("vibration_mm_s", 9.0), ("trips_per_h", 0.0)), warning_scale=1.0),
             ModeSpec(fm["encoder_fault"], "EL-E72", 700, 10, 12.0, (
-                Effect("leveling_error_mm", 18.0, 3.0),
+                Effect("leveling_error_mm", 18.0, 2.0),
                 Effect("vibration_mm_s", 0.4, 2.0),
-            ), (("leveling_error_mm", 45.0), ("trips_per_h", 0.0)), warning_days=3),
+            ), (("leveling_error_mm", 45.0), ("trips_per_h", 0.0)), warning_scale=0.8, sudden_share=0.15),
             ModeSpec(fm["igbt_failure"], "EL-E90", 1200, 2, 10.0, (
-                Effect("cabinet_temp_c", 4.0, 5.0),
-            ), (("motor_current_a", 0.0), ("trips_per_h", 0.0)), warning_days=0.4),
+                Effect("cabinet_temp_c", 4.0, 2.0),
+            ), (("motor_current_a", 0.0), ("trips_per_h", 0.0)), warning_scale=0.6, sudden_share=0.5),
         ),
         profile="building_traffic",
         interval_s=10,

@@ -72,16 +72,68 @@ def test_each_sample_only_sees_its_past():
     assert row(grid, 2)["m0:mean_3"] == pytest.approx(2.0)
 
 
-def test_fleet_relative_values_remove_what_all_units_share():
+def test_the_fleet_centre_carries_what_all_units_share():
     # five units of one model; at step 1 all rise by 10 (weather), unit 4 stands out by 3 at step 2
     base = np.array([[1.0, 11.0, 1.0]] * 5)
     base[:, :] += np.arange(5)[:, None] * 0.5
     base[4, 2] += 3.0
-    rel = F.fleet_relative(base[:, :, None], np.zeros(5, dtype=int), min_devices=5)[:, :, 0]
+    centre, scale = F.fleet_centre(base[:, :, None], np.zeros(5, dtype=int), min_devices=5)
+    rel = base - centre[0, :, 0]
     assert np.allclose(rel[:, 0], rel[:, 1])  # the shared rise leaves no trace
-    assert rel[4, 2] > rel[4, 1]
+    assert rel[4, 2] > rel[4, 1] + 2.0
+    assert centre[0, 1, 0] == pytest.approx(12.0)  # 11 + mean offset 1.0 (+ 0.6 of unit 4 at step 2 only)
+    assert scale[0, 0] > 0
 
 
-def test_fleet_relative_values_need_enough_peers():
-    rel = F.fleet_relative(np.ones((3, 2, 1)), np.zeros(3, dtype=int), min_devices=5)
-    assert np.isnan(rel).all()
+def test_the_fleet_centre_needs_enough_peers():
+    centre, scale = F.fleet_centre(np.ones((3, 2, 1)), np.zeros(3, dtype=int), min_devices=5)
+    assert np.isnan(centre).all() and (scale == 1.0).all()
+
+
+def test_scoring_one_step_per_device_gives_the_training_features():
+    """The scoring path (matrix products over each device's last steps) equals prefix sums."""
+    rng = np.random.default_rng(3)
+    d, t = 4, 40
+    values = rng.normal(10.0, 2.0, (d, t, 2)) + np.arange(t)[None, :, None] * 0.1
+    values[rng.random(values.shape) < 0.1] = np.nan
+    grid = F.Grid(
+        device_ids=np.arange(d), values=values, time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(),
+        counts=np.zeros((d, t, 0)), resets=[np.array([]), np.array([35.0]), np.array([3.0]), np.array([])],
+        installed=np.full(d, -5.0), group=np.zeros(d, dtype=np.int64),
+    )
+    spec = F.FeatureSpec(windows=(3, 8), extreme_windows=(3,), baseline_lookback=12, baseline_len=5,
+                         count_windows=(4,), n_slots=2)
+    last = np.full(d, t - 1)
+    scored = F.compute(grid, spec, np.arange(d), last)
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    trained = F.compute(grid, spec, dev, step)[step == t - 1]
+    assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+def test_across_slots_the_largest_and_rms_departure_are_taken():
+    slot0 = [1, 2, 1, 2, 5, 5, 5]
+    values = np.array([slot0, [1.0] * 7]).T.reshape(1, 7, 2)
+    grid = F.Grid(device_ids=np.array([1]), values=values, time=np.arange(7, dtype=float).reshape(1, 7),
+                  counts=np.zeros((1, 7, 0)), resets=[np.array([])], installed=np.array([0.0]),
+                  group=np.array([0]))
+    spec = F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=7, baseline_len=4,
+                         count_windows=(2,), n_slots=2)
+    f = dict(zip(F.feature_names(spec), F.compute(grid, spec, np.array([0]), np.array([6]))[0], strict=True))
+    z0 = (5.0 - 1.5) / (math.sqrt(1 / 3) + 1e-3 * 1.5)  # slot 1 is flat: z 0
+    assert f["all:max_z_3"] == pytest.approx(z0, rel=1e-5)
+    assert f["all:rms_z_3"] == pytest.approx(z0 / math.sqrt(2), rel=1e-5)
+    assert f["all:max_trend_3"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fleet_features_compare_the_window_with_the_models_centre():
+    # units at 1, 1.5, 2, 2.5, 3; unit 4 is 3 higher in steps 3..5: centre 2, then 2.6; MAD 0.98
+    values = np.repeat((1.0 + 0.5 * np.arange(5))[:, None], 6, axis=1)
+    values[4, 3:] += 3.0
+    grid = F.Grid(device_ids=np.arange(5), values=values[:, :, None],
+                  time=np.broadcast_to(np.arange(6, dtype=float), (5, 6)).copy(), counts=np.zeros((5, 6, 0)),
+                  resets=[np.array([])] * 5, installed=np.zeros(5), group=np.zeros(5, dtype=np.int64))
+    spec = F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=6, baseline_len=3,
+                         count_windows=(2,), n_slots=1, fleet=True, fleet_min_devices=5)
+    f = dict(zip(F.feature_names(spec), F.compute(grid, spec, np.array([4]), np.array([5]))[0], strict=True))
+    assert f["m0:fleet_3"] == pytest.approx((6.0 - 2.6) / 0.98)
+    assert f["m0:fleet_shift_3"] == pytest.approx((6.0 - 2.6) / 0.98 - (3.0 - 2.0) / 0.98)

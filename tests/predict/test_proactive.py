@@ -98,7 +98,7 @@ def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
     for k, v in values.items():
         x[names.index(k)] = v
     text = scorer.explain(x, names, ["oil_temp_c", "vibration_mm_s"], spec)
-    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 after the last service)")
+    assert text.startswith("vibration_mm_s up 40% over 7 days (2.8 vs 2 normal for this unit)")
     assert "3 error events in 24 h" in text
 
 
@@ -128,3 +128,52 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
     assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
     assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
+
+
+def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    TelemetryWriter(db).write([(dev.id, T0 + timedelta(minutes=10), 1, [1.0, None, 7.0]),
+                               (dev.id, T0 + timedelta(minutes=20), 2, [3.0, None, 7.0]),
+                               (dev.id, T0 + timedelta(minutes=70), 3, [5.0, 4.0, None])])
+    db.commit()
+    fleet = data.load(db, T0 - timedelta(hours=1), T0 + timedelta(hours=3), [dev.id], n_slots=3)
+    first = fleet.grid.values[0, 1:3]  # the hours starting at T0 and T0 + 1 h
+    assert np.array_equal(first, np.array([[2.0, np.nan, 7.0], [5.0, 4.0, np.nan]]), equal_nan=True)
+    assert np.isnan(fleet.grid.values[0, [0, 3]]).all()
+
+
+def test_the_failure_mode_is_named_only_where_the_risk_is_at_least_half_the_threshold():
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LogisticRegression
+
+    from predict import features as F
+    from predict.model import FailureModel
+
+    x = np.array([[0.0], [1.0], [2.0], [3.0]] * 5)
+    y = np.array([0, 0, 1, 1] * 5)
+    clf = LogisticRegression(C=100.0).fit(x, y)
+    modes = LogisticRegression().fit(x[y == 1], np.array(["bearing_wear", "oil_leak"] * 5))
+    model = FailureModel(F.FeatureSpec(n_slots=1), clf, DummyRegressor().fit(x, y), modes,
+                         [str(c) for c in modes.classes_], threshold=0.9, horizon=72.0, rul_cap=144.0,
+                         estimator="logistic_regression")
+    p, _, mode = model.score(np.array([[0.0], [3.0]]))
+    assert p[0] < 0.45 and p[1] >= 0.45
+    assert mode[0] == "" and mode[1] in ("bearing_wear", "oil_leak")
+
+
+def test_the_failure_mode_is_one_the_device_model_has_failed_with():
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    from predict import features as F
+    from predict.model import FailureModel
+
+    x = np.array([[0.0], [1.0]] * 4)  # column 0 is the device model group
+    always_fails = DummyClassifier(strategy="constant", constant=1).fit(x, [0, 1] * 4)
+    says_bearing = DummyClassifier(strategy="prior").fit(x, ["bearing_wear"] * 6 + ["oil_leak"] * 2)
+    model = FailureModel(F.FeatureSpec(n_slots=1), always_fails, DummyRegressor().fit(x, [1.0] * 8),
+                         says_bearing, ["bearing_wear", "oil_leak"], threshold=0.5, horizon=72.0,
+                         rul_cap=144.0, estimator="dummy", group_modes={0: ["bearing_wear"], 1: ["oil_leak"]})
+    _, _, mode = model.score(np.array([[0.0], [1.0]]))
+    assert list(mode) == ["bearing_wear", "oil_leak"]

@@ -1,5 +1,7 @@
 """The generative device model: determinism, failure modes, repairs, ranges."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,7 @@ def test_every_failure_mode_shows_in_its_metric_before_failure(model, mode):
     healthy = twin.advance(ts).values
     effect = ms.effects[0]
     i = spec.metric_index(effect.metric)
-    lead_s = min(max(ms.warning_days * 86400, 6 * 3600), (failed_ts - T0) / 3)
+    lead_s = min(ms.warning_scale * sim.warning_h * 3600, (failed_ts - T0) / 3)
     window = ts >= failed_ts - lead_s
     baseline = ts < T0 + lead_s  # as long as the window, right after onset
     diff = sick[:, i] - healthy[:, i]
@@ -159,3 +161,40 @@ def test_sensors_drop_out_and_get_stuck():
     i, j = np.argwhere(block.stuck)[0]
     run = block.stuck[i:, j].argmin() or 2
     assert run >= 2 and np.all(block.values[i:i + run, j] == block.values[i, j])
+
+
+@pytest.mark.parametrize("warning_h", [24.0, 72.0])
+def test_the_degradation_phase_lasts_about_the_warning_horizon(warning_h):
+    phases = []
+    for k in range(8):
+        sim = DeviceSim(MODEL_SPECS["chiller"], f"CH-{k}", 3, T0, nominal=True, warning_h=warning_h)
+        sim.force_onset("bearing_wear", T0)
+        failure = run_to_failure(sim)[-1].failure
+        phases.append((failure.failed_ts - failure.onset_ts) / 3600)
+    assert 0.6 * warning_h < np.median(phases) < 1.4 * warning_h
+
+
+def test_the_signature_rises_only_in_the_last_days():
+    """Vibration a week before a bearing failure is near the healthy twin's; in the last day it is well above."""
+    spec = MODEL_SPECS["chiller"]
+    sim = degraded("chiller", "bearing_wear")
+    blocks = run_to_failure(sim)
+    failed_ts = blocks[-1].failure.failed_ts
+    twin = DeviceSim(spec, "unit-1", 11, T0, nominal=True)
+    twin.force_onset("bearing_wear", np.inf)
+    ts = np.concatenate([b.ts for b in blocks])[:-1]
+    diff = (np.concatenate([b.values for b in blocks])[:-1] - twin.advance(ts).values)[
+        :, spec.metric_index("vibration_mm_s")]
+    week_before = (ts > failed_ts - 8 * 86400) & (ts < failed_ts - 7 * 86400)
+    last_day = ts > failed_ts - 86400
+    assert np.nanmean(diff[last_day]) > 2.0
+    assert abs(np.nanmean(diff[week_before])) < 0.2 * np.nanmean(diff[last_day])
+
+
+def test_a_sudden_failure_gives_no_warning():
+    spec = MODEL_SPECS["elevator_drive"]
+    sudden = replace(spec, modes=tuple(replace(ms, sudden_share=1.0) for ms in spec.modes))
+    sim = DeviceSim(sudden, "EL-1", 5, T0)
+    sim.force_onset("igbt_failure", T0)
+    failure = run_to_failure(sim)[-1].failure
+    assert failure.sudden and failure.onset_ts == failure.failed_ts
