@@ -119,9 +119,9 @@ def break_fits(p, technician, route):
     b = technician.meal_break
     latest = b.latest_end_s - b.duration_s
     stops = [p.job(j) for j in route]
-    if b.earliest_s + b.duration_s <= technician.shift_start_s:
-        return True
-    for gap in range(len(stops) + 2):  # gap len(stops) + 1: after coming back
+    before = b.earliest_s + b.duration_s <= technician.shift_start_s
+    # gap -1: before the shift; len(stops) + 1: after coming back
+    for gap in range(-1 if before else 0, len(stops) + 2):
         t, here, ok = technician.shift_start_s, technician.start, True
         for k, jb in enumerate([*stops, None]):
             to = technician.end if jb is None else jb.location
