@@ -208,3 +208,26 @@ def test_solve_with_the_search_never_costs_more_than_without():
     without = solve(p, replace(params, search_share=0))
     searched = solve(p, replace(params, search_iterations=ITERATIONS))
     assert searched.objective.cost <= without.objective.cost
+
+
+def test_solve_with_the_search_keeps_every_meal_break_in_its_window():
+    jobs = [job(i, 1 + i % 10, duration_s=1800, priority=1 + i % 4,
+                response_due_s=(9 + i % 6) * HOUR) for i in range(1, 16)]
+    techs = [tech(1, meal_break=LUNCH), tech(2, meal_break=LUNCH),
+             tech(3, start=11, end=11, meal_break=LUNCH)]
+    solution = solve(problem(techs, jobs), replace(FAST, solution_limit=5,
+                                                   search_iterations=ITERATIONS))
+    latest = LUNCH.latest_end_s - LUNCH.duration_s
+    assert all(LUNCH.earliest_s <= r.break_start_s <= latest for r in solution.routes)
+
+
+def test_solve_keeps_the_search_improvement_for_technicians_with_meal_breaks():
+    jobs = [job(i, 1 + i % 10, duration_s=1800, priority=1 + i % 4,
+                response_due_s=(9 + i % 6) * HOUR) for i in range(1, 16)]
+    techs = [tech(1, meal_break=LUNCH), tech(2, meal_break=LUNCH),
+             tech(3, start=11, end=11, meal_break=LUNCH)]
+    p = problem(techs, jobs)
+    params = replace(FAST, solution_limit=5)
+    without = solve(p, replace(params, search_share=0))
+    searched = solve(p, replace(params, search_iterations=ITERATIONS))
+    assert searched.objective.cost < without.objective.cost
