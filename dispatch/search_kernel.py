@@ -200,8 +200,9 @@ def update_route(v, seq, ln, st, late, load, cost, end, where, pos, T, C, loc, s
 
 @njit(cache=True, inline="always")
 def insertion_delta(c, v, p, seq, ln, st, late, end, T, C, loc, svc, wlo, whi, nw, due, latew,
-                    jv, vstart, vend, vt0, vhard, vsoft, votw, soft, beb, blb, bdur):
-    """Cost change of inserting job ``c`` before position ``p`` of route ``v``, or NONE."""
+                    jv, vstart, vend, vt0, vhard, vsoft, votw, soft, beb, blb, bdur, bold):
+    """Cost change of inserting job ``c`` before position ``p`` of route ``v``, or NONE.
+    ``bold``: the route's soft cost with its meal break (when it has one and ``soft``)."""
     n = ln[v]
     if p == 0:
         dep = vt0[v]
@@ -230,8 +231,7 @@ def insertion_delta(c, v, p, seq, ln, st, late, end, T, C, loc, svc, wlo, whi, n
         if new == NONE:
             return NONE
         if soft:
-            delta += new - _break_walk(v, seq, n, -1, 0, T, loc, svc, wlo, whi, nw, due, latew,
-                                       vend, vt0, vhard, vsoft, votw, vstart, beb, blb, bdur)
+            delta += new - bold
         return delta
     if soft:
         delta += _late_cost(due, latew, c, s)
@@ -411,6 +411,11 @@ def search(iters, t_hi, t_lo, rng, params,
                 for v in range(m):
                     if jv[c, v] < 0 or wload[v] + dem[c] > vcap[v] or not (near[v] or wln[v] == 0):
                         continue
+                    bold = 0
+                    if soft and bdur[v] > 0:
+                        bold = _break_walk(v, wseq, wln[v], -1, 0, T, loc, svc, wlo, whi, nw, due,
+                                           latew, vend, vt0, vhard, vsoft, votw, vstart, beb, blb,
+                                           bdur)
                     for p in range(wln[v] + 1):
                         if p > 0 and (wst[v, p - 1] + svc[wseq[v, p - 1]]
                                       + T[loc[wseq[v, p - 1]], loc[c]] > whi[c, nw[c] - 1]):
@@ -419,7 +424,7 @@ def search(iters, t_hi, t_lo, rng, params,
                             continue
                         d = insertion_delta(c, v, p, wseq, wln, wst, wlate, wend, T, C, loc, svc,
                                             wlo, whi, nw, due, latew, jv, vstart, vend, vt0,
-                                            vhard, vsoft, votw, soft, beb, blb, bdur)
+                                            vhard, vsoft, votw, soft, beb, blb, bdur, bold)
                         if d != NONE and (best_v < 0 or d < best_d):
                             best_d = d
                             best_v = v
