@@ -7,10 +7,12 @@ What the search models: travel cost (``travel_s`` and ``distance_m`` weights), c
 windows (hard, several per job allowed), shift start and end (hard, with bounded overtime at
 ``overtime_per_s``), load capacity, skills and dispatcher assignments (as allowed
 technicians), response-deadline lateness by priority (soft), disruption for moving a
-dispatched job, and drop penalties by priority (``override_dropped`` for assigned jobs).
+dispatched job, drop penalties by priority (``override_dropped`` for assigned jobs), and each
+technician's meal break as the solver models it (taken where the technician is, between
+stops, before leaving or after coming back, starting inside its window).
 
-What it leaves alone: a technician with a meal break, and every route holding a job it does
-not move, stays exactly as the solver planned it. It does not move jobs that need parts
+What it leaves alone: every route holding a job it does not move stays exactly as the solver
+planned it. It does not move jobs that need parts
 (pickups and van stock), pinned (en route, on site) jobs and jobs with a locked position or
 start time; such jobs keep their place, and a job of that kind that was unassigned stays so.
 """
@@ -53,10 +55,6 @@ def movable(job: Job) -> bool:
     """A job the search may move: no parts, not pinned, no locked position or start."""
     return (not job.parts and job.pinned_technician is None and job.locked_position is None
             and job.locked_start_s is None)
-
-
-def searchable(technician: Technician) -> bool:
-    return technician.meal_break is None
 
 
 def _allowed_starts(job: Job) -> list[tuple[int, int]]:
@@ -115,6 +113,11 @@ class _Arrays:
         self.vsoft = np.array([t.shift_end_s for t in techs], dtype=np.int64)
         self.votw = np.array([w.overtime_per_s if t.max_overtime_s else 0 for t in techs],
                              dtype=np.int64)
+        breaks = [t.meal_break for t in techs]
+        self.beb = np.array([0 if b is None else b.earliest_s for b in breaks], dtype=np.int64)
+        self.blb = np.array([0 if b is None else b.latest_end_s - b.duration_s for b in breaks],
+                            dtype=np.int64)
+        self.bdur = np.array([0 if b is None else b.duration_s for b in breaks], dtype=np.int64)
         self.vcap = np.array([BIG if t.capacity is None else t.capacity for t in techs],
                              dtype=np.int64)
         self.soft = bool((self.due != kernel.NONE).any() or self.votw.any())
@@ -129,7 +132,8 @@ class _Arrays:
     def kernel_args(self) -> tuple:
         return (self.T, self.C, self.loc, self.svc, self.dem, self.wlo, self.whi, self.nw,
                 self.due, self.latew, self.drop, self.jv, self.adj, self.far, self.vstart,
-                self.vend, self.vt0, self.vhard, self.vsoft, self.votw, self.vcap, self.soft)
+                self.vend, self.vt0, self.vhard, self.vsoft, self.votw, self.vcap, self.soft,
+                self.beb, self.blb, self.bdur)
 
 
 def improve(problem: Problem, routes: Mapping[int, Sequence[int]], unassigned: Sequence[int],
@@ -143,8 +147,8 @@ def improve(problem: Problem, routes: Mapping[int, Sequence[int]], unassigned: S
     jobs_by_id = {j.id: j for j in problem.jobs}
     frozen_jobs = {abs(x) for r in routes.values() for x in r
                    if x < 0 or not movable(jobs_by_id[abs(x)])}
-    techs = [t for t in problem.technicians if searchable(t)
-             and not any(abs(x) in frozen_jobs for x in routes.get(t.id, ()))]
+    techs = [t for t in problem.technicians
+             if not any(abs(x) in frozen_jobs for x in routes.get(t.id, ()))]
     mine = {t.id for t in techs}
     elsewhere = {x for t, r in routes.items() if t not in mine for x in r}
     jobs = [jobs_by_id[x] for t in techs for x in routes.get(t.id, ())]
@@ -168,7 +172,8 @@ def improve(problem: Problem, routes: Mapping[int, Sequence[int]], unassigned: S
         ln[v] = len(r)
         ok = kernel.update_route(v, seq, ln, st, late, load, cost, end, where, pos, a.T, a.C,
                                  a.loc, a.svc, a.dem, a.wlo, a.whi, a.nw, a.due, a.latew, a.jv,
-                                 a.vstart, a.vend, a.vt0, a.vhard, a.vsoft, a.votw)
+                                 a.vstart, a.vend, a.vt0, a.vhard, a.vsoft, a.votw, a.beb,
+                                 a.blb, a.bdur)
         if not ok or load[v] > a.vcap[v] or any(a.jv[x, v] < 0 for x in r):
             log.warning("search skipped: technician %s's route is infeasible in its model", t.id)
             return None

@@ -9,6 +9,12 @@ insertion is O(1) from ``late`` (the latest start at each stop that keeps the re
 feasible); soft time costs, when the problem has any, are updated by walking the suffix until
 start times stop changing.
 
+A technician's meal break (``bdur[v] > 0``, start between ``beb[v]`` and ``blb[v]``) follows the
+routing model's break semantics: it is taken where the technician is, between two stops
+(interrupting travel or waiting), before leaving the depot or after coming back, never during
+a job. Routes with a break are evaluated exactly by :func:`_break_walk`, O(route length) per
+insertion check; ``st`` and ``late`` then hold their values without the break (necessary conditions, checked first).
+
 State (per route ``v``): ``seq[v, :ln[v]]`` job order, ``st`` earliest starts, ``late`` latest
 starts, ``load``, ``cost`` (arcs + job/vehicle costs + lateness + overtime), ``end`` arrival at
 the route's end. ``where[j]``/``pos[j]``: route and position of job ``j`` (-1: unassigned).
@@ -70,8 +76,76 @@ def _ot_cost(vsoft, votw, v, t):
 
 
 @njit(cache=True)
+def _break_walk(v, seq, n, c, p, T, loc, svc, wlo, whi, nw, due, latew, vend, vt0, vhard, vsoft,
+                votw, vstart, beb, blb, bdur):
+    """Soft cost (lateness and overtime) of route ``v`` with its meal break, job ``c`` inserted
+    before position ``p`` when ``c >= 0``, or NONE when no break placement is feasible.
+
+    Two schedules are carried along the route: before the break (earliest starts) and after
+    it (earliest starts over every placement so far, the break at the earliest point that
+    fits in a gap). Both are earliest, so feasibility is exact; the soft cost is that of the
+    earliest placement, an upper bound on the best placement's."""
+    eb, lb, dur = beb[v], blb[v], bdur[v]
+    da = vt0[v]  # departure without the break so far
+    ca = 0
+    db = NONE  # departure with the break taken
+    cb = 0
+    if eb + dur <= vt0[v]:  # the break fits before the shift starts
+        db = vt0[v]
+    prev = vstart[v]
+    k = n + 1 if c >= 0 else n
+    i = 0
+    for q in range(k):
+        if c >= 0 and q == p:
+            j = c
+        else:
+            j = seq[v, i]
+            i += 1
+        tr = T[prev, loc[j]]
+        nb = NONE
+        nbc = 0
+        if db != NONE:
+            s = _earliest(wlo, whi, nw, j, db + tr)
+            if s != NONE:
+                nb = s
+                nbc = cb + _late_cost(due, latew, j, s)
+        if da != NONE and max(da, eb) <= lb:  # the break in this gap, as early as it fits
+            s = _earliest(wlo, whi, nw, j, max(da + tr, max(da, eb)) + dur)
+            if s != NONE:
+                sc = ca + _late_cost(due, latew, j, s)
+                if nb == NONE or s < nb or (s == nb and sc < nbc):
+                    nb = s
+                    nbc = sc
+        if da != NONE:
+            s = _earliest(wlo, whi, nw, j, da + tr)
+            if s == NONE or s + svc[j] > lb:  # the break could no longer be placed
+                da = NONE
+            else:
+                ca += _late_cost(due, latew, j, s)
+                da = s + svc[j]
+        db = NONE if nb == NONE else nb + svc[j]
+        cb = nbc
+        prev = loc[j]
+        if da == NONE and db == NONE:
+            return NONE
+    tr = T[prev, vend[v]]
+    out = NONE
+    if db != NONE and db + tr <= vhard[v]:
+        out = cb + _ot_cost(vsoft, votw, v, db + tr)
+    if da != NONE:
+        e = da + tr
+        if e > lb:  # not back before the break's latest start: take it on the way back
+            e = max(da + tr, max(da, eb)) + dur
+        if e <= vhard[v]:
+            sc = ca + _ot_cost(vsoft, votw, v, e)
+            if out == NONE or sc < out:
+                out = sc
+    return out
+
+
+@njit(cache=True)
 def update_route(v, seq, ln, st, late, load, cost, end, where, pos, T, C, loc, svc, dem, wlo, whi,
-                 nw, due, latew, jv, vstart, vend, vt0, vhard, vsoft, votw):
+                 nw, due, latew, jv, vstart, vend, vt0, vhard, vsoft, votw, beb, blb, bdur):
     """Recompute route ``v``'s schedule, slack, load and cost; False when it is infeasible."""
     n = ln[v]
     if n == 0:
@@ -99,6 +173,18 @@ def update_route(v, seq, ln, st, late, load, cost, end, where, pos, T, C, loc, s
     if t > vhard[v]:
         return False
     c += C[prev, vend[v]] + _ot_cost(vsoft, votw, v, t)
+    if bdur[v] > 0:
+        with_break = _break_walk(v, seq, n, -1, 0, T, loc, svc, wlo, whi, nw, due, latew, vend,
+                                 vt0, vhard, vsoft, votw, vstart, beb, blb, bdur)
+        if with_break == NONE:
+            return False
+        c = 0
+        prev = vstart[v]
+        for i in range(n):
+            j = seq[v, i]
+            c += C[prev, loc[j]] + jv[j, v]
+            prev = loc[j]
+        c += C[prev, vend[v]] + with_break
     end[v] = t
     load[v] = q
     cost[v] = c
@@ -114,8 +200,9 @@ def update_route(v, seq, ln, st, late, load, cost, end, where, pos, T, C, loc, s
 
 @njit(cache=True, inline="always")
 def insertion_delta(c, v, p, seq, ln, st, late, end, T, C, loc, svc, wlo, whi, nw, due, latew,
-                    jv, vstart, vend, vt0, vhard, vsoft, votw, soft):
-    """Cost change of inserting job ``c`` before position ``p`` of route ``v``, or NONE."""
+                    jv, vstart, vend, vt0, vhard, vsoft, votw, soft, beb, blb, bdur, bold):
+    """Cost change of inserting job ``c`` before position ``p`` of route ``v``, or NONE.
+    ``bold``: the route's soft cost with its meal break (when it has one and ``soft``)."""
     n = ln[v]
     if p == 0:
         dep = vt0[v]
@@ -138,6 +225,14 @@ def insertion_delta(c, v, p, seq, ln, st, late, end, T, C, loc, svc, wlo, whi, n
         delta = C[a, lc] + C[lc, b] + jv[c, v]
     else:
         delta = C[a, lc] + C[lc, b] - C[a, b] + jv[c, v]
+    if bdur[v] > 0:  # the checks above ignore the break: evaluate the whole route with it
+        new = _break_walk(v, seq, n, c, p, T, loc, svc, wlo, whi, nw, due, latew, vend, vt0,
+                          vhard, vsoft, votw, vstart, beb, blb, bdur)
+        if new == NONE:
+            return NONE
+        if soft:
+            delta += new - bold
+        return delta
     if soft:
         delta += _late_cost(due, latew, c, s)
         t = s + svc[c]
@@ -188,7 +283,7 @@ def search(iters, t_hi, t_lo, rng, params,
            seq, ln, st, late, load, cost, end, where, pos,
            bseq, bln, best,
            T, C, loc, svc, dem, wlo, whi, nw, due, latew, drop, jv, adj, far,
-           vstart, vend, vt0, vhard, vsoft, votw, vcap, soft):
+           vstart, vend, vt0, vhard, vsoft, votw, vcap, soft, beb, blb, bdur):
     """Run ``iters`` ruin-and-recreate iterations from the current state (modified in place),
     with the temperature falling geometrically from ``t_hi`` to ``t_lo``. ``best[0]`` is the
     best total cost seen (its routes in ``bseq``/``bln``), ``best[1]`` the current total.
@@ -289,7 +384,7 @@ def search(iters, t_hi, t_lo, rng, params,
             v = tlist[r]
             if not update_route(v, wseq, wln, wst, wlate, wload, wcost, wend, wwhere, wpos, T, C,
                                 loc, svc, dem, wlo, whi, nw, due, latew, jv, vstart, vend, vt0,
-                                vhard, vsoft, votw):
+                                vhard, vsoft, votw, beb, blb, bdur):
                 feasible = False
         # ---- recreate: greedy insertion with blinks, in a random order of four ----
         if feasible and nr > 0:
@@ -316,6 +411,11 @@ def search(iters, t_hi, t_lo, rng, params,
                 for v in range(m):
                     if jv[c, v] < 0 or wload[v] + dem[c] > vcap[v] or not (near[v] or wln[v] == 0):
                         continue
+                    bold = 0
+                    if soft and bdur[v] > 0:
+                        bold = _break_walk(v, wseq, wln[v], -1, 0, T, loc, svc, wlo, whi, nw, due,
+                                           latew, vend, vt0, vhard, vsoft, votw, vstart, beb, blb,
+                                           bdur)
                     for p in range(wln[v] + 1):
                         if p > 0 and (wst[v, p - 1] + svc[wseq[v, p - 1]]
                                       + T[loc[wseq[v, p - 1]], loc[c]] > whi[c, nw[c] - 1]):
@@ -324,7 +424,7 @@ def search(iters, t_hi, t_lo, rng, params,
                             continue
                         d = insertion_delta(c, v, p, wseq, wln, wst, wlate, wend, T, C, loc, svc,
                                             wlo, whi, nw, due, latew, jv, vstart, vend, vt0,
-                                            vhard, vsoft, votw, soft)
+                                            vhard, vsoft, votw, soft, beb, blb, bdur, bold)
                         if d != NONE and (best_v < 0 or d < best_d):
                             best_d = d
                             best_v = v
@@ -343,7 +443,7 @@ def search(iters, t_hi, t_lo, rng, params,
                     nt += 1
                 update_route(v, wseq, wln, wst, wlate, wload, wcost, wend, wwhere, wpos, T, C,
                              loc, svc, dem, wlo, whi, nw, due, latew, jv, vstart, vend, vt0,
-                             vhard, vsoft, votw)
+                             vhard, vsoft, votw, beb, blb, bdur)
         # ---- accept or undo ----
         accept = False
         new_total = 0

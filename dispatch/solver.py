@@ -432,7 +432,7 @@ def solve(problem: Problem, params: Params | None = None) -> Solution:
         return _solve_by_regions(problem, params)
     started = time.monotonic()
     # the improvement search gets its share of the time once the routing solver has a plan
-    share = params.search_share if any(search.searchable(t) for t in problem.technicians) else 0
+    share = params.search_share
     routing_until = started + params.time_limit_s * (1 - share)
     model = _Model(problem, params)
     model.build()
