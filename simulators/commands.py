@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
     p.add_argument("--passwords", type=Path, default=None,
                    help="JSON serial -> password (default: derived from FIELDOPS_SECRET_KEY)")
-    p.add_argument("--fault", action="append", default=[], metavar="SERIAL:MODE:HOURS",
-                   help="make a device develop a failure mode now, failing in about HOURS (repeatable)")
+    p.add_argument("--fault", action="append", default=[], metavar="SERIAL:MODE:HOURS[:sudden]",
+                   help="make a device fail with a mode in about HOURS, after a degradation phase of "
+                        "that length or suddenly (repeatable)")
     p.add_argument("--report-every-s", type=float, default=60.0, help="real seconds between progress lines")
     p.add_argument("--state-every-s", type=float, default=30.0,
                    help="real seconds between saves of the hidden state that technicians inspect")

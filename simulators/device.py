@@ -156,6 +156,23 @@ class DeviceSim:
         self.onset[j] = ts
         self.visible_ts[:] = np.nan
 
+    def inject(self, mode: str, ts: float, hours: float, *, sudden: bool = False) -> None:
+        """Make ``mode`` fail about ``hours`` after ``ts``, the others postponed (tests, demos).
+
+        With a warning, the mode's degradation phase starts at ``ts`` and lasts about ``hours``;
+        ``sudden`` skips the phase: hidden wear reaches the threshold in about ``hours`` (load
+        dependent) and the unit fails with nothing visible before.
+        """
+        j = self.spec.mode_index(mode)
+        self.force_onset(mode, ts)
+        if sudden:
+            self.phase_s[j] = 0.0
+            self.rate[j] = self.spec.modes[j].mean_progress_days * 24.0 * VISIBLE_AT / hours
+        else:
+            self.h[j] = VISIBLE_AT
+            self.visible_ts[j] = ts
+            self.phase_s[j] = hours * 3600.0
+
     def set_failed(self, mode: str, failed_ts: float) -> None:
         """Start in the failed state of ``mode`` (continuing a history whose fault is still open)."""
         j = self.spec.mode_index(mode)

@@ -75,25 +75,27 @@ class FleetStats:
 
 @dataclass(frozen=True, slots=True)
 class FaultInjection:
-    """Make ``serial`` develop ``mode`` from the fleet's start so that it fails after about ``hours``."""
+    """Make ``serial`` fail with ``mode`` about ``hours`` from now: after a degradation phase of
+    that length, or ``sudden``-ly, with nothing visible before."""
 
     serial: str
     mode: str
     hours: float
+    sudden: bool = False
 
     @classmethod
     def parse(cls, text: str) -> FaultInjection:
-        """``SERIAL:MODE:HOURS``, e.g. ``ac-0003:filter_clogging:12``."""
+        """``SERIAL:MODE:HOURS[:sudden]``, e.g. ``ac-0003:filter_clogging:12``."""
         parts = text.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"fault: expected SERIAL:MODE:HOURS, got {text!r}")
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "sudden"):
+            raise ValueError(f"fault: expected SERIAL:MODE:HOURS[:sudden], got {text!r}")
         try:
             hours = float(parts[2])
         except ValueError:
             raise ValueError(f"fault: hours must be a number, got {parts[2]!r}") from None
-        if hours <= 0:
+        if not hours > 0:
             raise ValueError("fault: hours must be positive")
-        return cls(parts[0], parts[1], hours)
+        return cls(parts[0], parts[1], hours, len(parts) == 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,22 +155,21 @@ class Fleet:
             self._resume_open_faults()
 
     def inject(self, fault: FaultInjection) -> None:
-        """Start ``fault.mode`` on its unit now, progressing to failure in about ``fault.hours``.
+        """Start ``fault.mode`` on its unit now, failing in about ``fault.hours``.
 
-        The other modes of that unit are postponed, so the failure is the injected one. The
-        progression is the mode's usual gamma process, only faster (for tests and demos).
+        The other modes of that unit are postponed, so the failure is the injected one.
         """
         unit = self.units.get(fault.serial)
         if unit is None:
             raise ValueError(f"fault: device {fault.serial!r} is not in this fleet")
         sim = unit.sim
         try:
-            j = sim.spec.mode_index(fault.mode)
+            sim.spec.mode_index(fault.mode)
         except KeyError as exc:
             raise ValueError(f"fault: {exc.args[0]}") from None
-        sim.force_onset(fault.mode, sim.last_ts)
-        sim.rate[j] = sim.spec.modes[j].mean_progress_days * 24.0 / fault.hours
-        log.info("device %s: injected %s, failing in about %g h", fault.serial, fault.mode, fault.hours)
+        sim.inject(fault.mode, sim.last_ts, fault.hours, sudden=fault.sudden)
+        log.info("device %s: injected %s%s, failing in about %g h", fault.serial, fault.mode,
+                 " (sudden)" if fault.sudden else "", fault.hours)
 
     def _resume_open_faults(self) -> None:
         """Units whose failure (e.g. from the backfill) is not repaired yet start failed."""

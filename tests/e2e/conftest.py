@@ -44,6 +44,11 @@ class Fault:
     model: str
     mode: str
     hours: float
+    sudden: bool = False
+
+    @property
+    def injection(self) -> str:
+        return f"{self.serial}:{self.mode}:{self.hours:g}" + (":sudden" if self.sudden else "")
 
 
 @dataclass
@@ -127,8 +132,8 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
         seed_if_empty(url, env, WORLD)
         with psycopg.connect(url) as conn:
             serials = [s for (s,) in conn.execute("SELECT serial FROM devices").fetchall()]
-            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", 4.0)
-            sudden = Fault(*_pick(conn, "chiller"), "chiller", "contactor_failure", 0.5)
+            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", 12.0)
+            sudden = Fault(*_pick(conn, "chiller"), "chiller", "contactor_failure", 0.5, sudden=True)
         mqtt_broker.add_users({s: device_password(secret_key, s) for s in serials})
         prepare_history(url, env, WORLD, demo_password)
         with psycopg.connect(url) as conn:
@@ -138,7 +143,7 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
         env["FIELDOPS_CLOCK_SPEED"] = str(SPEED)
         env["FIELDOPS_CLOCK_ANCHOR"] = clock.anchor_string()
         fleet_args = ["--interval-s", "120", "--state-every-s", "2",
-                      *(f"--fault={f.serial}:{f.mode}:{f.hours:g}" for f in (predicted, sudden))]
+                      *(f"--fault={f.injection}" for f in (predicted, sudden))]
         with log_path.open("w") as out:
             supervisor = Supervisor(base_env=env, out=out, max_restarts=0)
             try:

@@ -223,10 +223,20 @@ def test_injected_fault_fails_the_unit_with_that_mode_in_about_the_hours_given()
     start = sim.last_ts
     block = sim.advance(start + 60.0 * np.arange(1, 24 * 60))  # a day of minutes
     assert block.failure is not None and block.failure.mode == "filter_clogging"
-    assert 1 * 3600 <= block.failure.failed_ts - start <= 12 * 3600
+    assert 2 * 3600 <= block.failure.failed_ts - start <= 6 * 3600
+    assert not block.failure.sudden and block.failure.onset_ts == start
 
 
-@pytest.mark.parametrize("text", ["AC-T1:filter_clogging", "AC-T1:filter_clogging:soon", "AC-T1:filter_clogging:0"])
+def test_sudden_injected_fault_fails_without_a_degradation_phase() -> None:
+    fleet = Fleet([FleetDevice(1, "AC-T1", "air_compressor")], {"AC-T1": "unused"}, Clock(), FleetConfig())
+    fleet.inject(FaultInjection.parse("AC-T1:filter_clogging:4:sudden"))
+    sim = fleet.units["AC-T1"].sim
+    block = sim.advance(sim.last_ts + 60.0 * np.arange(1, 24 * 60))
+    assert block.failure is not None and block.failure.sudden
+
+
+@pytest.mark.parametrize("text", ["AC-T1:filter_clogging", "AC-T1:filter_clogging:soon",
+                                  "AC-T1:filter_clogging:0", "AC-T1:filter_clogging:4:later"])
 def test_fault_injection_refuses_malformed_text_naming_the_field(text: str) -> None:
     with pytest.raises(ValueError, match="^fault:"):
         FaultInjection.parse(text)
