@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from fieldops.supervisor import Supervisor
 from fieldops.up.commands import Pace, World, prepare_history, process_specs, seed_if_empty
 from simulators.seed import device_password
 from tests.conftest import cloned_database
+from tests.ingest.helpers import forget_session
 
 SPEED = 120.0  # simulated seconds per real second: the test covers a working morning
 # A Monday in winter (CET): shifts run 07:00-16:00 UTC; the processes start shortly before.
@@ -154,4 +156,8 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
                              predicted, sudden, readings_before, metrics_port)
             finally:
                 supervisor.stop()
+                # the demo's ingest keeps a persistent shared-subscription session on the session
+                # broker: end it, or it would keep its share of later tests' messages
+                forget_session(mqtt_broker.port, mqtt_broker.ingest_user, mqtt_broker.ingest_password,
+                               f"ingest-{socket.gethostname()}")
 
