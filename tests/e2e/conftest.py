@@ -26,9 +26,10 @@ from fieldops.clock import Clock
 from fieldops.runtime.postgres import free_port
 from fieldops.supervisor import Supervisor
 from fieldops.up.commands import Pace, World, prepare_history, process_specs, seed_if_empty
+from ingest.topics import Channel, topic
 from simulators.seed import device_password
 from tests.conftest import cloned_database
-from tests.ingest.helpers import forget_session
+from tests.ingest.helpers import forget_session, publish_all, publisher
 
 SPEED = 120.0  # simulated seconds per real second: the test covers a working morning
 # A Monday in winter (CET): shifts run 07:00-16:00 UTC; the processes start shortly before.
@@ -107,6 +108,16 @@ def _pick(conn: psycopg.Connection, model: str, skip: int = 0) -> tuple[int, str
         "WHERE m.code = %s ORDER BY d.id OFFSET %s LIMIT 1", (model, skip)).fetchone()
 
 
+def _clear_retained_status(broker, serials: list[str]) -> None:
+    """Remove the fleet's retained status messages, which later subscribers would receive."""
+    admin = publisher(broker.port, broker.admin_user, broker.admin_password)
+    try:
+        publish_all(admin, [(topic(s, Channel.STATUS), b"") for s in serials], retain=True)
+    finally:
+        admin.disconnect()
+        admin.loop_stop()
+
+
 @pytest.fixture(scope="module")
 def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, artifacts_dir: Path
            ) -> Iterator[System]:
@@ -160,4 +171,5 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
                 # broker: end it, or it would keep its share of later tests' messages
                 forget_session(mqtt_broker.port, mqtt_broker.ingest_user, mqtt_broker.ingest_password,
                                f"ingest-{socket.gethostname()}")
+                _clear_retained_status(mqtt_broker, serials)
 

@@ -46,9 +46,10 @@ def publisher(port: int, user: str, password: str, *, will: tuple[str, bytes] | 
     return client
 
 
-def publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]], timeout_s: float = 60) -> None:
+def publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]], timeout_s: float = 60,
+                retain: bool = False) -> None:
     """Publish at QoS 1 and wait until the broker acknowledged every message."""
-    infos = [client.publish(t, p, qos=1) for t, p in messages]
+    infos = [client.publish(t, p, qos=1, retain=retain) for t, p in messages]
     deadline = time.monotonic() + timeout_s
     for info in infos:
         info.wait_for_publish(max(0.1, deadline - time.monotonic()))
