@@ -192,7 +192,7 @@ def reserve_for_job(conn: psycopg.Connection, job_id: int, location_id: int, *, 
             )
             total += qty
     if total:
-        log.info("job %d: %d part(s) reserved at location %d by %s", job_id, total, location_id, actor)
+        log.debug("job %d: %d part(s) reserved at location %d by %s", job_id, total, location_id, actor)
     return total
 
 
@@ -207,7 +207,7 @@ def release_job(conn: psycopg.Connection, job_id: int, *, actor: str, now: datet
         )
     total = sum(r[2] for r in rows)
     if total:
-        log.info("job %d: %d reserved part(s) released by %s at %s", job_id, total, actor, now.isoformat())
+        log.debug("job %d: %d reserved part(s) released by %s at %s", job_id, total, actor, now.isoformat())
     return total
 
 
