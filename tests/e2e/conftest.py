@@ -31,7 +31,7 @@ from simulators.seed import device_password
 from tests.conftest import cloned_database
 from tests.ingest.helpers import forget_session, publish_all, publisher
 
-SPEED = 120.0  # simulated seconds per real second: the test covers a working morning
+SPEED = 240.0  # simulated seconds per real second: the test covers a working morning
 # A Monday in winter (CET): shifts run 07:00-16:00 UTC; the processes start shortly before.
 PREPARED_AT = datetime(2026, 3, 2, 6, 10, tzinfo=UTC)
 STARTED_AT = datetime(2026, 3, 2, 6, 15, tzinfo=UTC)
