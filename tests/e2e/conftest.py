@@ -37,10 +37,12 @@ PREPARED_AT = datetime(2026, 3, 2, 6, 10, tzinfo=UTC)
 STARTED_AT = datetime(2026, 3, 2, 6, 15, tzinfo=UTC)
 # The fixture's world runs on the test's time scale: faults in its history show a degradation
 # phase of about WARNING_H before failing, the first model is trained with that horizon, and
-# the injected fault develops over the same phase. The history is large enough for the model to
+# the injected fault develops over the same phase, long enough that the simulator's spread of
+# failure times (about +-30%) still leaves hours between the alert and the failure, however the
+# dispatch loop orders the day. The history is large enough for the model to
 # learn each device model's common failure modes (about 70 failures); readings are hourly,
 # since the model reads hourly means anyway.
-WARNING_H = 12.0
+WARNING_H = 18.0
 WORLD = World(devices=200, technicians=12, history_days=60, history_resolution_s=3600,
               warning_h=WARNING_H, horizon_h=WARNING_H)
 PACE = Pace(jobs_interval_s=300, score_interval_s=5, dispatch_interval_s=10, dispatch_time_limit_s=5,
