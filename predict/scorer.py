@@ -5,8 +5,8 @@ service-jobs layer (which fills skill, parts and duration from the failure mode 
 per device and mode). The job must be done before the predicted failure minus a safety margin;
 its priority comes from the risk's margin above the threshold, the predicted time to failure
 and the customer's contract; its explanation names the readings that drove the score in a
-dispatcher's words. An open job for the same device and mode
-is only touched again when the risk rises to a more urgent priority.
+dispatcher's words. An open job for the same device and mode is only touched again when the
+risk rises to a more urgent priority.
 """
 
 from __future__ import annotations
