@@ -3,9 +3,10 @@
 Where P(failure within the horizon) passes the model's threshold, a job is opened through the
 service-jobs layer (which fills skill, parts and duration from the failure mode and de-duplicates
 per device and mode). The job must be done before the predicted failure minus a safety margin;
-its priority comes from the risk and the customer's contract; its explanation names the
-readings that drove the score in a dispatcher's words. An open job for the same device and mode
-is only touched again when the risk rises to a more urgent priority.
+its priority comes from the risk's margin above the threshold, the predicted time to failure
+and the customer's contract; its explanation names the readings that drove the score in a
+dispatcher's words. An open job for the same device and mode is only touched again when the
+risk rises to a more urgent priority.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ SAFETY_MARGIN_H = 12.0
 MIN_WINDOW_H = 4.0
 ACTIVE_WITHIN_H = 48.0
 CONTRACT_BOOST = {"premium": 1, "gold": 1, "standard": 0, "basic": 0}
+# priority margins: the share of the way from the operating threshold to p = 1
+URGENT_MARGIN, HIGH_MARGIN, NORMAL_MARGIN = 0.6, 0.4, 0.15
+URGENT_RUL_H = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +49,20 @@ class Prediction:
     contract: str
 
 
-def priority_for(p_fail: float, contract: str, rul_h: float) -> Priority:
-    """Risk and urgency to a priority; premium-like contracts go one step more urgent."""
-    if p_fail >= 0.9 and rul_h <= 24:
+def priority_for(p_fail: float, threshold: float, contract: str, rul_h: float) -> Priority:
+    """Risk and urgency to a priority, relative to the model's operating ``threshold``.
+
+    The margin is how far the risk lies from the threshold towards certainty (0 at the threshold,
+    1 at p = 1), so the mapping holds whatever threshold a model was given: well above it is P2 (P1
+    when the failure is also due within a day), just above it P3/P4. Premium-like contracts go one
+    step more urgent.
+    """
+    margin = (p_fail - threshold) / max(1.0 - threshold, 1e-9)
+    if margin >= URGENT_MARGIN and rul_h <= URGENT_RUL_H:
         level = 1
-    elif p_fail >= 0.75:
+    elif margin >= HIGH_MARGIN:
         level = 2
-    elif p_fail >= 0.5:
+    elif margin >= NORMAL_MARGIN:
         level = 3
     else:
         level = 4
@@ -140,7 +151,7 @@ def open_jobs(conn: psycopg.Connection, predictions: list[Prediction], threshold
     existing = {(d, m): (j, pr) for d, m, j, pr in open_rows}
     out: dict[int, int] = {}
     for pr in risky:
-        priority = priority_for(pr.p_fail, pr.contract, pr.rul_h)
+        priority = priority_for(pr.p_fail, threshold, pr.contract, pr.rul_h)
         found = existing.get((pr.device_id, pr.failure_mode))
         if found is not None and found[1] <= priority:
             out[pr.device_id] = found[0]

@@ -129,6 +129,8 @@ class World:
     technicians: int = 20
     history_days: float = 30.0
     history_resolution_s: int = 600
+    warning_h: float = 72.0  # nominal degradation phase before a failure in the history
+    horizon_h: float = 72.0  # the first model's failure horizon
 
 
 def seed_if_empty(db_url: str, env: Mapping[str, str], world: World) -> None:
@@ -143,11 +145,13 @@ def prepare_history(db_url: str, env: Mapping[str, str], world: World, demo_pass
     if _count(db_url, "SELECT count(*) FROM (SELECT 1 FROM telemetry LIMIT 1) t") == 0:
         _run_step(f"backfilling {world.history_days:g} days of history",
                   _fieldops("simulate", "backfill", "--days", str(world.history_days),
-                            "--resolution-s", str(world.history_resolution_s)), env)
+                            "--resolution-s", str(world.history_resolution_s),
+                            "--warning-h", f"{world.warning_h:g}"), env)
     if _count(db_url, "SELECT count(*) FROM model_registry WHERE active") == 0:
         _run_step("training the first failure model",
                   _fieldops("predict", "train", "--days", str(world.history_days),
-                            "--estimators", "random_forest"), env, required=False)
+                            "--horizon", f"{world.horizon_h:g}", "--estimators", "random_forest"),
+                  env, required=False)
     # one argument: a generated password may start with "-"
     _run_step("creating demo users", _fieldops("web-user", "demo", f"--password={demo_password}"), env)
 

@@ -31,11 +31,20 @@ from simulators.seed import device_password
 from tests.conftest import cloned_database
 from tests.ingest.helpers import forget_session, publish_all, publisher
 
-SPEED = 120.0  # simulated seconds per real second: the test covers a working morning
+SPEED = 240.0  # simulated seconds per real second: the test covers a working morning
 # A Monday in winter (CET): shifts run 07:00-16:00 UTC; the processes start shortly before.
 PREPARED_AT = datetime(2026, 3, 2, 6, 10, tzinfo=UTC)
 STARTED_AT = datetime(2026, 3, 2, 6, 15, tzinfo=UTC)
-WORLD = World(devices=60, technicians=12, history_days=60, history_resolution_s=1800)
+# The fixture's world runs on the test's time scale: faults in its history show a degradation
+# phase of about WARNING_H before failing, the first model is trained with that horizon, and
+# the injected fault develops over the same phase, long enough that the simulator's spread of
+# failure times (about +-30%) still leaves hours between the alert and the failure, however the
+# dispatch loop orders the day. The history is large enough for the model to
+# learn each device model's common failure modes (about 70 failures); readings are hourly,
+# since the model reads hourly means anyway.
+WARNING_H = 18.0
+WORLD = World(devices=200, technicians=12, history_days=60, history_resolution_s=3600,
+              warning_h=WARNING_H, horizon_h=WARNING_H)
 PACE = Pace(jobs_interval_s=300, score_interval_s=5, dispatch_interval_s=10, dispatch_time_limit_s=5,
             position_every_s=2, fleet_window=500)
 
@@ -145,7 +154,7 @@ def system(pg_admin_url: str, template_db: str, mqtt_broker, tmp_path_factory, a
         seed_if_empty(url, env, WORLD)
         with psycopg.connect(url) as conn:
             serials = [s for (s,) in conn.execute("SELECT serial FROM devices").fetchall()]
-            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", 12.0)
+            predicted = Fault(*_pick(conn, "air_compressor"), "air_compressor", "filter_clogging", WARNING_H)
             sudden = Fault(*_pick(conn, "chiller"), "chiller", "contactor_failure", 0.5, sudden=True)
         mqtt_broker.add_users({s: device_password(secret_key, s) for s in serials})
         prepare_history(url, env, WORLD, demo_password)

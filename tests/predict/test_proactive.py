@@ -56,7 +56,13 @@ def test_rising_risk_raises_the_priority_of_the_open_job(db):
 
 
 def test_premium_contract_makes_the_job_more_urgent():
-    assert scorer.priority_for(0.8, "premium", 48) < scorer.priority_for(0.8, "standard", 48)
+    assert scorer.priority_for(0.8, 0.5, "premium", 48) < scorer.priority_for(0.8, 0.5, "standard", 48)
+
+
+def test_priority_follows_the_margin_above_the_operating_threshold():
+    # the same risk is urgent for a model whose threshold is low and routine for one whose is high
+    assert scorer.priority_for(0.8, 0.2, "standard", 48) == 2
+    assert scorer.priority_for(0.78, 0.75, "standard", 48) == 4
 
 
 def complete(db, job_id: int, finding: str, at) -> None:
