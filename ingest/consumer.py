@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -30,7 +30,7 @@ from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.db.repo import catalog
 from fieldops.db.repo import ingest as repo
-from fieldops.db.repo.telemetry import TelemetryWriter
+from fieldops.db.repo.telemetry import NO_SEQ, PG_EPOCH, Columns, TelemetryWriter
 from ingest import topics
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_client import LeanClient
@@ -308,6 +308,7 @@ class Consumer:
         self._resolve(conn, messages)
         rows: list = []
         stamps: list[int] = []
+        blocks: list[Columns] = []
         dead: list[repo.DeadLetterRow] = []
         seen: dict[int, tuple[datetime, int | None]] = {}
         statuses: list[Status] = []
@@ -320,14 +321,20 @@ class Consumer:
             kind = type(out)
             if kind is Telemetry:
                 accepted += 1
-                if out.rows:
+                last = None
+                if out.block is not None:
+                    blocks.append(out.block)
+                    last = _newest_in(out.block)
+                elif out.rows:
                     rows += out.rows
                     stamps += out.ts_us
-                    last = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
-                    newest.append(last[1])
+                    newest_row = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
+                    last = newest_row[1], newest_row[2]
+                if last is not None:
+                    newest.append(last[0])
                     prev = seen.get(out.device_id)
-                    if prev is None or last[1] > prev[0]:
-                        seen[out.device_id] = (last[1], last[2])
+                    if prev is None or last[0] > prev[0]:
+                        seen[out.device_id] = last
                 for reason, reading in out.refused:
                     dead.append(_dead(msg, "reading", reason, reading))
                 dead_readings += len(out.refused)
@@ -339,7 +346,10 @@ class Consumer:
             else:
                 accepted += 1
                 device_events.append(out)
-        stored = writer.write(rows, stamps) if rows else 0
+        if rows:
+            blocks.append(Columns.from_rows(rows, stamps))
+        written = Columns.concat(blocks) if blocks else None
+        stored = writer.write_columns(written) if written is not None else 0
         repo.insert_dead_letters(conn, dead)
         changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
         changes += [s for s in statuses if repo.set_status(conn, s)]
@@ -361,7 +371,7 @@ class Consumer:
         committed = datetime.now(UTC)
         elapsed = time.perf_counter() - started
         self._ack(messages)
-        result = BatchResult(stored, len(rows) - stored, len(dead) - dead_readings, dead_readings, accepted)
+        result = BatchResult(stored, (len(written) if written is not None else 0) - stored, len(dead) - dead_readings, dead_readings, accepted)
         self._count(result, len(messages), len(statuses), len(stored_events), elapsed, committed, newest)
         return result
 
@@ -400,6 +410,13 @@ def _topic_text(topic: bytes) -> str:
 
 def _row_ts(row: tuple) -> datetime:
     return row[1]
+
+
+def _newest_in(block: Columns) -> tuple[datetime, int | None]:
+    """The newest reading's timestamp and seq in a block of one device's readings."""
+    i = int(block.ts_us.argmax())
+    seq = int(block.seq[i])
+    return PG_EPOCH + timedelta(microseconds=int(block.ts_us[i])), None if seq == NO_SEQ else seq
 
 
 def _dead(msg: Inbound, kind: str, reason: str, payload: bytes) -> repo.DeadLetterRow:
