@@ -50,7 +50,7 @@ class ConsumerConfig:
 
     client_id: str = "ingest-1"
     batch_messages: int = 5000
-    batch_bytes: int = 1_048_576
+    batch_bytes: int = 4_194_304
     batch_age_s: float = 0.2
     buffer_messages: int = 20_000  # MQTT receive maximum: unacknowledged messages held at most
     session_expiry_s: int = 7 * 86_400
