@@ -7,7 +7,8 @@ then measures in the same run:
   1. relay ceiling: publishers -> Mosquitto -> a lean raw-socket subscriber that only acknowledges
      (same shared-subscription form and receive maximum as the consumer);
   2. end to end: publishers -> Mosquitto -> N `fieldops ingest` processes (QoS 1, ack after commit);
-  3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter.
+  3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter
+     (its columnar path, in batches as large as the consumer's mean batch, on one connection).
 Publishers are lean raw-socket MQTT 5 clients (pre-encoded PUBLISH packets, a PUBACK window).
 Prints one JSON line.
 """
@@ -29,12 +30,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg
 
 from fieldops.config import Settings
 from fieldops.db.migrate import migrate
 from fieldops.db.repo import catalog
-from fieldops.db.repo.telemetry import Columns, TelemetryWriter
+from fieldops.db.repo.telemetry import PG_EPOCH, Columns, TelemetryWriter
 from fieldops.domain import DeviceModel, GeoPoint, Metric
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker
 from fieldops.runtime.postgres import LocalPostgres, free_port
@@ -445,15 +447,17 @@ def end_to_end(url, port, serials, args) -> dict:
 
 def copy_ceiling(url, n_rows: int, n_devices: int, batch_rows: int) -> float:
     """COPY the same number of rows (same shape) into the same table, batch by batch, through the
-    writer's fastest path (readings already in columns)."""
+    writer's fastest path (readings already in columns, as the consumer hands them over)."""
     with psycopg.connect(url) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id LIMIT %s", (n_devices,))]
+        ids = np.array([r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id LIMIT %s", (n_devices,))],
+                       np.int64)
         writer = TelemetryWriter(conn)
-        base = datetime.now(UTC) - timedelta(days=2)
-        rows = [(ids[i % len(ids)], base + timedelta(milliseconds=i // len(ids)), i, [21.5, 1.25, 12.0])
-                for i in range(n_rows)]
-        # columns, as the consumer hands them to the writer (its fastest path)
-        batches = [Columns.from_rows(rows[i:i + batch_rows]) for i in range(0, n_rows, batch_rows)]
+        base_us = (datetime.now(UTC) - timedelta(days=2) - PG_EPOCH) // timedelta(microseconds=1)
+        batches = []
+        for start in range(0, n_rows, batch_rows):
+            i = np.arange(start, min(start + batch_rows, n_rows), dtype=np.int64)
+            batches.append(Columns(ids[i % len(ids)], base_us + (i // len(ids)) * 1000, i,
+                                   np.tile([21.5, 1.25, 12.0], (len(i), 1)), np.full(len(i), 3, np.int64)))
         started = time.perf_counter()
         for batch in batches:
             writer.write_columns(batch)
@@ -480,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             relay = relay_ceiling(port, serials, args)
             e2e = end_to_end(url, port, serials, args)
-            copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices, 5000)
+            # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
+            copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
+                                     max(5000, e2e["mean_batch_readings"]))
         finally:
             broker.stop()
             pg.stop("fast")
