@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DEAD_PAYLOAD_BYTES = 4096
 MAX_RECEIVE_MAXIMUM = 65_535
 FAULT_SEVERITIES = frozenset({"error", "fault"})
+KNOWN_TOPICS_MAX = 300_000  # topics remembered as naming a known device (then forgotten at once)
 OFFLINE_CODE = "offline"  # device_events code of a device that went offline (status or last will)
 
 
@@ -104,6 +105,7 @@ class Consumer:
         self._writer: TelemetryWriter | None = None
         self._devices: dict[str, repo.DeviceRef] = {}
         self._unknown: dict[str, float] = {}
+        self._known_topics: set[str] = set()  # topics whose device is in self._devices
         self._parser = Parser({}, self._devices.get, self.clock.now,
                               max_payload_bytes=config.max_payload_bytes,
                               max_future_s=config.max_future_s)
@@ -250,10 +252,17 @@ class Consumer:
         """Look up serials not in the device directory (new devices), at most every few seconds."""
         now = time.monotonic()
         missing = set()
+        known = self._known_topics
+        if len(known) > KNOWN_TOPICS_MAX:
+            known.clear()
         for m in messages:
+            if m.topic in known:
+                continue
             parts = m.topic.split("/", 4)
             serial = parts[3] if len(parts) > 3 else ""
-            if serial not in self._devices and self._unknown.get(serial, 0.0) <= now:
+            if serial in self._devices:
+                known.add(m.topic)
+            elif self._unknown.get(serial, 0.0) <= now:
                 missing.add(serial)
         if not missing:
             return
@@ -396,9 +405,7 @@ class Consumer:
             m.batches += 1
             m.batch_readings.observe(r.stored + r.duplicates)
             m.commit_seconds.observe(elapsed)
-            observe = m.reading_age_seconds.observe
-            for ts in newest:
-                observe((committed - ts).total_seconds())
+            m.reading_age_seconds.observe_many([(committed - ts).total_seconds() for ts in newest])
 
 
 def _topic_text(topic: bytes) -> str:
