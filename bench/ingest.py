@@ -8,7 +8,8 @@ then measures in the same run:
      (same shared-subscription form and receive maximum as the consumer);
   2. end to end: publishers -> Mosquitto -> N `fieldops ingest` processes (QoS 1, ack after commit);
   3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter
-     (its columnar path, in batches as large as the consumer's mean batch, on one connection).
+     (its columnar path, in batches as large as the consumer's mean batch, on as many connections
+     as ingest processes).
 Publishers are lean raw-socket MQTT 5 clients (pre-encoded PUBLISH packets, a PUBACK window).
 Prints one JSON line.
 """
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,6 +36,7 @@ import numpy as np
 import psycopg
 
 from fieldops.config import Settings
+from fieldops.db import schema
 from fieldops.db.migrate import migrate
 from fieldops.db.repo import catalog
 from fieldops.db.repo.telemetry import PG_EPOCH, Columns, TelemetryWriter
@@ -445,24 +448,44 @@ def end_to_end(url, port, serials, args) -> dict:
     }
 
 
-def copy_ceiling(url, n_rows: int, n_devices: int, batch_rows: int) -> float:
+def copy_ceiling(url, n_rows: int, n_devices: int, batch_rows: int, connections: int = 1) -> float:
     """COPY the same number of rows (same shape) into the same table, batch by batch, through the
-    writer's fastest path (readings already in columns, as the consumer hands them over)."""
+    writer's fastest path (readings already in columns, as the consumer hands them over), on as
+    many connections (threads) as there are ingest processes."""
     with psycopg.connect(url) as conn:
         ids = np.array([r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id LIMIT %s", (n_devices,))],
                        np.int64)
-        writer = TelemetryWriter(conn)
-        base_us = (datetime.now(UTC) - timedelta(days=2) - PG_EPOCH) // timedelta(microseconds=1)
-        batches = []
-        for start in range(0, n_rows, batch_rows):
-            i = np.arange(start, min(start + batch_rows, n_rows), dtype=np.int64)
-            batches.append(Columns(ids[i % len(ids)], base_us + (i // len(ids)) * 1000, i,
-                                   np.tile([21.5, 1.25, 12.0], (len(i), 1)), np.full(len(i), 3, np.int64)))
+    base_us = (datetime.now(UTC) - timedelta(days=2) - PG_EPOCH) // timedelta(microseconds=1)
+    batches = []
+    for start in range(0, n_rows, batch_rows):
+        i = np.arange(start, min(start + batch_rows, n_rows), dtype=np.int64)
+        batches.append(Columns(ids[i % len(ids)], base_us + (i // len(ids)) * 1000, i,
+                               np.tile([21.5, 1.25, 12.0], (len(i), 1)), np.full(len(i), 3, np.int64)))
+    with psycopg.connect(url, autocommit=True) as ddl:  # day partitions first: writers would race
+        schema.ensure_partitions(ddl, {(PG_EPOCH + timedelta(microseconds=int(us))).date()
+                                       for us in (base_us, batches[-1].ts_us.max())})
+    conns = [psycopg.connect(url) for _ in range(connections)]
+    try:
+        writers = [TelemetryWriter(c) for c in conns]
+        go = threading.Barrier(connections + 1)
+
+        def run(k: int) -> None:
+            go.wait()
+            for batch in batches[k::connections]:
+                writers[k].write_columns(batch)
+                conns[k].commit()
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(connections)]
+        for t in threads:
+            t.start()
+        go.wait()
         started = time.perf_counter()
-        for batch in batches:
-            writer.write_columns(batch)
-            conn.commit()
+        for t in threads:
+            t.join()
         return n_rows / (time.perf_counter() - started)
+    finally:
+        for c in conns:
+            c.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             e2e = end_to_end(url, port, serials, args)
             # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
             copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
-                                     max(5000, e2e["mean_batch_readings"]))
+                                     max(5000, e2e["mean_batch_readings"]), args.ingest_processes)
         finally:
             broker.stop()
             pg.stop("fast")
