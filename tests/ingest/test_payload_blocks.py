@@ -87,7 +87,10 @@ def _readings(draw):
             "metrics": {k: draw(st.one_of(st.floats(0, 50), st.integers(0, 50))) for k in names}}
            for i in range(n)]
     for _ in range(draw(st.integers(0, 3))):
-        r = out[draw(st.integers(0, n - 1))]
+        at = draw(st.integers(0, n - 1))
+        r = out[at]
+        if type(r) is not dict:
+            continue
         kind = draw(st.sampled_from(["value", "name", "order", "ts", "seq", "no_seq", "not_dict", "empty"]))
         if kind == "value":
             r["metrics"][draw(st.sampled_from(names))] = draw(_bad_values)
@@ -102,7 +105,7 @@ def _readings(draw):
         elif kind == "empty":
             r["metrics"] = {}
         else:
-            out[out.index(r)] = draw(st.sampled_from([[], "x", 3]))
+            out[at] = draw(st.sampled_from([[], "x", 3]))
     return out
 
 
