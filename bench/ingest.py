@@ -7,7 +7,9 @@ then measures in the same run:
   1. relay ceiling: publishers -> Mosquitto -> a lean raw-socket subscriber that only acknowledges
      (same shared-subscription form and receive maximum as the consumer);
   2. end to end: publishers -> Mosquitto -> N `fieldops ingest` processes (QoS 1, ack after commit);
-  3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter.
+  3. COPY ceiling: the same number of rows written straight into the same table by TelemetryWriter
+     (its columnar path, in batches as large as the consumer's mean batch, on as many connections
+     as ingest processes).
 Publishers are lean raw-socket MQTT 5 clients (pre-encoded PUBLISH packets, a PUBACK window).
 Prints one JSON line.
 """
@@ -23,18 +25,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg
 
 from fieldops.config import Settings
+from fieldops.db import schema
 from fieldops.db.migrate import migrate
 from fieldops.db.repo import catalog
-from fieldops.db.repo.telemetry import TelemetryWriter
+from fieldops.db.repo.telemetry import PG_EPOCH, Columns, TelemetryWriter
 from fieldops.domain import DeviceModel, GeoPoint, Metric
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker
 from fieldops.runtime.postgres import LocalPostgres, free_port
@@ -426,6 +431,7 @@ def end_to_end(url, port, serials, args) -> dict:
         rows, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT (device_id, ts)) FROM telemetry").fetchone()
     lat = _latency(figures)
+    batches = int(sum(f["ingest_batches_total"] for f in figures))
     return {
         "published": expected, "stored": stored, "lost": max(0, expected - stored),
         "duplicates": rows - distinct,
@@ -435,22 +441,51 @@ def end_to_end(url, port, serials, args) -> dict:
         # load-independent-ish cost of the consumer: CPU time of the ingest processes per reading
         "ingest_cpu_us_per_reading": round(cpu_s / max(stored, 1) * 1e6, 2),
         "p50_ms": round(lat.quantile(0.5) * 1000, 1), "p99_ms": round(lat.quantile(0.99) * 1000, 1),
+        "mean_batch_readings": round(stored / max(batches, 1)),
+        # share of the run the ingest processes spent parsing, writing and committing batches
+        "commit_busy_share": round(sum(f["ingest_commit_seconds_sum"] for f in figures)
+                                   / ((done - start) * len(procs)), 3),
     }
 
 
-def copy_ceiling(url, n_rows: int, n_devices: int, batch_rows: int) -> float:
-    """COPY the same number of rows (same shape) into the same table, batch by batch."""
+def copy_ceiling(url, n_rows: int, n_devices: int, batch_rows: int, connections: int = 1) -> float:
+    """COPY the same number of rows (same shape) into the same table, batch by batch, through the
+    writer's fastest path (readings already in columns, as the consumer hands them over), on as
+    many connections (threads) as there are ingest processes."""
     with psycopg.connect(url) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id LIMIT %s", (n_devices,))]
-        writer = TelemetryWriter(conn)
-        base = datetime.now(UTC) - timedelta(days=2)
-        rows = [(ids[i % len(ids)], base + timedelta(milliseconds=i // len(ids)), i, [21.5, 1.25, 12.0])
-                for i in range(n_rows)]
+        ids = np.array([r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id LIMIT %s", (n_devices,))],
+                       np.int64)
+    base_us = (datetime.now(UTC) - timedelta(days=2) - PG_EPOCH) // timedelta(microseconds=1)
+    batches = []
+    for start in range(0, n_rows, batch_rows):
+        i = np.arange(start, min(start + batch_rows, n_rows), dtype=np.int64)
+        batches.append(Columns(ids[i % len(ids)], base_us + (i // len(ids)) * 1000, i,
+                               np.tile([21.5, 1.25, 12.0], (len(i), 1)), np.full(len(i), 3, np.int64)))
+    with psycopg.connect(url, autocommit=True) as ddl:  # day partitions first: writers would race
+        schema.ensure_partitions(ddl, {(PG_EPOCH + timedelta(microseconds=int(us))).date()
+                                       for us in (base_us, batches[-1].ts_us.max())})
+    conns = [psycopg.connect(url) for _ in range(connections)]
+    try:
+        writers = [TelemetryWriter(c) for c in conns]
+        go = threading.Barrier(connections + 1)
+
+        def run(k: int) -> None:
+            go.wait()
+            for batch in batches[k::connections]:
+                writers[k].write_columns(batch)
+                conns[k].commit()
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(connections)]
+        for t in threads:
+            t.start()
+        go.wait()
         started = time.perf_counter()
-        for i in range(0, n_rows, batch_rows):
-            writer.write(rows[i:i + batch_rows])
-            conn.commit()
+        for t in threads:
+            t.join()
         return n_rows / (time.perf_counter() - started)
+    finally:
+        for c in conns:
+            c.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             relay = relay_ceiling(port, serials, args)
             e2e = end_to_end(url, port, serials, args)
-            copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices, 5000)
+            # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
+            copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
+                                     max(5000, e2e["mean_batch_readings"]), args.ingest_processes)
         finally:
             broker.stop()
             pg.stop("fast")

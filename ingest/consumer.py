@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -30,7 +30,7 @@ from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.db.repo import catalog
 from fieldops.db.repo import ingest as repo
-from fieldops.db.repo.telemetry import TelemetryWriter
+from fieldops.db.repo.telemetry import NO_SEQ, PG_EPOCH, Columns, TelemetryWriter
 from ingest import topics
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_client import LeanClient
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DEAD_PAYLOAD_BYTES = 4096
 MAX_RECEIVE_MAXIMUM = 65_535
 FAULT_SEVERITIES = frozenset({"error", "fault"})
+KNOWN_TOPICS_MAX = 300_000  # topics remembered as naming a known device (then forgotten at once)
 OFFLINE_CODE = "offline"  # device_events code of a device that went offline (status or last will)
 
 
@@ -50,7 +51,7 @@ class ConsumerConfig:
 
     client_id: str = "ingest-1"
     batch_messages: int = 5000
-    batch_bytes: int = 1_048_576
+    batch_bytes: int = 4_194_304
     batch_age_s: float = 0.2
     buffer_messages: int = 20_000  # MQTT receive maximum: unacknowledged messages held at most
     session_expiry_s: int = 7 * 86_400
@@ -104,6 +105,7 @@ class Consumer:
         self._writer: TelemetryWriter | None = None
         self._devices: dict[str, repo.DeviceRef] = {}
         self._unknown: dict[str, float] = {}
+        self._known_topics: set[str] = set()  # topics whose device is in self._devices
         self._parser = Parser({}, self._devices.get, self.clock.now,
                               max_payload_bytes=config.max_payload_bytes,
                               max_future_s=config.max_future_s)
@@ -250,10 +252,17 @@ class Consumer:
         """Look up serials not in the device directory (new devices), at most every few seconds."""
         now = time.monotonic()
         missing = set()
+        known = self._known_topics
+        if len(known) > KNOWN_TOPICS_MAX:
+            known.clear()
         for m in messages:
+            if m.topic in known:
+                continue
             parts = m.topic.split("/", 4)
             serial = parts[3] if len(parts) > 3 else ""
-            if serial not in self._devices and self._unknown.get(serial, 0.0) <= now:
+            if serial in self._devices:
+                known.add(m.topic)
+            elif self._unknown.get(serial, 0.0) <= now:
                 missing.add(serial)
         if not missing:
             return
@@ -308,6 +317,7 @@ class Consumer:
         self._resolve(conn, messages)
         rows: list = []
         stamps: list[int] = []
+        blocks: list[Columns] = []
         dead: list[repo.DeadLetterRow] = []
         seen: dict[int, tuple[datetime, int | None]] = {}
         statuses: list[Status] = []
@@ -320,14 +330,20 @@ class Consumer:
             kind = type(out)
             if kind is Telemetry:
                 accepted += 1
-                if out.rows:
+                last = None
+                if out.block is not None:
+                    blocks.append(out.block)
+                    last = _newest_in(out.block)
+                elif out.rows:
                     rows += out.rows
                     stamps += out.ts_us
-                    last = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
-                    newest.append(last[1])
+                    newest_row = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
+                    last = newest_row[1], newest_row[2]
+                if last is not None:
+                    newest.append(last[0])
                     prev = seen.get(out.device_id)
-                    if prev is None or last[1] > prev[0]:
-                        seen[out.device_id] = (last[1], last[2])
+                    if prev is None or last[0] > prev[0]:
+                        seen[out.device_id] = last
                 for reason, reading in out.refused:
                     dead.append(_dead(msg, "reading", reason, reading))
                 dead_readings += len(out.refused)
@@ -339,7 +355,10 @@ class Consumer:
             else:
                 accepted += 1
                 device_events.append(out)
-        stored = writer.write(rows, stamps) if rows else 0
+        if rows:
+            blocks.append(Columns.from_rows(rows, stamps))
+        written = Columns.concat(blocks) if blocks else None
+        stored = writer.write_columns(written) if written is not None else 0
         repo.insert_dead_letters(conn, dead)
         changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
         changes += [s for s in statuses if repo.set_status(conn, s)]
@@ -361,7 +380,7 @@ class Consumer:
         committed = datetime.now(UTC)
         elapsed = time.perf_counter() - started
         self._ack(messages)
-        result = BatchResult(stored, len(rows) - stored, len(dead) - dead_readings, dead_readings, accepted)
+        result = BatchResult(stored, (len(written) if written is not None else 0) - stored, len(dead) - dead_readings, dead_readings, accepted)
         self._count(result, len(messages), len(statuses), len(stored_events), elapsed, committed, newest)
         return result
 
@@ -386,9 +405,7 @@ class Consumer:
             m.batches += 1
             m.batch_readings.observe(r.stored + r.duplicates)
             m.commit_seconds.observe(elapsed)
-            observe = m.reading_age_seconds.observe
-            for ts in newest:
-                observe((committed - ts).total_seconds())
+            m.reading_age_seconds.observe_many([(committed - ts).total_seconds() for ts in newest])
 
 
 def _topic_text(topic: bytes) -> str:
@@ -400,6 +417,13 @@ def _topic_text(topic: bytes) -> str:
 
 def _row_ts(row: tuple) -> datetime:
     return row[1]
+
+
+def _newest_in(block: Columns) -> tuple[datetime, int | None]:
+    """The newest reading's timestamp and seq in a block of one device's readings."""
+    i = int(block.ts_us.argmax())
+    seq = int(block.seq[i])
+    return PG_EPOCH + timedelta(microseconds=int(block.ts_us[i])), None if seq == NO_SEQ else seq
 
 
 def _dead(msg: Inbound, kind: str, reason: str, payload: bytes) -> repo.DeadLetterRow:

@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from fieldops.db.repo.ingest import DeviceRef
 from fieldops.db.repo.ingest import StatusChange as Status  # a reported status is stored as is
-from fieldops.db.repo.telemetry import PG_EPOCH_UNIX_US
+from fieldops.db.repo.telemetry import PG_EPOCH_UNIX_US, Columns
 from fieldops.domain import DeviceModel
 from ingest import topics
 from ingest.topics import Channel
@@ -34,6 +37,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _US = timedelta(microseconds=1)
 TOPIC_CACHE_SIZE = 100_000
+BLOCK_MIN_READINGS = 8  # lists at least this long are first checked as a whole, with numpy
+_EXACT_FLOAT = 2**53  # integers below this convert to float exactly
+_TS_SEQ_METRICS = itemgetter("ts", "seq", "metrics")
+_NUMBERS = frozenset({int, float})
 LATEST_REFRESH_S = 0.02
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
@@ -54,6 +61,7 @@ class Telemetry(NamedTuple):
     rows: tuple[Row, ...]
     refused: tuple[tuple[str, bytes], ...] = ()  # (reason, the reading as JSON) per refused reading
     ts_us: tuple[int, ...] = ()  # each row's ts in microseconds since 2000-01-01 UTC (for the writer)
+    block: Columns | None = None  # a list of readings that all passed, as columns (then rows is empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +95,23 @@ class _ModelSlots:
     code: str
     width: int
     slots: Mapping[str, tuple[int, float, float]]  # metric name -> (slot, min, max)
+    columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]  # names -> slot, min, max
+
+
+def _columns_of(model: _ModelSlots, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Slot, min and max arrays for metric ``names`` in that order (cached); None if one is unknown."""
+    found = model.columns.get(names)
+    if found is None:
+        if not names or len(model.columns) >= 64 or any(n not in model.slots for n in names):
+            return None
+        slots = [model.slots[n] for n in names]
+        found = model.columns[names] = tuple(np.array(c) for c in zip(*slots, strict=True))
+    return found
 
 
 def _model_slots(model: DeviceModel) -> _ModelSlots:
     return _ModelSlots(
-        model.code, len(model.metrics), {m.name: (m.index, m.min_value, m.max_value) for m in model.metrics}
+        model.code, len(model.metrics), {m.name: (m.index, m.min_value, m.max_value) for m in model.metrics}, {}
     )
 
 
@@ -174,6 +194,10 @@ class Parser:
         latest, latest_ms = self._latest()
         # Epoch milliseconds inside [installed, latest] need no further check (the hot path).
         window = (device.installed_ms, latest_ms)
+        if len(readings) >= BLOCK_MIN_READINGS:
+            block = _block(readings, device, model, window)
+            if block is not None:
+                return Telemetry(device.id, (), (), (), block)
         rows: list[Row] = []
         stamps: list[int] = []
         refused: list[tuple[str, bytes]] = []
@@ -285,6 +309,47 @@ class Parser:
                 raise ReadingError(f"metrics.{name}: {_show(value)} is outside [{lo}, {hi}]")
             vals[index] = float(value)
         return (device.id, ts, seq, vals), us
+
+
+def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[int, int]) -> Columns | None:
+    """A list of readings as columns, checked with numpy, if every reading passes as the common
+    shape (epoch-ms ``ts`` inside ``window``, an integer ``seq``, the same metric names in the same
+    order, plain numbers in range); None otherwise, and then ``_reading`` checks them one by one
+    (which names the field of each refusal), so both ways accept exactly the same readings."""
+    if set(map(type, readings)) != {dict} or any(map(dict.__contains__, readings, repeat("device"))):
+        return None
+    try:
+        stamps, seqs, metrics = zip(*map(_TS_SEQ_METRICS, readings), strict=True)
+    except KeyError:
+        return None
+    if set(map(type, stamps)) != {int} or set(map(type, seqs)) != {int} or set(map(type, metrics)) != {dict}:
+        return None
+    names = tuple(metrics[0])
+    found = _columns_of(model, names)
+    if found is None or set(map(len, metrics)) != {len(names)}:
+        return None
+    try:
+        values = list(map(itemgetter(*names), metrics)) if len(names) > 1 else [
+            (v,) for v in map(itemgetter(names[0]), metrics)]
+    except KeyError:
+        return None
+    if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
+        return None
+    n = len(readings)
+    try:
+        ts_ms = np.fromiter(stamps, np.int64, n)
+        seq = np.fromiter(seqs, np.int64, n)
+        got = np.fromiter(chain.from_iterable(values), np.float64, n * len(names)).reshape(n, len(names))
+    except OverflowError:
+        return None
+    index, lo, hi = found
+    if (int(ts_ms.min()) < window[0] or int(ts_ms.max()) > window[1] or int(seq.min()) < 0
+            or not ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all()):
+        return None
+    vals = np.full((n, model.width), np.nan)
+    vals[:, index] = got
+    return Columns(np.full(n, device.id, np.int64), ts_ms * 1000 - PG_EPOCH_UNIX_US, seq, vals,
+                   np.full(n, model.width, np.int64))
 
 
 def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:

@@ -70,6 +70,31 @@ def test_readings_advance_last_seen_and_bring_the_device_online(db, settings, pu
     assert row == (T0 + timedelta(seconds=5), 7, "online")
 
 
+def _gateway_list(first_seq, n):
+    """A gateway's list of readings in epoch milliseconds (the shape checked as one block)."""
+    ms = int(T0.timestamp() * 1000)
+    return [{"ts": ms + 1000 * i, "seq": i, "metrics": {"temp_c": 20.5, "current_a": i}}
+            for i in range(first_seq, first_seq + n)]
+
+
+def test_a_long_gateway_list_is_stored_exactly_and_advances_last_seen(db, settings, pump, operator):
+    with running_consumer(settings) as consumer:
+        publish_all(operator, [telemetry(pump.serial, _gateway_list(0, 50))])
+        wait_until(lambda: _stored(db, pump.id) == 50, what="50 readings")
+        wait_until(lambda: consumer.metrics.readings_stored == 50, what="counters")
+    got = telemetry_repo.read_range(db, pump.id, T0, T0 + timedelta(minutes=1))
+    seen = db.execute("SELECT last_seen, last_seq FROM devices WHERE id = %s", (pump.id,)).fetchone()
+    assert ([(r.ts, r.seq, r.values) for r in got[-1:]], seen) == (
+        [(T0 + timedelta(seconds=49), 49, (20.5, None, 49.0))], (T0 + timedelta(seconds=49), 49))
+
+
+def test_overlapping_gateway_lists_are_stored_once(db, settings, pump, operator):
+    with running_consumer(settings) as consumer:
+        publish_all(operator, [telemetry(pump.serial, _gateway_list(0, 30)), telemetry(pump.serial, _gateway_list(20, 30))])
+        wait_until(lambda: consumer.metrics.readings_duplicate == 10, what="the 10 repeats counted")
+    assert _stored(db, pump.id) == 50
+
+
 def _status(db, device_id):
     db.rollback()
     return db.execute("SELECT status FROM devices WHERE id = %s", (device_id,)).fetchone()[0]

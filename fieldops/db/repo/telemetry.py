@@ -1,4 +1,5 @@
-"""Telemetry reads and writes. Writes go binary COPY -> staging table -> deduplicating insert."""
+"""Telemetry reads and writes. Writes go binary COPY (encoded with numpy) straight into ``telemetry``,
+or through a staging table and a deduplicating insert after a conflict."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from fieldops.domain import Reading
 Row = tuple[int, datetime, int | None, Sequence[float | None]]  # device_id, ts, seq, vals
 
 
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's binary timestamp origin
-PG_EPOCH_UNIX_US = 946_684_800_000_000  # _PG_EPOCH in microseconds since 1970-01-01 UTC
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's binary timestamp origin
+PG_EPOCH_UNIX_US = 946_684_800_000_000  # PG_EPOCH in microseconds since 1970-01-01 UTC
 _US = timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
 _DAY_US = 86_400_000_000
@@ -31,115 +32,162 @@ _ARRAY_HEAD = struct.Struct("!iiiiii")  # byte length, ndim 1, has nulls, elemen
 _ELEMENT = struct.Struct("!if")
 
 
-def _seq_order(seq: int | None) -> tuple[bool, int]:
-    return (seq is None, seq or 0)  # lowest seq first, NULL last (as ORDER BY seq)
+NO_SEQ = -1  # ``Columns.seq`` of a reading without a sequence number (stored as NULL)
 
 
-def _has_repeats(device: np.ndarray, ts_us: np.ndarray) -> bool:
-    """Whether any (device, ts) pair occurs twice (vectorised: sort, compare neighbours)."""
-    if len(device) < 2:
-        return False
-    order = np.lexsort((ts_us, device))
-    d, t = device[order], ts_us[order]
-    return bool(((d[1:] == d[:-1]) & (t[1:] == t[:-1])).any())
+@dataclass(slots=True)
+class Columns:
+    """Readings as numpy columns, the writer's input (``from_rows`` converts row tuples).
+
+    ``ts_us`` is microseconds since 2000-01-01 UTC, ``seq`` is ``NO_SEQ`` where a reading has none,
+    ``vals`` has one row per reading, NaN where a value is missing and past the row's ``width``
+    (the number of metric slots stored for that reading).
+    """
+
+    device: np.ndarray  # int64
+    ts_us: np.ndarray  # int64
+    seq: np.ndarray  # int64
+    vals: np.ndarray  # float64, shape (readings, widest)
+    width: np.ndarray  # int64
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Row], ts_us: Sequence[int] | None = None) -> Columns:
+        n = len(rows)
+        if ts_us is None:
+            ts_us = [(r[1] - PG_EPOCH) // _US for r in rows]
+        vals = [r[3] for r in rows]
+        width = np.fromiter((len(v) for v in vals), np.int64, n)
+        widest = int(width.max()) if n else 0
+        if widest and int(width.min()) != widest:
+            vals = [list(v) + [None] * (widest - len(v)) for v in vals]
+        return cls(
+            np.fromiter((r[0] for r in rows), np.int64, n),
+            np.array(ts_us, dtype=np.int64).reshape(n),
+            np.fromiter((NO_SEQ if r[2] is None else r[2] for r in rows), np.int64, n),
+            np.array(vals, dtype=np.float64).reshape(n, widest),  # None -> NaN
+            width,
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        if len(parts) == 1:
+            return parts[0]
+        widest = max(p.vals.shape[1] for p in parts)
+        vals = [p.vals if p.vals.shape[1] == widest else
+                np.pad(p.vals, ((0, 0), (0, widest - p.vals.shape[1])), constant_values=np.nan) for p in parts]
+        return cls(np.concatenate([p.device for p in parts]), np.concatenate([p.ts_us for p in parts]),
+                   np.concatenate([p.seq for p in parts]), np.concatenate(vals),
+                   np.concatenate([p.width for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+    def take(self, index: np.ndarray) -> Columns:
+        """The readings at ``index`` (integer positions or a boolean mask)."""
+        return Columns(self.device[index], self.ts_us[index], self.seq[index], self.vals[index],
+                       self.width[index])
+
+
+def _first_per_key(c: Columns) -> np.ndarray | None:
+    """Positions keeping one reading per (device, ts), the lowest seq (no seq last) as ORDER BY
+    seq would; None when every pair is unique already (vectorised: sort, compare neighbours)."""
+    if len(c) < 2:
+        return None
+    seq_key = np.where(c.seq == NO_SEQ, np.iinfo(np.int64).max, c.seq)
+    order = np.lexsort((seq_key, c.ts_us, c.device))
+    d, t = c.device[order], c.ts_us[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (d[1:] != d[:-1]) | (t[1:] != t[:-1])
+    if first.all():
+        return None
+    return np.sort(order[first])
 
 
 @dataclass(slots=True)
 class _Batch:
-    """One batch of readings, deduplicated on (device, ts), as numpy columns.
+    """One batch of readings, deduplicated on (device, ts); ``vals`` rounded to float32 (as stored)."""
 
-    ``vals`` is float32 rounded (as stored) and NaN where a value is missing.
-    """
-
-    rows: list[Row]
-    device: np.ndarray  # int64
-    ts_us: np.ndarray  # int64 microseconds since 2000-01-01 UTC
-    vals: np.ndarray  # float64, shape (rows, widest model)
-    width: np.ndarray  # int64 metric slots per row
+    cols: Columns
 
     @classmethod
-    def of(cls, rows: list[Row], ts_us: Sequence[int] | None = None) -> _Batch | None:
-        if not rows:
+    def of(cls, cols: Columns) -> _Batch | None:
+        if not len(cols):
             return None
-        ts_us = [(r[1] - _PG_EPOCH) // _US for r in rows] if ts_us is None else list(ts_us)
-        device = np.fromiter([r[0] for r in rows], np.int64, len(rows))
-        stamps = np.array(ts_us, dtype=np.int64)
-        if _has_repeats(device, stamps):
-            best: dict[tuple[int, int], int] = {}
-            for i, key in enumerate(zip(device.tolist(), ts_us, strict=True)):
-                j = best.get(key)
-                if j is None or _seq_order(rows[i][2]) < _seq_order(rows[j][2]):
-                    best[key] = i
-            keep = sorted(best.values())
-            rows = [rows[i] for i in keep]
-            device, stamps = device[keep], stamps[keep]
-        vals = [r[3] for r in rows]
-        width = np.fromiter((len(v) for v in vals), np.int64, len(vals))
-        widest = int(width.max())
-        if widest and int(width.min()) != widest:
-            vals = [list(v) + [None] * (widest - len(v)) for v in vals]
-        matrix = np.array(vals, dtype=np.float64).reshape(len(rows), widest)  # None -> NaN
-        return cls(rows, device, stamps, matrix.astype(np.float32).astype(np.float64), width)
+        keep = _first_per_key(cols)
+        if keep is not None:
+            cols = cols.take(keep)
+        cols.vals = cols.vals.astype(np.float32).astype(np.float64)
+        return cls(cols)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.cols)
 
     def subset(self, keys: list[list[int]]) -> _Batch:
         """The rows whose (device_id, microseconds) are in ``keys`` (two parallel lists)."""
         wanted = set(zip(keys[0], keys[1], strict=True))
-        mask = np.fromiter(((d, t) in wanted for d, t in zip(self.device.tolist(), self.ts_us.tolist(),
-                                                              strict=True)), bool, len(self.rows))
-        picked = np.flatnonzero(mask)
-        return _Batch([self.rows[i] for i in picked.tolist()], self.device[mask], self.ts_us[mask],
-                      self.vals[mask], self.width[mask])
+        c = self.cols
+        mask = np.fromiter(((d, t) in wanted for d, t in zip(c.device.tolist(), c.ts_us.tolist(), strict=True)),
+                           bool, len(c))
+        return _Batch(c.take(mask))
 
     def copy_buffer(self) -> bytes:
         """The whole batch in PostgreSQL's binary COPY format (device_id, ts, seq, vals)."""
+        c = self.cols
         parts = [_COPY_SIGNATURE]
-        simple = ~np.isnan(self.vals).any(axis=1) & np.fromiter(
-            (r[2] is not None for r in self.rows), bool, len(self.rows))
-        simple &= self.width > 0
-        for w in np.unique(self.width[simple]).tolist():
-            parts.append(self._vectorized(simple & (self.width == w), w))
-        for i in np.flatnonzero(~simple).tolist():
-            parts.append(_encode_row(self.rows[i], int(self.ts_us[i])))
+        for w in np.unique(c.width).tolist():
+            group = c.width == w
+            missing = np.isnan(c.vals[:, :w]).any(axis=1) if w else np.zeros(len(c), bool)
+            for with_seq in (True, False):
+                pick = group & ~missing & ((c.seq != NO_SEQ) if with_seq else (c.seq == NO_SEQ))
+                if w and pick.any():
+                    parts.append(self._vectorized(np.flatnonzero(pick), w, with_seq))
+            for i in np.flatnonzero(group & (missing | (w == 0))).tolist():
+                seq = int(c.seq[i])
+                parts.append(_encode_row(int(c.device[i]), int(c.ts_us[i]), None if seq == NO_SEQ else seq,
+                                         [None if v != v else v for v in c.vals[i, :w].tolist()]))
         parts.append(_COPY_TRAILER)
         return b"".join(parts)
 
-    def _vectorized(self, pick: np.ndarray, w: int) -> bytes:
+    def _vectorized(self, idx: np.ndarray, w: int, with_seq: bool) -> bytes:
+        seq = [("l_seq", ">i4"), ("seq", ">i8")] if with_seq else [("l_seq", ">i4")]
         dtype = np.dtype([
-            ("ncols", ">i2"), ("l_dev", ">i4"), ("dev", ">i4"), ("l_ts", ">i4"), ("ts", ">i8"),
-            ("l_seq", ">i4"), ("seq", ">i8"), ("l_vals", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"),
+            ("ncols", ">i2"), ("l_dev", ">i4"), ("dev", ">i4"), ("l_ts", ">i4"), ("ts", ">i8"), *seq,
+            ("l_vals", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"),
             ("oid", ">i4"), ("dim", ">i4"), ("lbound", ">i4"), ("elems", [("len", ">i4"), ("v", ">f4")], (w,)),
         ])
-        idx = np.flatnonzero(pick)
+        c = self.cols
         out = np.zeros(len(idx), dtype)
-        out["ncols"], out["l_dev"], out["l_ts"], out["l_seq"] = 4, 4, 8, 8
+        out["ncols"], out["l_dev"], out["l_ts"] = 4, 4, 8
         out["l_vals"], out["ndim"], out["oid"], out["dim"], out["lbound"] = 20 + 8 * w, 1, _FLOAT4_OID, w, 1
-        out["dev"] = self.device[idx]
-        out["ts"] = self.ts_us[idx]
-        out["seq"] = [self.rows[i][2] for i in idx.tolist()]
+        out["dev"] = c.device[idx]
+        out["ts"] = c.ts_us[idx]
+        if with_seq:
+            out["l_seq"] = 8
+            out["seq"] = c.seq[idx]
+        else:
+            out["l_seq"] = -1
         out["elems"]["len"] = 4
-        out["elems"]["v"] = self.vals[idx, :w]
+        out["elems"]["v"] = c.vals[idx, :w]
         return out.tobytes()
 
     def hourly_rollup(self) -> Iterator[tuple]:
         """Rows of ``telemetry_hourly`` (device_id, bucket, n, then n/s/q/lo/hi per slot) for this batch."""
-        hours = self.ts_us // _HOUR_US
+        c = self.cols
+        hours = c.ts_us // _HOUR_US
         first = int(hours.min())
-        groups, inv = np.unique((self.device << 32) | (hours - first), return_inverse=True)
+        groups, inv = np.unique((c.device << 32) | (hours - first), return_inverse=True)
         inv = inv.reshape(-1)
         g = len(groups)
         columns: list[list] = [
             (groups >> 32).tolist(),
-            [_PG_EPOCH + timedelta(microseconds=(first + int(h)) * _HOUR_US) for h in (groups & 0xFFFFFFFF).tolist()],
+            [PG_EPOCH + timedelta(microseconds=(first + int(h)) * _HOUR_US) for h in (groups & 0xFFFFFFFF).tolist()],
             np.bincount(inv, minlength=g).tolist(),
         ]
         for slot in range(schema.MAX_METRICS):
-            if slot >= self.vals.shape[1]:
+            if slot >= c.vals.shape[1]:
                 columns += [[0] * g, [None] * g, [None] * g, [None] * g, [None] * g]
                 continue
-            col = self.vals[:, slot]
+            col = c.vals[:, slot]
             ok = ~np.isnan(col)
             at, v = inv[ok], col[ok]
             n = np.bincount(at, minlength=g)
@@ -153,9 +201,8 @@ class _Batch:
         return zip(*columns, strict=True)
 
 
-def _encode_row(row: Row, ts_us: int) -> bytes:
-    """One row in binary COPY format, for rows with missing values or no seq."""
-    device_id, _, seq, vals = row
+def _encode_row(device_id: int, ts_us: int, seq: int | None, vals: list[float | None]) -> bytes:
+    """One row in binary COPY format, for rows with missing values (NULL array elements)."""
     elems = [_NULL if v is None else _ELEMENT.pack(4, v) for v in vals]
     head = _ROW_HEAD.pack(4, 4, device_id, 8, ts_us) + (_NULL if seq is None else _SEQ.pack(8, seq))
     if not elems:
@@ -199,11 +246,15 @@ class TelemetryWriter:
         rows = list(rows)
         if ts_us is not None and len(ts_us) != len(rows):
             raise ValueError(f"ts_us: {len(ts_us)} values for {len(rows)} rows")
-        batch = _Batch.of(rows, ts_us)
+        return self.write_columns(Columns.from_rows(rows, ts_us))
+
+    def write_columns(self, cols: Columns) -> int:
+        """Store readings given as columns (as ``write``, without a Python object per reading)."""
+        batch = _Batch.of(cols)
         if batch is None:
             return 0
         if self._flavor is schema.Flavor.POSTGRES:
-            days = set(np.unique(batch.ts_us // _DAY_US).tolist())
+            days = set(np.unique(batch.cols.ts_us // _DAY_US).tolist())
             if not days <= self._days:
                 self._ensure(days)
         buffer = batch.copy_buffer()
@@ -252,7 +303,7 @@ class TelemetryWriter:
     def _ensure(self, days: set[int]) -> None:
         # Partition DDL runs on its own connection so that it commits independently of the batch.
         with psycopg.connect(self.conn.info.dsn, password=self.conn.info.password, autocommit=True) as ddl:
-            schema.ensure_partitions(ddl, {(_PG_EPOCH + timedelta(days=d)).date() for d in days})
+            schema.ensure_partitions(ddl, {(PG_EPOCH + timedelta(days=d)).date() for d in days})
         self._days |= days
 
 
