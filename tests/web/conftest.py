@@ -60,6 +60,9 @@ def close_promptly(app: Flask) -> None:
     that stopping does not wait out the listener's poll interval."""
     hub = app.extensions[EXTENSION].hub
     conninfo = app.extensions[EXTENSION].settings.database_url
+    if hub is None:
+        close_app(app)
+        return
 
     def wake() -> None:
         deadline = time.monotonic() + 10
