@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +75,97 @@ def cloned_database(pg_admin_url: str, template: str, name: str) -> Iterator[str
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class DatabaseSupply:
+    """Fresh clones of the template, made ahead of need by a background thread, which also drops
+    the databases handed back; tests then do not wait for CREATE or DROP DATABASE. Every database
+    is handed out once only."""
+
+    def __init__(self, admin_url: str, template: str, ahead: int = 2) -> None:
+        self._admin_url = admin_url
+        self._template = template
+        self._ahead = ahead
+        self._ready: list[str] = []
+        self._used: list[str] = []
+        self._error: BaseException | None = None
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="database-supply", daemon=True)
+        self._thread.start()
+
+    def take(self, timeout_s: float = 120.0) -> str:
+        """The name of a fresh database that no one else has been given."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready or self._error is not None, timeout=timeout_s):
+                raise TimeoutError(f"no fresh database within {timeout_s:.0f} s")
+            if not self._ready:
+                raise RuntimeError("creating a test database failed") from self._error
+            name = self._ready.pop(0)
+            self._cond.notify_all()
+            return name
+
+    def give_back(self, name: str) -> None:
+        """Drop ``name`` (and end its connections) in the background."""
+        with self._cond:
+            self._used.append(name)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop every database made or handed back; wait for the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(120)
+
+    def _next_task(self) -> tuple[str, str] | None:
+        with self._cond:
+            while True:
+                if self._used:
+                    return "drop", self._used.pop(0)
+                if self._closing:
+                    if self._ready:
+                        return "drop", self._ready.pop(0)
+                    return None
+                if len(self._ready) < self._ahead and self._error is None:
+                    return "create", f"fieldops_t{os.getpid()}_{next(_counter)}"
+                self._cond.wait()
+
+    def _run(self) -> None:
+        with psycopg.connect(self._admin_url, autocommit=True) as admin:
+            while (task := self._next_task()) is not None:
+                action, name = task
+                if action == "drop":
+                    with contextlib.suppress(psycopg.Error):  # the cluster is thrown away anyway
+                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    continue
+                try:
+                    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+                except psycopg.Error as exc:
+                    with self._cond:
+                        self._error = exc
+                        self._cond.notify_all()
+                    continue
+                with self._cond:
+                    self._ready.append(name)
+                    self._cond.notify_all()
+
+
+@pytest.fixture(scope="session")
+def database_supply(pg_admin_url: str, template_db: str) -> Iterator[DatabaseSupply]:
+    supply = DatabaseSupply(pg_admin_url, template_db)
+    try:
+        yield supply
+    finally:
+        supply.close()
+
+
 @pytest.fixture
-def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+def db_url(pg_admin_url: str, database_supply: DatabaseSupply) -> Iterator[str]:
     """A fresh, migrated database for this test only."""
-    with cloned_database(pg_admin_url, template_db, f"fieldops_t{os.getpid()}_{next(_counter)}") as url:
-        yield url
+    name = database_supply.take()
+    try:
+        yield _with_dbname(pg_admin_url, name)
+    finally:
+        database_supply.give_back(name)
 
 
 @pytest.fixture

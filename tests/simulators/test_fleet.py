@@ -30,6 +30,8 @@ class Subscriber:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(broker.admin_user, broker.admin_password)
         self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda client, userdata, mid, reason_codes, properties: self.subscribed.set()
         self.client.connect("127.0.0.1", broker.port)
         self.client.subscribe("fieldops/v1/devices/#", qos=1)
         self.client.loop_start()
@@ -67,7 +69,7 @@ def world(db, mqtt_broker):
 @pytest.fixture
 def subscriber(mqtt_broker):
     sub = Subscriber(mqtt_broker)
-    time.sleep(0.2)
+    assert sub.subscribed.wait(10), "the subscriber's subscription was not acknowledged"
     yield sub
     sub.stop()
 

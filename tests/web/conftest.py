@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fieldops import events
 from fieldops.clock import Clock, utcnow
 from fieldops.config import Settings
 from fieldops.domain import GeoPoint
@@ -18,8 +21,13 @@ from fieldops.service import jobs
 from tests import factories
 from web import store
 from web.app import close_app, create_app
+from web.context import EXTENSION
+from web.security import hash_password
 
 PASSWORD = "correct horse battery"
+# The test accounts' stored hash, computed once: real scrypt, but with a low work factor (the
+# factor is part of the hash, so logins verify it cheaply). test_auth covers the production factor.
+PASSWORD_HASH = hash_password(PASSWORD, n=2**8)
 NOON = factories.T0.replace(hour=12)  # the app's "now" in these tests
 
 
@@ -44,7 +52,29 @@ def app(web_settings: Settings) -> Iterator[Flask]:
 def live_app(web_settings: Settings) -> Iterator[Flask]:
     app = create_app(web_settings, clock=clock())
     yield app
+    close_promptly(app)
+
+
+def close_promptly(app: Flask) -> None:
+    """``close_app``, with the hub's listener woken by a notification once it is told to stop, so
+    that stopping does not wait out the listener's poll interval."""
+    hub = app.extensions[EXTENSION].hub
+    conninfo = app.extensions[EXTENSION].settings.database_url
+    if hub is None:
+        close_app(app)
+        return
+
+    def wake() -> None:
+        deadline = time.monotonic() + 10
+        while not hub.stopped and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, '0')", (events.CHANNEL,))
+
+    waker = threading.Thread(target=wake, name="hub-waker", daemon=True)
+    waker.start()
     close_app(app)
+    waker.join(10)
 
 
 @dataclass
@@ -94,10 +124,10 @@ def work(db: psycopg.Connection, people: People) -> Work:
 def people(db: psycopg.Connection) -> People:
     ada = factories.technician(db, "Ada Lovelace")
     bob = factories.technician(db, "Bob Builder")
-    store.create_user(db, "ada", PASSWORD, "technician", ada.id)
-    store.create_user(db, "bob", PASSWORD, "technician", bob.id)
-    store.create_user(db, "dora", PASSWORD, "dispatcher")
-    store.create_user(db, "root", PASSWORD, "admin")
+    store.create_user(db, "ada", PASSWORD, "technician", ada.id, password_hash=PASSWORD_HASH)
+    store.create_user(db, "bob", PASSWORD, "technician", bob.id, password_hash=PASSWORD_HASH)
+    store.create_user(db, "dora", PASSWORD, "dispatcher", password_hash=PASSWORD_HASH)
+    store.create_user(db, "root", PASSWORD, "admin", password_hash=PASSWORD_HASH)
     db.commit()
     return People(ada.id, bob.id)
 

@@ -51,14 +51,23 @@ def base_url(live_app) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for the module; each test works in contexts of its own."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's Chromium; the contexts (cookies, storage, pages) a test opens are closed after it."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 @pytest.fixture
@@ -363,8 +372,8 @@ UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"  # nothing listen
 
 
 def test_map_shows_stops_and_position_when_tiles_cannot_load(browser, web_settings, work, people, shoot):
-    from tests.web.conftest import clock
-    from web.app import close_app, create_app
+    from tests.web.conftest import clock, close_promptly
+    from web.app import create_app
 
     app = create_app(replace(web_settings, map_tile_url=UNREACHABLE_TILES), clock=clock())
     try:
@@ -377,5 +386,5 @@ def test_map_shows_stops_and_position_when_tiles_cannot_load(browser, web_settin
             tile = page.locator("#map img.leaflet-tile").first.get_attribute("src")
             shoot(page, "technician-map-without-tiles")
     finally:
-        close_app(app)
+        close_promptly(app)
     assert tile.startswith("http://127.0.0.1:9/tiles/")

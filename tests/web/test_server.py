@@ -8,7 +8,9 @@ import time
 
 import pytest
 
+from fieldops import cli
 from fieldops.runtime.postgres import free_port
+from tests.conftest import cloned_database
 
 
 def _wait_http(port: int, path: str, timeout_s: float = 30.0) -> int:
@@ -24,19 +26,21 @@ def _wait_http(port: int, path: str, timeout_s: float = 30.0) -> int:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def gunicorn_port(db_url):
-    port = free_port()
-    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
-           "FIELDOPS_SECRET_KEY": "s" * 40}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fieldops.cli", "web", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+@pytest.fixture(scope="module")
+def gunicorn_port(pg_admin_url, template_db):
+    """``fieldops web`` (gunicorn) started once for the module's read-only requests."""
+    with cloned_database(pg_admin_url, template_db, f"fieldops_gunicorn_{os.getpid()}") as db_url:
+        port = free_port()
+        env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
+               "FIELDOPS_SECRET_KEY": "s" * 40}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fieldops.cli", "web", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--threads", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 def test_fieldops_web_serves_through_gunicorn(gunicorn_port):
@@ -51,37 +55,38 @@ def test_signed_out_page_request_is_sent_to_login(gunicorn_port):
     assert resp.status == 302 and "/login?next=" in resp.getheader("Location")
 
 
-def test_web_user_command_creates_an_account_that_can_sign_in(db_url, db):
-    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test",
-           "FIELDOPS_NEW_PASSWORD": "long-enough-pw"}
-    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
-                          env=env, capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+def web_user(monkeypatch, db_url: str, *argv: str, password: str | None = None) -> int:
+    """``fieldops web-user ARGV`` in this process, on ``db_url``."""
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setenv("FIELDOPS_ENV", "test")
+    if password is None:
+        monkeypatch.delenv("FIELDOPS_NEW_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("FIELDOPS_NEW_PASSWORD", password)
+    return cli.main(["web-user", *argv])
+
+
+def test_web_user_command_creates_an_account_that_can_sign_in(db_url, db, monkeypatch):
+    assert web_user(monkeypatch, db_url, "dora", "--role", "dispatcher", password="long-enough-pw") == 0
     from web import store
     from web.security import verify_password
 
     assert verify_password("long-enough-pw", store.user_by_name(db, "dora").password_hash)
 
 
-def test_web_user_command_refuses_a_short_password(db_url):
-    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test", "FIELDOPS_NEW_PASSWORD": "short"}
-    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora", "--role", "dispatcher"],
-                          env=env, capture_output=True, timeout=60)
-    assert done.returncode == 2
+def test_web_user_command_refuses_a_short_password(db_url, monkeypatch):
+    assert web_user(monkeypatch, db_url, "dora", "--role", "dispatcher", password="short") == 2
 
 
-def test_web_user_demo_creates_the_demo_accounts_once(db_url, db):
+def test_web_user_demo_creates_the_demo_accounts_once(db_url, db, monkeypatch):
     from tests import factories
     from web import store
     from web.security import verify_password
 
     ada = factories.technician(db, "Ada")
     db.commit()
-    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test"}
-    argv = [sys.executable, "-m", "fieldops.cli", "web-user", "demo", "--password", "demo-pass-9"]
     for _ in range(2):
-        done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
-        assert done.returncode == 0, done.stderr
+        assert web_user(monkeypatch, db_url, "demo", "--password", "demo-pass-9") == 0
     db.commit()
     users = {name: store.user_by_name(db, name) for name in ("dispatcher", "admin", f"tech{ada.id}")}
     assert {n: (u.role, u.technician_id) for n, u in users.items()} == {
@@ -90,8 +95,6 @@ def test_web_user_demo_creates_the_demo_accounts_once(db_url, db):
     assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 3
 
 
-def test_web_user_without_a_role_is_refused_unless_demo(db_url):
-    env = {**os.environ, "FIELDOPS_DATABASE_URL": db_url, "FIELDOPS_ENV": "test", "FIELDOPS_NEW_PASSWORD": "long-enough-pw"}
-    done = subprocess.run([sys.executable, "-m", "fieldops.cli", "web-user", "dora"], env=env, capture_output=True,
-                          timeout=60)
-    assert done.returncode == 2 and b"--role" in done.stderr
+def test_web_user_without_a_role_is_refused_unless_demo(db_url, monkeypatch, capsys):
+    assert web_user(monkeypatch, db_url, "dora", password="long-enough-pw") == 2
+    assert "--role" in capsys.readouterr().err
