@@ -8,9 +8,6 @@ import logging
 import sys
 
 from dispatch import overrides
-from dispatch.loop import plan_once, run_loop
-from dispatch.problem import Params
-from dispatch.travel import provider_for
 from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -40,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatch.loop import plan_once  # OR-Tools and numba load only for the commands that plan
+    from dispatch.problem import Params
+    from dispatch.travel import provider_for
+
     with connect(settings.require_database_url()) as conn:
         plan_id, solution = plan_once(conn, service_clock(settings).now(), Params(time_limit_s=args.time_limit),
                                       provider_for(settings.osrm_url))
@@ -50,6 +51,10 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatch.loop import run_loop
+    from dispatch.problem import Params
+    from dispatch.travel import provider_for
+
     clock = service_clock(settings)
     run_loop(settings.require_database_url(), clock.now, Params(time_limit_s=args.time_limit),
              provider_for(settings.osrm_url), interval_s=args.interval)
