@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,3 +138,55 @@ def test_fleet_features_compare_the_window_with_the_models_centre():
     f = dict(zip(F.feature_names(spec), F.compute(grid, spec, np.array([4]), np.array([5]))[0], strict=True))
     assert f["m0:fleet_3"] == pytest.approx((6.0 - 2.6) / 0.98)
     assert f["m0:fleet_shift_3"] == pytest.approx((6.0 - 2.6) / 0.98 - (3.0 - 2.0) / 0.98)
+
+
+def two_slot_grid(load: np.ndarray, slot0: np.ndarray, group: int = 0) -> F.Grid:
+    n = len(load)
+    return F.Grid(
+        device_ids=np.array([1]), values=np.stack([slot0, load], axis=1).reshape(1, n, 2),
+        time=np.arange(n, dtype=float).reshape(1, n), counts=np.zeros((1, n, 0)),
+        resets=[np.array([])], installed=np.array([-10.0]), group=np.array([group]),
+    )
+
+
+RESID_SPEC = F.FeatureSpec(windows=(3, 8), extreme_windows=(3,), baseline_lookback=12, baseline_len=5,
+                           count_windows=(4,), n_slots=2, fleet=False)
+
+
+def test_the_residual_model_recovers_how_each_slot_follows_the_others():
+    load = np.linspace(0.1, 0.9, 80) + 0.1 * np.sin(np.arange(80.0))
+    grid = two_slot_grid(load, 3.0 + 2.0 * load)
+    spec = F.fit_residuals(RESID_SPEC, grid, np.array([0]), before=1e9)
+    coef = np.asarray(spec.residual_coef)
+    assert np.allclose(coef[0, 0], [0.0, 2.0, 3.0]) and np.allclose(coef[0, 1], [0.5, 0.0, -1.5])
+
+
+def test_residual_features_are_the_departure_from_the_baseline_residual_in_residual_scale():
+    load = np.array([0.2, 0.8] * 10)
+    slot0 = 3.0 + 2.0 * load
+    slot0[-3:] += 1.0  # the last three steps read 1.0 above what the load explains
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.0, 0.0, 0.0)),),
+                     residual_scale=((0.5, 0.0),))
+    r = row(two_slot_grid(load, slot0), 19, spec)
+    assert r["m0:resid_3"] == pytest.approx(1.0 / 0.5)
+    assert r["m0:resid_8"] == pytest.approx(3.0 / 8.0 / 0.5)  # steps 12..19 against the base 8..12
+    assert math.isnan(r["m1:resid_3"])  # scale 0: no residual model for this slot
+    assert r["all:max_resid_3"] == pytest.approx(2.0)
+
+
+def test_scoring_gives_the_training_residual_features():
+    rng = np.random.default_rng(5)
+    d, t = 3, 40
+    load = rng.uniform(0.0, 1.0, (d, t))
+    values = np.stack([5.0 + 4.0 * load + rng.normal(0, 0.1, (d, t)), 1.0 + load], axis=2)
+    values[1, 30:, 0] += 2.0
+    grid = F.Grid(device_ids=np.arange(d), values=values,
+                  time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(), counts=np.zeros((d, t, 0)),
+                  resets=[np.array([]), np.array([20.0]), np.array([])], installed=np.full(d, -5.0),
+                  group=np.zeros(d, dtype=np.int64))
+    spec = F.fit_residuals(RESID_SPEC, grid, np.array([0, 2]), before=1e9, min_rows=10)
+    scored = F.compute(grid, spec, np.arange(d), np.full(d, t - 1))
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    trained = F.compute(grid, spec, dev, step)[step == t - 1]
+    assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
+    assert scored[1, F.feature_names(spec).index("m0:resid_3")] > 5
