@@ -514,8 +514,11 @@ def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec,
     departures predict; the intercept cancels. NaN where the slot, one of its predictors or the
     residual model is missing."""
     coef = np.asarray(spec.residual_coef, dtype=np.float64)[:, :, : spec.n_slots]  # [G, M, M]
-    scale = np.asarray(spec.residual_scale, dtype=np.float64)[grid.group[dev]]  # [N, M]
-    uses = coef[grid.group[dev]] != 0  # [N, M target, M predictor]
+    scale = np.asarray(spec.residual_scale, dtype=np.float64)  # [G, M]
+    known = grid.group[dev] < len(coef)  # a device model added after training has no fit
+    group = np.where(known, grid.group[dev], 0)
+    scale = np.where(known[:, None], scale[group], 0.0)  # [N, M]
+    uses = coef[group] != 0  # [N, M target, M predictor]
     base = stats["base"]["mean"]
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -523,7 +526,7 @@ def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec,
         for w in spec.windows:
             delta = stats[w]["mean"] - base  # [N, M]
             missing = np.isnan(delta)
-            explained = np.einsum("nmk,nk->nm", coef[grid.group[dev]], np.where(missing, 0.0, delta))
+            explained = np.einsum("nmk,nk->nm", coef[group], np.where(missing, 0.0, delta))
             lacking = missing | (uses & missing[:, None, :]).any(axis=2) | (scale <= 0)
             rz[w] = np.where(lacking, np.nan, (delta - explained) / np.where(scale > 0, scale, 1.0))
         for m in range(spec.n_slots):

@@ -190,3 +190,10 @@ def test_scoring_gives_the_training_residual_features():
     trained = F.compute(grid, spec, dev, step)[step == t - 1]
     assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
     assert scored[1, F.feature_names(spec).index("m0:resid_3")] > 5
+
+
+def test_a_device_model_unknown_to_the_residual_fit_gets_no_residual_features():
+    load = np.array([0.2, 0.8] * 10)
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.0, 0.0, 0.0)),), residual_scale=((0.5, 0.0),))
+    r = row(two_slot_grid(load, 3.0 + 2.0 * load, group=1), 19, spec)
+    assert math.isnan(r["m0:resid_3"]) and math.isnan(r["all:max_resid_3"])
