@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--warning-h", type=float, default=72.0, help="simulator degradation phase (hours)")
     ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
     ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
+    ap.add_argument("--pooled", action="store_true",
+                    help="add the pooled departure features (largest departure across metrics)")
     ap.add_argument("--scale-devices", type=int, default=10000,
                     help="devices in the timed scorer passes (the fleet and copies of it)")
     args = ap.parse_args()
@@ -89,7 +91,7 @@ def main() -> int:
             conn.commit()
             run, version, promoted = pipeline.train_db(
                 conn, days=args.days, plot_dir=args.plots, estimators=args.estimators, progress=log,
-                horizon_h=args.horizon_h, every=args.every)
+                horizon_h=args.horizon_h, every=args.every, pooled=args.pooled)
             conn.commit()
             model = run.result.model
             ids = data.active_device_ids(conn, END - scorer.timedelta(hours=scorer.ACTIVE_WITHIN_H))
@@ -134,7 +136,7 @@ def main() -> int:
         m, b = model.metrics, run.baseline
         out = {
             "devices": len(run.result.test.grid.device_ids), "days": args.days, "warning_h": args.warning_h,
-            "horizon_h": args.horizon_h, "failures": len(run.result.test.failures),
+            "horizon_h": args.horizon_h, "pooled": args.pooled, "failures": len(run.result.test.failures),
             "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
             "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
             "median_lead_h": round(warned["median_lead"], 1),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -40,6 +40,18 @@ class FeatureSpec:
     # features. Fitted on training devices by :func:`fit_residuals`.
     residual_coef: tuple[tuple[tuple[float, ...], ...], ...] = ()
     residual_scale: tuple[tuple[float, ...], ...] = ()
+    # Per device model, pooled kind (see POOLED_KINDS), window and slot: the healthy spread of
+    # that departure, which the pooled features divide by; empty: no pooled features. Fitted on
+    # training devices' healthy samples by :func:`fit_pooled`.
+    pooled_scale: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...] = ()
+
+    def __setstate__(self, state: tuple) -> None:
+        """Unpickle; fields a model stored before they existed get their defaults (an older
+        artifact then computes the features it was trained on)."""
+        for f, value in zip(fields(self), state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in fields(self)[len(state):]:
+            object.__setattr__(self, f.name, f.default)
 
     @property
     def history(self) -> int:
@@ -393,7 +405,79 @@ def feature_names(spec: FeatureSpec) -> list[str]:
             names += [f"all:max_resid_{w}", f"all:rms_resid_{w}"]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
+    for kind in pooled_kinds(spec) if spec.pooled_scale else ():
+        for w in spec.windows:
+            names += [f"pool:{kind}_max_{w}", f"pool:{kind}_second_{w}", f"pool:{kind}_excess_{w}"]
     return names
+
+
+POOLED_KINDS = ("z", "resid")  # departures pooled across slots: raw (z) and residual
+
+
+def pooled_kinds(spec: FeatureSpec) -> tuple[str, ...]:
+    """The departure kinds ``spec`` pools: raw z always, residuals with a residual model."""
+    return POOLED_KINDS if spec.residual_coef else POOLED_KINDS[:1]
+
+
+POOLED_QUANTILE = 0.99  # the healthy spread: this quantile of |departure| on healthy samples
+POOLED_MIN_ROWS = 50
+
+
+def _departures(x: np.ndarray, names: list[str], spec: FeatureSpec, kind: str, w: int) -> np.ndarray:
+    """``[N, M]`` |departure| per slot of one kind and window, from the feature columns."""
+    col = {n: i for i, n in enumerate(names)}
+    return np.abs(np.stack([x[:, col[f"m{m}:{kind}_{w}"]] for m in range(spec.n_slots)], axis=1))
+
+
+def fit_pooled(spec: FeatureSpec, x: np.ndarray, quantile: float = POOLED_QUANTILE,
+               min_rows: int = POOLED_MIN_ROWS) -> FeatureSpec:
+    """``spec`` with the healthy spread of each departure the pooled features use: per device
+    model, kind, window and slot, the ``quantile`` of |departure| over ``x`` (features of
+    ``spec`` on healthy training samples). Fewer than ``min_rows`` finite values give 0 (the
+    slot is left out of the pooled features)."""
+    spec = replace(spec, pooled_scale=())
+    names = feature_names(spec)
+    kinds = pooled_kinds(spec)
+    group = x[:, 0].astype(np.int64) if len(x) else np.zeros(0, dtype=np.int64)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    scale = np.zeros((n_groups, len(kinds), len(spec.windows), spec.n_slots))
+    for k, kind in enumerate(kinds):
+        for j, w in enumerate(spec.windows):
+            dep = _departures(x, names, spec, kind, w)
+            for g in np.unique(group):
+                for m in range(spec.n_slots):
+                    d = dep[group == g, m]
+                    d = d[np.isfinite(d)]
+                    if len(d) >= min_rows:
+                        scale[g, k, j, m] = max(float(np.quantile(d, quantile)), EPS)
+    return replace(spec, pooled_scale=_as_tuple(scale))
+
+
+def pooled_features(x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Per pooled kind and window, from the features ``x`` before the pooled ones: each slot's
+    |departure| in its healthy spread for the sample's device model (1 = the healthy
+    :data:`POOLED_QUANTILE`), then across slots the largest, the second largest and the sum of
+    the excess over 1. The same figures for every device model and metric, so a large departure
+    anywhere reads alike. NaN where no slot has a spread."""
+    base = replace(spec, pooled_scale=())
+    names = feature_names(base)
+    scale = np.asarray(spec.pooled_scale, dtype=np.float64)  # [G, K, W, M]
+    group = x[:, 0].astype(np.int64)
+    known = (group >= 0) & (group < len(scale))
+    sc = np.where(known[:, None, None, None], scale[np.where(known, group, 0)], 0.0)  # [N, K, W, M]
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no slot with a spread gives NaN
+        for k, kind in enumerate(pooled_kinds(spec)):
+            for j, w in enumerate(spec.windows):
+                s = sc[:, k, j]
+                a = np.where(s > 0, _departures(x, names, base, kind, w) / np.where(s > 0, s, 1.0), np.nan)
+                ranked = np.sort(np.where(np.isnan(a), -np.inf, a), axis=1)[:, ::-1]
+                ranked = np.column_stack([ranked, np.full(len(a), -np.inf)])  # one slot: no second
+                ranked[~np.isfinite(ranked)] = np.nan
+                out += [ranked[:, 0], ranked[:, 1],
+                        np.where(np.isnan(ranked[:, 0]), np.nan, np.nansum(np.maximum(a - 1.0, 0.0), axis=1))]
+    return np.column_stack(out) if out else np.zeros((len(x), 0))
 
 
 def _slots(values: np.ndarray, n_slots: int) -> np.ndarray:
@@ -500,6 +584,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 lo = np.maximum(0, hi - w)
                 out[:, col] = csum[dev, hi, k] - csum[dev, lo, k]
                 col += 1
+    if spec.pooled_scale:
+        out[:, col:] = pooled_features(out[:, :col], spec)
     return out
 
 

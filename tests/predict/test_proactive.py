@@ -102,12 +102,12 @@ def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
     assert "3 error events in 24 h" in text
 
 
-def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
+def two_reporting_pumps_and_a_model(db):
+    """Two pumps with 33 hours of readings and a model that always predicts risk 0.75, RUL 30 h."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
     from fieldops.db.repo.telemetry import TelemetryWriter
     from predict import features as F
-    from predict import registry
     from predict.model import FailureModel
 
     devices = [factories.device(db, serial=f"pump-{i}") for i in range(2)]
@@ -117,17 +117,39 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
                   for d in devices for k in range(1, 200)])
     db.commit()
     x, y = np.zeros((4, 1)), np.array([1, 1, 1, 0])
-    model = FailureModel(
+    return FailureModel(
         spec=F.FeatureSpec(n_slots=3, n_counts=3), classifier=DummyClassifier(strategy="prior").fit(x, y),
         regressor=DummyRegressor(strategy="constant", constant=30.0).fit(x, [30.0] * 4),
         mode_classifier=None, modes=["bearing_wear"], threshold=0.5, horizon=72.0, rul_cap=144.0,
         estimator="dummy", metrics={"pr_auc": 0.5})
+
+
+def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
+    from predict import registry
+
+    model = two_reporting_pumps_and_a_model(db)
     version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
     first = scorer.score_pass(db, model, version, T0)
     second = scorer.score_pass(db, model, version, T0 + timedelta(minutes=10))
     assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
     assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
+
+
+def test_a_model_stored_before_the_residual_and_pooled_features_still_scores(db):
+    import io
+
+    from predict import registry
+    from predict.model import FailureModel
+    from tests.predict.test_features import OldPickler
+
+    model = two_reporting_pumps_and_a_model(db)
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    buf = io.BytesIO()
+    OldPickler(buf).dump(model)
+    old = FailureModel.from_bytes(buf.getvalue())  # how the registry loads an artifact
+    assert scorer.score_pass(db, old, version, T0, open_proactive=False).devices == 2
+    assert db.execute("SELECT count(*), min(p_fail) FROM predictions").fetchone() == (2, 0.75)
 
 
 def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
