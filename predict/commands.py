@@ -154,6 +154,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
     clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
+    windows: dict = {}  # each batch's rolling window, kept across passes
     while True:
         with connect(settings.require_database_url()) as conn:
             current = registry.active(conn)
@@ -162,7 +163,7 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 try:
                     result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
-                                               batch=args.batch)
+                                               batch=args.batch, windows=windows)
                 except (AttributeError, ValueError, TypeError, psycopg.Error) as exc:
                     log.error("scoring with model v%d failed: %s", current[0].version, exc)
                     conn.rollback()

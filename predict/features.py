@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -35,6 +35,23 @@ class FeatureSpec:
     n_counts: int = 0
     fleet_min_devices: int = 5  # fleet-relative features need this many peers reporting at a step
     fleet: bool = True  # features against the model's fleet centre (see fleet_centre)
+    # Per device model (group) and slot: the linear prediction of the slot from the other slots
+    # (coefficients per slot, then the intercept) and the residual's scale; empty: no residual
+    # features. Fitted on training devices by :func:`fit_residuals`.
+    residual_coef: tuple[tuple[tuple[float, ...], ...], ...] = ()
+    residual_scale: tuple[tuple[float, ...], ...] = ()
+    # Per device model, pooled kind (see POOLED_KINDS), window and slot: the healthy spread of
+    # that departure, which the pooled features divide by; empty: no pooled features. Fitted on
+    # training devices' healthy samples by :func:`fit_pooled`.
+    pooled_scale: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...] = ()
+
+    def __setstate__(self, state: tuple) -> None:
+        """Unpickle; fields a model stored before they existed get their defaults (an older
+        artifact then computes the features it was trained on)."""
+        for f, value in zip(fields(self), state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in fields(self)[len(state):]:
+            object.__setattr__(self, f.name, f.default)
 
     @property
     def history(self) -> int:
@@ -265,6 +282,66 @@ def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndar
     return mins, maxs
 
 
+RESIDUAL_TRIM = 4.0  # robust standard deviations: rows further out are refitted without
+
+
+def _robust_sd(r: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
+
+
+def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float,
+                  min_rows: int = 50) -> FeatureSpec:
+    """``spec`` with a residual model per device model, fitted on the devices ``rows`` at steps
+    before time ``before``: each slot by least squares on the device's other slots at the same
+    step (what drives the readings, load and weather, shows in all of them), refitted once
+    without the rows further than RESIDUAL_TRIM robust standard deviations out (faults, stuck
+    sensors). The scale is the robust spread of the residual around each device's own median, so
+    a calibration offset does not count as spread. A model with fewer than ``min_rows`` complete
+    steps gets scale 0 (no residual features)."""
+    m = spec.n_slots
+    values = _slots(grid.values, m)
+    n_groups = int(grid.group.max()) + 1 if len(grid.group) else 0
+    coef = np.zeros((n_groups, m, m + 1))
+    scale = np.zeros((n_groups, m))
+    rows = np.asarray(rows, dtype=np.int64)
+    for g in range(n_groups):
+        mine = rows[grid.group[rows] == g]
+        if len(mine) == 0:
+            continue
+        v = values[mine]
+        early = grid.time[mine] < before  # NaN time (padding) is not early
+        used = np.flatnonzero((~np.isnan(v[early])).any(axis=0))
+        if len(used) < 2:
+            continue
+        sub = v[:, :, used]
+        ok = early & ~np.isnan(sub).any(axis=2)
+        x = sub[ok]
+        dev_of = np.broadcast_to(np.arange(len(mine))[:, None], ok.shape)[ok]
+        if len(x) < min_rows:
+            continue
+        for a, target in enumerate(used):
+            others = np.delete(np.arange(len(used)), a)
+            design = np.column_stack([x[:, others], np.ones(len(x))])
+            keep = np.ones(len(x), dtype=bool)
+            for _ in range(2):  # fit, drop the far-out rows, refit
+                beta = np.linalg.lstsq(design[keep], x[keep, a], rcond=None)[0]
+                r = x[:, a] - design @ beta
+                sd = _robust_sd(r[keep])
+                keep = np.abs(r - np.median(r)) <= RESIDUAL_TRIM * max(sd, EPS)
+            coef[g, target, used[others]] = beta[:-1]
+            coef[g, target, m] = beta[-1]
+            centred = r.copy()
+            for d in np.unique(dev_of):
+                sel = dev_of == d
+                centred[sel] -= np.median(r[sel])
+            scale[g, target] = max(_robust_sd(centred[keep]), EPS)
+    return replace(spec, residual_coef=_as_tuple(coef), residual_scale=_as_tuple(scale))
+
+
+def _as_tuple(a: np.ndarray) -> tuple:
+    return tuple(_as_tuple(x) for x in a) if a.ndim > 1 else tuple(float(x) for x in a)
+
+
 FLEET_SAMPLE = 256  # units per model that define the fleet centre (the first in device order)
 
 
@@ -321,9 +398,95 @@ def feature_names(spec: FeatureSpec) -> list[str]:
             names += [f"m{m}:fleet_shift_{w}" for w in spec.windows]
     for w in spec.windows:
         names += [f"all:max_z_{w}", f"all:max_trend_{w}", f"all:rms_z_{w}"]
+    if spec.residual_coef:
+        for m in range(spec.n_slots):
+            names += [f"m{m}:resid_{w}" for w in spec.windows]
+        for w in spec.windows:
+            names += [f"all:max_resid_{w}", f"all:rms_resid_{w}"]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
+    for kind in pooled_kinds(spec) if spec.pooled_scale else ():
+        for w in spec.windows:
+            names += [f"pool:{kind}_max_{w}", f"pool:{kind}_second_{w}", f"pool:{kind}_excess_{w}"]
     return names
+
+
+POOLED_KINDS = ("z", "resid")  # departures pooled across slots: raw (z) and residual
+
+
+def pooled_kinds(spec: FeatureSpec) -> tuple[str, ...]:
+    """The departure kinds ``spec`` pools: raw z always, residuals with a residual model."""
+    return POOLED_KINDS if spec.residual_coef else POOLED_KINDS[:1]
+
+
+POOLED_QUANTILE = 0.99  # the healthy spread: this quantile of |departure| on healthy samples
+POOLED_MIN_ROWS = 50
+
+
+def _departures(x: np.ndarray, names: list[str], spec: FeatureSpec, kind: str, w: int) -> np.ndarray:
+    """``[N, M]`` |departure| per slot of one kind and window, from the feature columns."""
+    col = {n: i for i, n in enumerate(names)}
+    return np.abs(np.stack([x[:, col[f"m{m}:{kind}_{w}"]] for m in range(spec.n_slots)], axis=1))
+
+
+def fit_pooled(spec: FeatureSpec, x: np.ndarray, quantile: float = POOLED_QUANTILE,
+               min_rows: int = POOLED_MIN_ROWS) -> FeatureSpec:
+    """``spec`` with the healthy spread of each departure the pooled features use: per device
+    model, kind, window and slot, the ``quantile`` of |departure| over ``x`` (features of
+    ``spec`` on healthy training samples). Fewer than ``min_rows`` finite values give 0 (the
+    slot is left out of the pooled features)."""
+    spec = replace(spec, pooled_scale=())
+    names = feature_names(spec)
+    kinds = pooled_kinds(spec)
+    group = x[:, 0].astype(np.int64) if len(x) else np.zeros(0, dtype=np.int64)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    scale = np.zeros((n_groups, len(kinds), len(spec.windows), spec.n_slots))
+    for k, kind in enumerate(kinds):
+        for j, w in enumerate(spec.windows):
+            dep = _departures(x, names, spec, kind, w)
+            for g in np.unique(group):
+                for m in range(spec.n_slots):
+                    d = dep[group == g, m]
+                    d = d[np.isfinite(d)]
+                    if len(d) >= min_rows:
+                        scale[g, k, j, m] = max(float(np.quantile(d, quantile)), EPS)
+    return replace(spec, pooled_scale=_as_tuple(scale))
+
+
+def pooled_features(x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Per pooled kind and window, from the features ``x`` before the pooled ones: each slot's
+    |departure| in its healthy spread for the sample's device model (1 = the healthy
+    :data:`POOLED_QUANTILE`), then across slots the largest, the second largest and the sum of
+    the excess over 1. The same figures for every device model and metric, so a large departure
+    anywhere reads alike. NaN where no slot has a spread."""
+    base = replace(spec, pooled_scale=())
+    names = feature_names(base)
+    scale = np.asarray(spec.pooled_scale, dtype=np.float64)  # [G, K, W, M]
+    group = x[:, 0].astype(np.int64)
+    known = (group >= 0) & (group < len(scale))
+    sc = np.where(known[:, None, None, None], scale[np.where(known, group, 0)], 0.0)  # [N, K, W, M]
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no slot with a spread gives NaN
+        for k, kind in enumerate(pooled_kinds(spec)):
+            for j, w in enumerate(spec.windows):
+                s = sc[:, k, j]
+                a = np.where(s > 0, _departures(x, names, base, kind, w) / np.where(s > 0, s, 1.0), np.nan)
+                ranked = np.sort(np.where(np.isnan(a), -np.inf, a), axis=1)[:, ::-1]
+                ranked = np.column_stack([ranked, np.full(len(a), -np.inf)])  # one slot: no second
+                ranked[~np.isfinite(ranked)] = np.nan
+                out += [ranked[:, 0], ranked[:, 1],
+                        np.where(np.isnan(ranked[:, 0]), np.nan, np.nansum(np.maximum(a - 1.0, 0.0), axis=1))]
+    return np.column_stack(out) if out else np.zeros((len(x), 0))
+
+
+def _slots(values: np.ndarray, n_slots: int) -> np.ndarray:
+    """The first ``n_slots`` slots of ``values``, padded with NaN slots where there are fewer."""
+    values = values[:, :, :n_slots]
+    if values.shape[2] < n_slots:
+        pad = np.full(values.shape[:2] + (n_slots - values.shape[2],), np.nan)
+        values = np.concatenate([values, pad], axis=2)
+    return values
 
 
 def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
@@ -337,16 +500,15 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     windows as z; with ``spec.fleet``, the window mean minus the mean of the model's fleet
     centre over the same window, in fleet scale (see :func:`fleet_centre`), and its shift from the
     same figure for the baseline. Across slots per
-    window: the largest |z|, the largest |trend| and the root mean square of z. Then event counts
+    window: the largest |z|, the largest |trend| and the root mean square of z. With a residual
+    model in ``spec`` (see :func:`fit_residuals`), per slot and window the departure of what the
+    other slots do not explain (:func:`_residual_features`). Then event counts
     per window, the device's age, the time since its last reset and the share of the last 24
     steps with data.
     """
     dev = np.asarray(dev, dtype=np.int64)
     step = np.asarray(step, dtype=np.int64)
-    values = grid.values[:, :, : spec.n_slots]
-    if values.shape[2] < spec.n_slots:
-        pad = np.full(values.shape[:2] + (spec.n_slots - values.shape[2],), np.nan)
-        values = np.concatenate([values, pad], axis=2)
+    values = _slots(grid.values, spec.n_slots)
     if resets is not None:
         lo_reset = resets[dev, step]
     elif len(dev) <= len(grid.device_ids):  # scoring: per sample
@@ -413,6 +575,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
             out[:, col + 1] = np.nanmax(trend, axis=1)
             out[:, col + 2] = np.sqrt(np.nanmean(z * z, axis=1))
             col += 3
+    if spec.residual_coef:
+        col = _residual_features(out, col, grid, spec, stats, dev)
     if spec.n_counts:
         csum = _cumsum(grid.counts[:, :, : spec.n_counts])
         for k in range(spec.n_counts):
@@ -420,7 +584,46 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 lo = np.maximum(0, hi - w)
                 out[:, col] = csum[dev, hi, k] - csum[dev, lo, k]
                 col += 1
+    if spec.pooled_scale:
+        out[:, col:] = pooled_features(out[:, :col], spec)
     return out
+
+
+def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec, stats: dict,
+                       dev: np.ndarray) -> int:
+    """Per slot and window: the residual's departure from its baseline, in the model's residual
+    scale; across slots the largest |departure| and its root mean square. Fills ``out`` from
+    column ``col``; returns the next column.
+
+    The residual is linear in the readings, so its window mean minus its baseline mean is each
+    slot's departure (window mean minus baseline mean) minus the departure the other slots'
+    departures predict; the intercept cancels. NaN where the slot, one of its predictors or the
+    residual model is missing."""
+    coef = np.asarray(spec.residual_coef, dtype=np.float64)[:, :, : spec.n_slots]  # [G, M, M]
+    scale = np.asarray(spec.residual_scale, dtype=np.float64)  # [G, M]
+    known = grid.group[dev] < len(coef)  # a device model added after training has no fit
+    group = np.where(known, grid.group[dev], 0)
+    scale = np.where(known[:, None], scale[group], 0.0)  # [N, M]
+    uses = coef[group] != 0  # [N, M target, M predictor]
+    base = stats["base"]["mean"]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rz = {}
+        for w in spec.windows:
+            delta = stats[w]["mean"] - base  # [N, M]
+            missing = np.isnan(delta)
+            explained = np.einsum("nmk,nk->nm", coef[group], np.where(missing, 0.0, delta))
+            lacking = missing | (uses & missing[:, None, :]).any(axis=2) | (scale <= 0)
+            rz[w] = np.where(lacking, np.nan, (delta - explained) / np.where(scale > 0, scale, 1.0))
+        for m in range(spec.n_slots):
+            for w in spec.windows:
+                out[:, col] = rz[w][:, m]
+                col += 1
+        for w in spec.windows:
+            out[:, col] = np.nanmax(np.abs(rz[w]), axis=1)
+            out[:, col + 1] = np.sqrt(np.nanmean(rz[w] ** 2, axis=1))
+            col += 2
+    return col
 
 
 # ---------------------------------------------------------------- labels

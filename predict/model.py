@@ -336,13 +336,19 @@ def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdou
 def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
           test_share: float = 0.3, time_share: float = 0.5, rul_cap: float | None = None,
           estimators: Sequence[str] | None = None, progress: Progress = _quiet,
-          seed: int = 0) -> TrainResult:
-    """Choose, fit, calibrate and threshold a model; evaluate on the held-out devices."""
+          seed: int = 0, pooled: bool = False) -> TrainResult:
+    """Choose, fit, calibrate and threshold a model; evaluate on the held-out devices. With
+    ``pooled``, the features include the pooled departures (:func:`F.pooled_features`), their
+    healthy spreads fitted on the training samples."""
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
+    spec = F.fit_residuals(spec, ds.grid, np.unique(ds.dev[tr_mask]), t_cut)
     progress(f"features for {tr_mask.sum()} training and {te_mask.sum()} test samples")
     x_all = F.compute(ds.grid, spec, ds.dev, ds.step)
+    if pooled:  # healthy spreads from the training samples, then the pooled columns (as compute)
+        spec = F.fit_pooled(spec, x_all[tr_mask & ds.labels.keep & ~ds.labels.y])
+        x_all = np.hstack([x_all, F.pooled_features(x_all, spec)])
     x_tr_full, x_te = x_all[tr_mask], x_all[te_mask]
     columns = informative_columns(x_tr_full[train_ds.labels.keep])
     x_tr = x_tr_full[:, columns]

@@ -31,11 +31,12 @@ class Run:
 
 
 def fit(ds: M.Dataset, spec: F.FeatureSpec, *, progress: M.Progress, plot_dir: Path | None,
-        estimators: list[str] | None = None, unit: str = "h", target_precision: float = 0.8) -> Run:
+        estimators: list[str] | None = None, unit: str = "h", target_precision: float = 0.8,
+        pooled: bool = False) -> Run:
     """Train and evaluate, evaluate the raw-metric threshold rule on the same hold-out, plot."""
     with threadpool_limits(1):  # the machine is shared; one thread is also fastest at this size
         result = M.train(ds, spec, progress=progress, estimators=estimators,
-                         target_precision=target_precision)
+                         target_precision=target_precision, pooled=pooled)
         base_scores = M.baseline_scores(ds, result.train_mask)[result.test_mask]
         baseline = M.score_metrics(result.test, base_scores, 0.5)
         progress(f"baseline (threshold rule): {M.format_metrics(baseline)}")
@@ -75,12 +76,13 @@ def load_dataset(conn: psycopg.Connection, *, days: float, horizon_h: float, set
 
 def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = DEFAULT_HORIZON_H,
              settle_h: float = DEFAULT_SETTLE_H, every: int = 2, plot_dir: Path | None = None,
-             estimators: list[str] | None = None, progress: M.Progress = M._quiet) -> tuple[Run, int, bool]:
+             estimators: list[str] | None = None, progress: M.Progress = M._quiet,
+             pooled: bool = False) -> tuple[Run, int, bool]:
     """Train from the database, compare with the active model on the same hold-out, register."""
     progress("loading telemetry, events and jobs")
     ds, spec, start, end = load_dataset(conn, days=days, horizon_h=horizon_h, settle_h=settle_h, every=every)
     progress(f"{len(ds.grid.device_ids)} devices, {len(ds.failures)} failures, {start:%Y-%m-%d} to {end:%Y-%m-%d}")
-    run = fit(ds, spec, progress=progress, plot_dir=plot_dir, estimators=estimators)
+    run = fit(ds, spec, progress=progress, plot_dir=plot_dir, estimators=estimators, pooled=pooled)
     current = registry.active(conn)
     active_version = active_metrics = None
     if current is not None:
@@ -94,7 +96,7 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
             log.warning("active model v%d cannot score this data (%s); it is replaced", entry.version, exc)
             active_metrics = None
     params = {"spec": asdict(spec),
-              "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days,
+              "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days, "pooled": pooled,
               "estimator": run.result.model.estimator, "threshold": run.result.model.threshold,
               "comparison": run.result.comparison}
     version, promoted = registry.register(

@@ -101,13 +101,19 @@ def explain(x_row: np.ndarray, names: list[str], slot_names: list[str], spec: F.
     return "; ".join(text for _, text in findings[:top]) or "risk pattern across several readings"
 
 
+def window_for(model: FailureModel) -> data.Window:
+    """A rolling window of the hours ``model`` needs before the scored hour."""
+    return data.Window(model.spec.history + 1, model.spec.n_slots)
+
+
 def score_devices(conn: psycopg.Connection, model: FailureModel, now: datetime,
-                  device_ids: list[int]) -> list[Prediction]:
-    """Predictions for ``device_ids`` from the hours before ``now`` (one rollup query)."""
+                  device_ids: list[int], window: data.Window | None = None) -> list[Prediction]:
+    """Predictions for ``device_ids`` from the hours before ``now``; with ``window`` (kept across
+    passes), only the hours since its previous pass are read."""
     if not device_ids:
         return []
-    start = now - timedelta(hours=model.spec.history + 1)
-    fleet = data.load(conn, start, now, device_ids, n_slots=model.spec.n_slots)
+    window = window or window_for(model)
+    fleet = window.fleet(conn, now, device_ids)
     grid = fleet.grid
     step = grid.last_steps()
     ok = step >= 0
@@ -180,13 +186,18 @@ class Pass:
 
 
 def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now: datetime,
-               batch: int = 2000, open_proactive: bool = True) -> Pass:
-    """Score every device that reported within the last two days; one transaction per batch."""
+               batch: int = 2000, open_proactive: bool = True,
+               windows: dict[tuple, data.Window] | None = None) -> Pass:
+    """Score every device that reported within the last two days; one transaction per batch.
+    ``windows`` (kept by the caller across passes) holds each batch's rolling window."""
     started = time.perf_counter()
     ids = data.active_device_ids(conn, now - timedelta(hours=ACTIVE_WITHIN_H))
+    windows = {} if windows is None else windows
     alerts = opened = 0
     for a in range(0, len(ids), batch):
-        preds = score_devices(conn, model, now, ids[a:a + batch])
+        key = (a, model.spec.history, model.spec.n_slots)
+        window = windows.setdefault(key, window_for(model))
+        preds = score_devices(conn, model, now, ids[a:a + batch], window)
         job_ids = open_jobs(conn, preds, model.threshold, now) if open_proactive else {}
         store(conn, preds, version, now, job_ids)
         conn.commit()

@@ -63,3 +63,19 @@ def test_the_threshold_is_the_lowest_score_value_reaching_the_target_precision()
     s = np.zeros(400)
     s[50], s[140], s[340] = 0.3, 0.848, 1.0  # one false alert, two true ones
     assert M.choose_threshold(ds, s, target_precision=0.8) == pytest.approx(0.848)
+
+
+def test_a_model_trained_with_pooled_features_scores_with_the_features_it_was_trained_on(tmp_path):
+    from predict import csvio
+    from tests.predict import synth
+
+    readings, failures = synth.write_history(tmp_path)
+    r = csvio.read_readings(readings)
+    fails = csvio.read_failures(failures, r)
+    csvio.with_resets(r, fails)
+    ds = M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+    result = M.train(ds, F.FeatureSpec(n_slots=3), estimators=["logistic_regression"], pooled=True)
+    spec = result.model.spec
+    assert spec.pooled_scale and "pool:z_max_6" in F.feature_names(spec)
+    x = F.compute(ds.grid, spec, result.test.dev, result.test.step)
+    assert np.allclose(x, result.test_x, equal_nan=True)

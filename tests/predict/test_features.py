@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copyreg
+import io
 import math
+import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,3 +141,158 @@ def test_fleet_features_compare_the_window_with_the_models_centre():
     f = dict(zip(F.feature_names(spec), F.compute(grid, spec, np.array([4]), np.array([5]))[0], strict=True))
     assert f["m0:fleet_3"] == pytest.approx((6.0 - 2.6) / 0.98)
     assert f["m0:fleet_shift_3"] == pytest.approx((6.0 - 2.6) / 0.98 - (3.0 - 2.0) / 0.98)
+
+
+def two_slot_grid(load: np.ndarray, slot0: np.ndarray, group: int = 0) -> F.Grid:
+    n = len(load)
+    return F.Grid(
+        device_ids=np.array([1]), values=np.stack([slot0, load], axis=1).reshape(1, n, 2),
+        time=np.arange(n, dtype=float).reshape(1, n), counts=np.zeros((1, n, 0)),
+        resets=[np.array([])], installed=np.array([-10.0]), group=np.array([group]),
+    )
+
+
+RESID_SPEC = F.FeatureSpec(windows=(3, 8), extreme_windows=(3,), baseline_lookback=12, baseline_len=5,
+                           count_windows=(4,), n_slots=2, fleet=False)
+
+
+def test_the_residual_model_recovers_how_each_slot_follows_the_others():
+    load = np.linspace(0.1, 0.9, 80) + 0.1 * np.sin(np.arange(80.0))
+    grid = two_slot_grid(load, 3.0 + 2.0 * load)
+    spec = F.fit_residuals(RESID_SPEC, grid, np.array([0]), before=1e9)
+    coef = np.asarray(spec.residual_coef)
+    assert np.allclose(coef[0, 0], [0.0, 2.0, 3.0]) and np.allclose(coef[0, 1], [0.5, 0.0, -1.5])
+
+
+def test_residual_features_are_the_departure_from_the_baseline_residual_in_residual_scale():
+    load = np.array([0.2, 0.8] * 10)
+    slot0 = 3.0 + 2.0 * load
+    slot0[-3:] += 1.0  # the last three steps read 1.0 above what the load explains
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.0, 0.0, 0.0)),),
+                     residual_scale=((0.5, 0.0),))
+    r = row(two_slot_grid(load, slot0), 19, spec)
+    assert r["m0:resid_3"] == pytest.approx(1.0 / 0.5)
+    assert r["m0:resid_8"] == pytest.approx(3.0 / 8.0 / 0.5)  # steps 12..19 against the base 8..12
+    assert math.isnan(r["m1:resid_3"])  # scale 0: no residual model for this slot
+    assert r["all:max_resid_3"] == pytest.approx(2.0)
+
+
+def loaded_grid(seed: int, resets: list[list[float]], d: int = 3, t: int = 40) -> F.Grid:
+    """``d`` devices whose slot 0 follows the load in slot 1; device 1's slot 0 reads 2.0 high
+    from step 30 on."""
+    rng = np.random.default_rng(seed)
+    load = rng.uniform(0.0, 1.0, (d, t))
+    values = np.stack([5.0 + 4.0 * load + rng.normal(0, 0.1, (d, t)), 1.0 + load], axis=2)
+    values[1, 30:, 0] += 2.0
+    return F.Grid(device_ids=np.arange(d), values=values,
+                  time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(), counts=np.zeros((d, t, 0)),
+                  resets=[np.array(r) for r in resets], installed=np.full(d, -5.0),
+                  group=np.zeros(d, dtype=np.int64))
+
+
+def test_scoring_gives_the_training_residual_features():
+    d, t = 3, 40
+    grid = loaded_grid(5, [[], [20.0], []], d, t)
+    spec = F.fit_residuals(RESID_SPEC, grid, np.array([0, 2]), before=1e9, min_rows=10)
+    scored = F.compute(grid, spec, np.arange(d), np.full(d, t - 1))
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    trained = F.compute(grid, spec, dev, step)[step == t - 1]
+    assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
+    assert scored[1, F.feature_names(spec).index("m0:resid_3")] > 5
+
+
+def test_a_device_model_unknown_to_the_residual_fit_gets_no_residual_features():
+    load = np.array([0.2, 0.8] * 10)
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.0, 0.0, 0.0)),), residual_scale=((0.5, 0.0),))
+    r = row(two_slot_grid(load, 3.0 + 2.0 * load, group=1), 19, spec)
+    assert math.isnan(r["m0:resid_3"]) and math.isnan(r["all:max_resid_3"])
+
+
+# ---------------------------------------------------------------- pooled departures
+
+POOL_SPEC = F.FeatureSpec(windows=(3,), extreme_windows=(3,), baseline_lookback=6, baseline_len=2,
+                          count_windows=(2,), n_slots=3, fleet=False,
+                          residual_coef=((((0.0,) * 4),) * 3,), residual_scale=((1.0, 1.0, 1.0),))
+
+
+def base_row(**values: float) -> np.ndarray:
+    """One row of POOL_SPEC's features before the pooled ones: NaN but for ``values`` by name."""
+    names = F.feature_names(POOL_SPEC)
+    x = np.full((1, len(names)), np.nan)
+    x[0, 0] = 0  # device model 0
+    for name, v in values.items():
+        x[0, names.index(name.replace("__", ":"))] = v
+    return x
+
+
+def test_pooled_features_take_each_slots_departure_in_its_healthy_spread():
+    # healthy spreads: z 2, 4, 1 and residual 1, 10, 0 (slot 2 has none) for device model 0
+    spec = replace(POOL_SPEC, pooled_scale=((((2.0, 4.0, 1.0),), ((1.0, 10.0, 0.0),)),))
+    x = base_row(m0__z_3=-6.0, m1__z_3=2.0, m2__z_3=1.5, m0__resid_3=0.5, m1__resid_3=30.0, m2__resid_3=99.0)
+    pooled = dict(zip(F.feature_names(spec)[x.shape[1]:], F.pooled_features(x, spec)[0], strict=True))
+    # z: |-6|/2 = 3, 2/4 = 0.5, 1.5/1 = 1.5 -> max 3, second 1.5, excess over 1: 2 + 0.5
+    assert pooled["pool:z_max_3"] == pytest.approx(3.0)
+    assert pooled["pool:z_second_3"] == pytest.approx(1.5)
+    assert pooled["pool:z_excess_3"] == pytest.approx(2.5)
+    # residual: 0.5/1 = 0.5, 30/10 = 3, slot 2 left out -> max 3, second 0.5, excess 2
+    assert pooled["pool:resid_max_3"] == pytest.approx(3.0)
+    assert pooled["pool:resid_second_3"] == pytest.approx(0.5)
+    assert pooled["pool:resid_excess_3"] == pytest.approx(2.0)
+
+
+def test_pooled_features_are_nan_for_a_device_model_without_healthy_spreads():
+    spec = replace(POOL_SPEC, pooled_scale=((((2.0, 4.0, 1.0),), ((1.0, 10.0, 0.0),)),))
+    x = base_row(m0__z_3=-6.0, m0__resid_3=0.5)
+    x[0, 0] = 1  # a device model the fit did not see
+    assert np.isnan(F.pooled_features(x, spec)).all()
+
+
+def test_the_healthy_spread_is_a_quantile_of_the_departures_per_device_model():
+    names = F.feature_names(POOL_SPEC)
+    x = np.full((60, len(names)), np.nan)
+    x[:, 0] = [0] * 50 + [1] * 10
+    x[:, names.index("m0:z_3")] = -np.arange(60.0)  # model 0: |z| 0..49
+    x[:, names.index("m1:resid_3")] = 2.0
+    spec = F.fit_pooled(POOL_SPEC, x, quantile=0.5, min_rows=20)
+    scale = np.asarray(spec.pooled_scale)  # [model, kind, window, slot]
+    assert scale[0, 0, 0, 0] == pytest.approx(24.5)
+    assert scale[0, 1, 0, 1] == pytest.approx(2.0)
+    assert scale[1, 0, 0, 0] == 0.0  # 10 rows < min_rows
+    assert scale[0, 0, 0, 1] == 0.0  # no finite departures
+
+
+def test_compute_appends_the_pooled_features_of_its_own_columns():
+    d, t = 3, 40
+    grid = loaded_grid(7, [[], [], []], d, t)
+    spec = F.fit_residuals(RESID_SPEC, grid, np.array([0, 2]), before=1e9, min_rows=10)
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    plain = F.compute(grid, spec, dev, step)
+    pooled = F.fit_pooled(spec, plain[dev != 1], min_rows=10)
+    trained = F.compute(grid, pooled, dev, step)
+    assert np.allclose(trained, np.hstack([plain, F.pooled_features(plain, pooled)]), equal_nan=True)
+    scored = F.compute(grid, pooled, np.arange(d), np.full(d, t - 1))
+    assert np.allclose(scored, trained[step == t - 1], rtol=1e-4, atol=1e-4, equal_nan=True)
+    names = F.feature_names(pooled)
+    assert scored[1, names.index("pool:resid_max_3")] > 1.0  # the fault stands out against healthy
+
+
+OLD_FIELDS = 9  # FeatureSpec's fields before residual_coef was added
+
+
+class OldPickler(pickle.Pickler):
+    """Pickles a FeatureSpec as code from before the residual and pooled fields stored it."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, F.FeatureSpec):
+            return copyreg.__newobj__, (F.FeatureSpec,), obj.__getstate__()[:OLD_FIELDS]
+        return NotImplemented
+
+
+def test_a_spec_pickled_before_the_newer_fields_loads_with_them_empty():
+    old = F.FeatureSpec(windows=(6, 24), extreme_windows=(6,), baseline_lookback=48, baseline_len=24,
+                        count_windows=(24,), n_slots=2, n_counts=1)
+    buf = io.BytesIO()
+    OldPickler(buf).dump(replace(old, residual_scale=((1.0, 1.0),)))
+    spec = pickle.loads(buf.getvalue())
+    assert spec == old
+    assert not any(n.startswith(("pool:", "m0:resid")) for n in F.feature_names(spec))

@@ -108,12 +108,12 @@ def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
     assert "3 error events in 24 h" in text
 
 
-def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
+def two_reporting_pumps_and_a_model(db):
+    """Two pumps with 33 hours of readings and a model that always predicts risk 0.75, RUL 30 h."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
     from fieldops.db.repo.telemetry import TelemetryWriter
     from predict import features as F
-    from predict import registry
     from predict.model import FailureModel
 
     devices = [factories.device(db, serial=f"pump-{i}") for i in range(2)]
@@ -123,17 +123,39 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
                   for d in devices for k in range(1, 200)])
     db.commit()
     x, y = np.zeros((4, 1)), np.array([1, 1, 1, 0])
-    model = FailureModel(
+    return FailureModel(
         spec=F.FeatureSpec(n_slots=3, n_counts=3), classifier=DummyClassifier(strategy="prior").fit(x, y),
         regressor=DummyRegressor(strategy="constant", constant=30.0).fit(x, [30.0] * 4),
         mode_classifier=None, modes=["bearing_wear"], threshold=0.5, horizon=72.0, rul_cap=144.0,
         estimator="dummy", metrics={"pr_auc": 0.5})
+
+
+def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
+    from predict import registry
+
+    model = two_reporting_pumps_and_a_model(db)
     version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
     first = scorer.score_pass(db, model, version, T0)
     second = scorer.score_pass(db, model, version, T0 + timedelta(minutes=10))
     assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
     assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
+
+
+def test_a_model_stored_before_the_residual_and_pooled_features_still_scores(db):
+    import io
+
+    from predict import registry
+    from predict.model import FailureModel
+    from tests.predict.test_features import OldPickler
+
+    model = two_reporting_pumps_and_a_model(db)
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    buf = io.BytesIO()
+    OldPickler(buf).dump(model)
+    old = FailureModel.from_bytes(buf.getvalue())  # how the registry loads an artifact
+    assert scorer.score_pass(db, old, version, T0, open_proactive=False).devices == 2
+    assert db.execute("SELECT count(*), min(p_fail) FROM predictions").fetchone() == (2, 0.75)
 
 
 def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
@@ -183,3 +205,53 @@ def test_the_failure_mode_is_one_the_device_model_has_failed_with():
                          rul_cap=144.0, estimator="dummy", group_modes={0: ["bearing_wear"], 1: ["oil_leak"]})
     _, _, mode = model.score(np.array([[0.0], [1.0]]))
     assert list(mode) == ["bearing_wear", "oil_leak"]
+
+
+def test_the_scoring_load_keeps_only_the_last_reset_before_its_window(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    TelemetryWriter(db).write([(dev.id, T0 + timedelta(minutes=30 + 60 * k), k, [1.0 + k, 2.0, 3.0])
+                               for k in range(10)])
+    for hours_before, code in ((40, "F1"), (20, "F2"), (-5, "F3")):  # two before the window, one inside
+        db.execute("INSERT INTO device_events (device_id, ts, code, severity) VALUES (%s, %s, %s, 'fault')",
+                   (dev.id, T0 - timedelta(hours=hours_before), code))
+    db.commit()
+    start, end = T0, T0 + timedelta(hours=10)
+    full = data.load(db, start, end, [dev.id], n_slots=3)
+    scoring = data.load(db, start, end, [dev.id], n_slots=3, history=False)
+    expected = [data.hours(T0 - timedelta(hours=h)) for h in (20, -5)]
+    assert np.allclose(scoring.grid.resets[0], expected)
+    assert len(full.grid.resets[0]) == 3
+
+
+def test_a_rolling_window_reads_only_new_hours_and_gives_the_full_reads_grid(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    writer = TelemetryWriter(db)
+
+    def readings(first: int, last: int) -> None:
+        writer.write([(dev.id, T0 + timedelta(minutes=30 + 60 * k), k, [1.0 + k, 2.0 * k, 3.0])
+                      for k in range(first, last)])
+        db.commit()
+
+    def fault(at: timedelta, code: str) -> None:
+        db.execute("INSERT INTO device_events (device_id, ts, code, severity) VALUES (%s, %s, %s, 'fault')",
+                   (dev.id, T0 + at, code))
+        db.commit()
+
+    readings(0, 8)
+    fault(timedelta(hours=1), "F1")
+    window = data.Window(hours=5, n_slots=3)
+    window.fleet(db, T0 + timedelta(hours=7, minutes=40), [dev.id])  # the hour under way is partial
+    readings(8, 11)
+    fault(timedelta(hours=9, minutes=5), "F2")
+    now = T0 + timedelta(hours=10, minutes=40)
+    rolled = window.fleet(db, now, [dev.id]).grid
+    full = data.load(db, now - timedelta(hours=5), now, [dev.id], n_slots=3, history=False).grid
+    assert np.array_equal(rolled.values, full.values, equal_nan=True)
+    assert np.array_equal(rolled.counts, full.counts) and rolled.counts.sum() == 1
+    assert np.array_equal(rolled.time, full.time, equal_nan=True)
+    assert np.allclose(rolled.resets[0], full.resets[0])
+    assert np.allclose(rolled.resets[0], [data.hours(T0 + timedelta(hours=h)) for h in (1, 9 + 5 / 60)])
