@@ -16,10 +16,19 @@ import psycopg
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
-from predict import csvio, data, pipeline, registry, scorer
-from predict import model as M
+from predict import csvio, data
 
 log = logging.getLogger(__name__)
+
+# predict.model's candidates, named here so that building the parser does not load scikit-learn
+ESTIMATORS = ("hist_gradient_boosting", "logistic_regression", "random_forest")
+
+
+def _modelling():
+    """The modelling modules; scikit-learn and matplotlib load only when a predict command runs,
+    not in every fieldops process that builds the command line."""
+    from predict import model, pipeline, registry, scorer
+    return model, pipeline, registry, scorer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--horizon", type=float, help="failure horizon (hours; ts units for numeric CSV ts)")
     t.add_argument("--days", type=float, default=90.0, help="database mode: days of history")
     t.add_argument("--every", type=int, default=2, help="database mode: sample every N hours")
-    t.add_argument("--estimators", nargs="+", choices=sorted(M.candidates()), help="candidates to compare")
+    t.add_argument("--estimators", nargs="+", choices=ESTIMATORS, help="candidates to compare")
     t.set_defaults(func=cmd_train)
 
     e = ps.add_parser("evaluate", help="evaluate a model on held-out devices, write plots")
@@ -70,6 +79,7 @@ def _fail(msg: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    _, pipeline, _, _ = _modelling()
     plot_dir = settings.data_path / "predict" / "plots"
     if args.telemetry or args.failures or args.out:
         if not (args.telemetry and args.failures and args.out):
@@ -96,10 +106,12 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _public(metrics: dict) -> dict:
     """Metrics as strict JSON (NaN becomes null), without the list of lead times."""
+    M, _, registry, _ = _modelling()
     return registry.json_safe(M.public(metrics))
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    _, pipeline, registry, _ = _modelling()
     plot_dir = settings.data_path / "predict" / "plots"
     if args.model:
         if not (args.telemetry and args.failures):
@@ -125,6 +137,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    _, pipeline, registry, scorer = _modelling()
     out = csv.writer(sys.stdout, lineterminator="\n")
     if args.telemetry:
         if not args.model:
@@ -153,6 +166,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
+    _, _, registry, scorer = _modelling()
     clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
     windows: dict = {}  # each batch's rolling window, kept across passes
     while True:
@@ -178,6 +192,7 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    _, _, registry, _ = _modelling()
     with connect(settings.require_database_url()) as conn:
         for e in registry.entries(conn):
             m = e.metrics
