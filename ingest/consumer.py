@@ -1,16 +1,21 @@
 """The ingest consumer: MQTT (v5, QoS 1, persistent session, shared subscription) into PostgreSQL.
 
 The paho network thread only appends each received message to a buffer. The main loop takes the
-buffer in batches (by size and by age), parses it (``ingest.payloads``), writes readings, status,
-events and dead letters in ONE transaction and acknowledges the messages only after that
-transaction committed. If the database is down the batch is retried with backoff and nothing is
-acknowledged; the client's MQTT receive maximum bounds how many unacknowledged messages the broker
-hands us, so the buffer is bounded and the rest waits in the broker's persistent session.
+buffer in batches (by size and by age) and parses them (``ingest.payloads``); one writer thread
+writes each parsed batch (readings, status, events, dead letters) in ONE transaction and
+acknowledges its messages only after that transaction committed, batch after batch in order. The
+two overlap: the next batch is parsed while the current one is written, and at most
+``handoff_batches`` parsed batches wait for the writer (the main loop stops taking when they do).
+If the database is down the writer retries its batch with backoff and nothing is acknowledged;
+the client's MQTT receive maximum bounds how many unacknowledged messages the broker hands us, so
+the buffer is bounded and the rest waits in the broker's persistent session. Parsing and device
+lookups use their own database connection (main loop), writing uses another (writer thread).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -34,7 +39,7 @@ from fieldops.db.repo.telemetry import NO_SEQ, PG_EPOCH, Columns, TelemetryWrite
 from ingest import topics
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_client import LeanClient
-from ingest.payloads import DeviceEvent, Inbound, Parser, Refused, Status, Telemetry
+from ingest.payloads import DeviceEvent, Inbound, Outcome, Parser, Refused, Status, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class ConsumerConfig:
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     unknown_recheck_s: float = 10.0
+    handoff_batches: int = 1  # parsed batches waiting for the writer at most
     shared: bool = True
 
     def __post_init__(self) -> None:
@@ -68,6 +74,8 @@ class ConsumerConfig:
             raise ValueError(f"buffer_messages: must be in [1, {MAX_RECEIVE_MAXIMUM}]")
         if self.batch_messages < 1 or self.batch_bytes < 1 or self.batch_age_s <= 0:
             raise ValueError("batch_messages, batch_bytes and batch_age_s: must be positive")
+        if self.handoff_batches < 1:
+            raise ValueError("handoff_batches: must be positive")
 
 
 @dataclass(slots=True)
@@ -77,6 +85,30 @@ class _Pending:
     messages: list[Inbound] = field(default_factory=list)
     nbytes: int = 0
     since: float = 0.0  # monotonic time the oldest message was taken
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What one batch writes: the parsed messages gathered into rows for each table."""
+
+    messages: list[Inbound]
+    written: Columns | None = None
+    dead: list[repo.DeadLetterRow] = field(default_factory=list)
+    seen: dict[int, tuple[datetime, int | None]] = field(default_factory=dict)
+    statuses: list[Status] = field(default_factory=list)
+    device_events: list[DeviceEvent] = field(default_factory=list)
+    newest: list[datetime] = field(default_factory=list)
+    dead_readings: int = 0
+    accepted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A parsed batch handed to the writer: its messages, their outcomes and what they write."""
+
+    messages: list[Inbound]
+    outcomes: list[Outcome]
+    writes: _Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +133,10 @@ class Consumer:
         self.clock = clock or Clock.from_settings(settings.clock_speed, settings.clock_anchor)
         self._buffer: deque[Inbound] = deque()
         self._session = 0  # incremented on every (re)connect; acks go only to the current one
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection | None = None  # the writer thread's
         self._writer: TelemetryWriter | None = None
+        self._dir_conn: psycopg.Connection | None = None  # the main loop's, for device lookups
+        self._handed = 0  # messages handed to the writer and not yet done with (under metrics.lock)
         self._devices: dict[str, repo.DeviceRef] = {}
         self._unknown: dict[str, float] = {}
         self._known_topics: set[str] = set()  # topics whose device is in self._devices
@@ -171,6 +205,10 @@ class Consumer:
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then commit what is pending and disconnect."""
         self._connect_broker()
+        handoff: queue.Queue[_Parsed | None] = queue.Queue(self.config.handoff_batches)
+        writer = threading.Thread(target=self._write_loop, args=(handoff, stop),
+                                  name=f"{self.config.client_id}-writer", daemon=True)
+        writer.start()
         pending = _Pending()
         retry_at = 0.0
         backoff = self.config.retry_initial_s
@@ -178,7 +216,7 @@ class Consumer:
             while True:
                 stopping = stop.is_set()
                 self._take(pending)
-                self.metrics.buffered_messages = len(pending.messages) + len(self._buffer)
+                self.metrics.buffered_messages = len(pending.messages) + len(self._buffer) + self._handed
                 now = time.monotonic()
                 due = pending.messages and (
                     stopping
@@ -188,28 +226,73 @@ class Consumer:
                 )
                 if due and now >= retry_at:
                     try:
-                        self._commit_or_isolate(pending.messages)
-                        pending = _Pending()
-                        backoff = self.config.retry_initial_s
-                    except Exception as exc:  # the database, or a defect: retry, never die
-                        self._drop_db()
-                        self.metrics.flush_failures += 1
+                        parsed = self._parse(pending.messages)
+                    except Exception as exc:  # the database (device lookups), or a defect
+                        self._drop_directory()
                         retry_at = time.monotonic() + backoff
-                        log.warning("batch of %d messages not written (%s: %s); retrying in %.1fs, "
+                        log.warning("batch of %d messages not parsed (%s: %s); retrying in %.1fs, "
                                     "nothing acknowledged", len(pending.messages), type(exc).__name__,
                                     exc, backoff, exc_info=not isinstance(exc, psycopg.Error | OSError))
                         backoff = min(backoff * 2, self.config.retry_max_s)
                         if stopping:
                             return
+                        continue
+                    backoff = self.config.retry_initial_s
+                    pending = _Pending()
+                    with self.metrics.lock:
+                        self._handed += len(parsed.messages)
+                    if not self._hand_off(handoff, parsed, writer):
+                        return
                     continue
                 if stopping:
                     return
                 if not self._buffer or len(pending.messages) >= self.config.batch_messages:
                     time.sleep(0.002)
         finally:
+            self._hand_off(handoff, None, writer)  # the writer drains what it holds, then ends
+            writer.join()
             self._client.disconnect()
             self._client.loop_stop()
+            self._drop_directory()
             self._drop_db()
+
+    @staticmethod
+    def _hand_off(handoff: queue.Queue, item: _Parsed | None, writer: threading.Thread) -> bool:
+        """Queue ``item`` for the writer, waiting while the queue is full; False if it has ended."""
+        while writer.is_alive():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        log.error("the writer thread has ended; %s left unacknowledged",
+                  "nothing" if item is None else f"{len(item.messages)} messages")
+        return False
+
+    def _write_loop(self, handoff: queue.Queue, stop: threading.Event) -> None:
+        """The writer thread: commit each parsed batch in order, retrying while the database is down.
+
+        Once ``stop`` is set a failed batch is not retried: it and the batches after it stay
+        unacknowledged, and the broker delivers them again."""
+        backoff = self.config.retry_initial_s
+        giving_up = False
+        while (parsed := handoff.get()) is not None:
+            while not giving_up:
+                try:
+                    self._commit_or_isolate(parsed)
+                    backoff = self.config.retry_initial_s
+                    break
+                except Exception as exc:  # the database, or a defect: retry, never die
+                    self._drop_db()
+                    self.metrics.flush_failures += 1
+                    log.warning("batch of %d messages not written (%s: %s); retrying in %.1fs, "
+                                "nothing acknowledged", len(parsed.messages), type(exc).__name__,
+                                exc, backoff, exc_info=not isinstance(exc, psycopg.Error | OSError))
+                    giving_up = stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.retry_max_s)
+            with self.metrics.lock:
+                self._handed -= len(parsed.messages)
+        self._drop_db()
 
     def _take(self, pending: _Pending) -> None:
         buf = self._buffer
@@ -224,14 +307,12 @@ class Consumer:
     # ------------------------------------------------------------ database
 
     def _db(self) -> tuple[psycopg.Connection, TelemetryWriter]:
+        """The writer thread's connection (opened on first use, again after a failure)."""
         if self._conn is None or self._conn.closed or self._writer is None:
             self._drop_db()
-            conn = connect(self.settings.database_url, connect_timeout=5,
-                           application_name=f"fieldops-{self.config.client_id}")
+            conn = self._connect("writer")
             try:
                 self._writer = TelemetryWriter(conn)
-                self._parser.update_models(catalog.device_models(conn))
-                self._devices.update(repo.device_refs(conn))
                 conn.commit()
             except BaseException:
                 conn.close()
@@ -239,14 +320,29 @@ class Consumer:
             self._conn = conn
         return self._conn, self._writer
 
-    def _drop_db(self) -> None:
-        if self._conn is not None:
+    def _directory(self) -> psycopg.Connection:
+        """The main loop's connection for device and model lookups; loads both when it opens."""
+        if self._dir_conn is None or self._dir_conn.closed:
+            conn = self._connect("lookup", autocommit=True)
             try:
-                self._conn.close()
-            except psycopg.Error:
-                log.debug("closing a broken connection failed", exc_info=True)
-        self._conn = None
+                self._parser.update_models(catalog.device_models(conn))
+                self._devices.update(repo.device_refs(conn))
+            except BaseException:
+                conn.close()
+                raise
+            self._dir_conn = conn
+        return self._dir_conn
+
+    def _connect(self, role: str, autocommit: bool = False) -> psycopg.Connection:
+        return connect(self.settings.database_url, connect_timeout=5, autocommit=autocommit,
+                       application_name=f"fieldops-{self.config.client_id}-{role}")
+
+    def _drop_db(self) -> None:
+        self._conn = _close(self._conn)
         self._writer = None
+
+    def _drop_directory(self) -> None:
+        self._dir_conn = _close(self._dir_conn)
 
     def _resolve(self, conn: psycopg.Connection, messages: list[Inbound]) -> None:
         """Look up serials not in the device directory (new devices), at most every few seconds."""
@@ -275,21 +371,28 @@ class Consumer:
         for serial in missing - found.keys():
             self._unknown[serial] = now + self.config.unknown_recheck_s
 
-    def _commit_or_isolate(self, messages: list[Inbound]) -> None:
+    def _parse(self, messages: list[Inbound]) -> _Parsed:
+        """Parse a batch (main loop), looking up devices not seen before."""
+        self._resolve(self._directory(), messages)
+        parse = self._parser.parse
+        outcomes = [parse(msg) for msg in messages]
+        return _Parsed(messages, outcomes, _gather(messages, outcomes))
+
+    def _commit_or_isolate(self, parsed: _Parsed) -> None:
         """Commit the batch; if the database refuses its content (not its availability), commit
         message by message and dead-letter the ones it still refuses, so one cannot block all."""
         try:
-            self._commit(messages)
+            self._commit(parsed.writes)
             return
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError):
             raise
         except Exception:
-            log.warning("batch of %d messages refused; writing them one by one", len(messages),
+            log.warning("batch of %d messages refused; writing them one by one", len(parsed.messages),
                         exc_info=True)
             self._rollback()
-        for msg in messages:
+        for msg, outcome in zip(parsed.messages, parsed.outcomes, strict=True):
             try:
-                self._commit([msg])
+                self._commit(_gather([msg], [outcome]))
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError):
                 raise
             except Exception as exc:
@@ -310,67 +413,24 @@ class Consumer:
             except psycopg.Error:
                 self._drop_db()
 
-    def _commit(self, messages: list[Inbound]) -> BatchResult:
+    def _commit(self, w: _Writes) -> BatchResult:
         """Write one batch in one transaction, then acknowledge its messages."""
         conn, writer = self._db()
         started = time.perf_counter()
-        self._resolve(conn, messages)
-        rows: list = []
-        stamps: list[int] = []
-        blocks: list[Columns] = []
-        dead: list[repo.DeadLetterRow] = []
-        seen: dict[int, tuple[datetime, int | None]] = {}
-        statuses: list[Status] = []
-        device_events: list[DeviceEvent] = []
-        newest: list[datetime] = []
-        dead_readings = accepted = 0
-        parse = self._parser.parse
-        for msg in messages:
-            out = parse(msg)
-            kind = type(out)
-            if kind is Telemetry:
-                accepted += 1
-                last = None
-                if out.block is not None:
-                    blocks.append(out.block)
-                    last = _newest_in(out.block)
-                elif out.rows:
-                    rows += out.rows
-                    stamps += out.ts_us
-                    newest_row = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
-                    last = newest_row[1], newest_row[2]
-                if last is not None:
-                    newest.append(last[0])
-                    prev = seen.get(out.device_id)
-                    if prev is None or last[0] > prev[0]:
-                        seen[out.device_id] = last
-                for reason, reading in out.refused:
-                    dead.append(_dead(msg, "reading", reason, reading))
-                dead_readings += len(out.refused)
-            elif kind is Refused:
-                dead.append(_dead(msg, "message", out.reason, msg.payload))
-            elif kind is Status:
-                accepted += 1
-                statuses.append(out)
-            else:
-                accepted += 1
-                device_events.append(out)
-        if rows:
-            blocks.append(Columns.from_rows(rows, stamps))
-        written = Columns.concat(blocks) if blocks else None
+        written = w.written
         stored = writer.write_columns(written) if written is not None else 0
-        repo.insert_dead_letters(conn, dead)
-        changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in seen.items()])
-        changes += [s for s in statuses if repo.set_status(conn, s)]
+        repo.insert_dead_letters(conn, w.dead)
+        changes = repo.mark_seen(conn, [repo.SeenRow(d, ts, seq) for d, (ts, seq) in w.seen.items()])
+        changes += [s for s in w.statuses if repo.set_status(conn, s)]
         for change in changes:
             events.publish(conn, events.DEVICE_STATUS, {
                 "device_id": change.device_id, "status": change.status, "ts": change.ts.isoformat()})
         # Going offline is also a device event: the job logic opens inspection jobs from it.
         stored_events = repo.insert_events(conn, [
-            repo.EventRow(e.device_id, e.ts, e.code, e.severity, e.payload) for e in device_events] + [
+            repo.EventRow(e.device_id, e.ts, e.code, e.severity, e.payload) for e in w.device_events] + [
             repo.EventRow(c.device_id, c.ts, OFFLINE_CODE, "warning", {"source": "status"})
             for c in changes if c.status == "offline"])
-        by_id = {e.device_id: e.serial for e in device_events}
+        by_id = {e.device_id: e.serial for e in w.device_events}
         for event_id, e in stored_events:
             if e.severity in FAULT_SEVERITIES and e.device_id in by_id:
                 events.publish(conn, events.DEVICE_FAULT, {
@@ -379,16 +439,21 @@ class Consumer:
         conn.commit()
         committed = datetime.now(UTC)
         elapsed = time.perf_counter() - started
-        self._ack(messages)
-        result = BatchResult(stored, (len(written) if written is not None else 0) - stored, len(dead) - dead_readings, dead_readings, accepted)
-        self._count(result, len(messages), len(statuses), len(stored_events), elapsed, committed, newest)
+        self._ack(w.messages)
+        result = BatchResult(stored, (len(written) if written is not None else 0) - stored,
+                             len(w.dead) - w.dead_readings, w.dead_readings, w.accepted)
+        self._count(result, len(w.messages), len(w.statuses), len(stored_events), elapsed, committed,
+                    w.newest)
         return result
 
     def _ack(self, messages: list[Inbound]) -> None:
         session = self._session
         # A message from an earlier connection is redelivered by the broker on this one; its old
         # packet id may now name another message, so it must not be acknowledged here.
-        self._client.ack_many([m.mid for m in messages if m.session == session and m.mid])
+        mids = [m.mid for m in messages if m.session == session and m.mid]
+        self._client.ack_many(mids)
+        with self.metrics.lock:
+            self.metrics.messages_acknowledged += len(mids)
 
     def _count(self, r: BatchResult, received: int, statuses: int, stored_events: int, elapsed: float,
                committed: datetime, newest: list[datetime]) -> None:
@@ -406,6 +471,57 @@ class Consumer:
             m.batch_readings.observe(r.stored + r.duplicates)
             m.commit_seconds.observe(elapsed)
             m.reading_age_seconds.observe_many([(committed - ts).total_seconds() for ts in newest])
+
+
+def _gather(messages: list[Inbound], outcomes: list[Outcome]) -> _Writes:
+    """The rows a batch writes, from its messages' parse outcomes (no database, no shared state)."""
+    w = _Writes(messages)
+    rows: list = []
+    stamps: list[int] = []
+    blocks: list[Columns] = []
+    seen = w.seen
+    for msg, out in zip(messages, outcomes, strict=True):
+        kind = type(out)
+        if kind is Telemetry:
+            w.accepted += 1
+            last = None
+            if out.block is not None:
+                blocks.append(out.block)
+                last = _newest_in(out.block)
+            elif out.rows:
+                rows += out.rows
+                stamps += out.ts_us
+                newest_row = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
+                last = newest_row[1], newest_row[2]
+            if last is not None:
+                w.newest.append(last[0])
+                prev = seen.get(out.device_id)
+                if prev is None or last[0] > prev[0]:
+                    seen[out.device_id] = last
+            for reason, reading in out.refused:
+                w.dead.append(_dead(msg, "reading", reason, reading))
+            w.dead_readings += len(out.refused)
+        elif kind is Refused:
+            w.dead.append(_dead(msg, "message", out.reason, msg.payload))
+        elif kind is Status:
+            w.accepted += 1
+            w.statuses.append(out)
+        else:
+            w.accepted += 1
+            w.device_events.append(out)
+    if rows:
+        blocks.append(Columns.from_rows(rows, stamps))
+    w.written = Columns.concat(blocks) if blocks else None
+    return w
+
+
+def _close(conn: psycopg.Connection | None) -> None:
+    """Close a connection that may be broken already."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            log.debug("closing a broken connection failed", exc_info=True)
 
 
 def _topic_text(topic: bytes) -> str:

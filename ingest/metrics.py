@@ -57,12 +57,13 @@ SIZES = (1, 10, 100, 1000, 5000, 10000, 50000, 100000)
 
 
 class IngestMetrics:
-    """Everything the consumer counts. Updated by one thread, read by the HTTP thread."""
+    """Everything the consumer counts. Updated under ``lock``, read by the HTTP thread."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages_received = 0
         self.messages_accepted = 0
+        self.messages_acknowledged = 0
         self.readings_stored = 0
         self.readings_duplicate = 0
         self.dead_messages = 0
@@ -84,6 +85,8 @@ class IngestMetrics:
                 ("ingest_messages_received_total", "MQTT messages received", self.messages_received),
                 ("ingest_messages_accepted_total", "messages stored (possibly minus refused readings)",
                  self.messages_accepted),
+                ("ingest_messages_acknowledged_total", "QoS 1 messages acknowledged (after commit)",
+                 self.messages_acknowledged),
                 ("ingest_readings_stored_total", "readings committed", self.readings_stored),
                 ("ingest_readings_duplicate_total", "redelivered readings dropped", self.readings_duplicate),
                 ("ingest_events_stored_total", "device events stored", self.events_stored),

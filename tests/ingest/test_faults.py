@@ -218,3 +218,28 @@ def test_two_consumers_share_the_load_and_store_nothing_twice(db, settings, pump
             proc.wait(10)
         for cid in ids:
             forget_session(settings.mqtt_port, settings.mqtt_username, settings.mqtt_password, cid)
+
+
+# ---------------------------------------------------------------- a commit held up
+
+
+def test_nothing_is_acknowledged_while_a_commit_is_held_up(db, settings, pump, operator):
+    cid = client_id()
+    with running_consumer(settings, client_id=cid, batch_messages=10, batch_age_s=0.05) as consumer, \
+            psycopg.connect(settings.database_url) as locker:
+        # The writer's batch updates the pump's last_seen: the row lock held here blocks its commit.
+        locker.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", [pump.id])
+        publish_all(operator, _messages(pump.serial, 0, 50))
+        wait_until(lambda: _writer_waits_on_a_lock(db, cid), what="the writer blocked by the lock")
+        assert consumer.metrics.messages_acknowledged == 0
+        assert _count(settings.database_url, pump.id) == 0
+        locker.rollback()
+        wait_until(lambda: consumer.metrics.messages_acknowledged == 50, what="every message acknowledged")
+        assert _count(settings.database_url, pump.id) == 50
+        assert consumer.metrics.readings_duplicate == 0
+
+
+def _writer_waits_on_a_lock(db, cid):
+    db.rollback()
+    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                      "AND wait_event_type = 'Lock'", [f"fieldops-{cid}-writer"]).fetchone()[0] == 1

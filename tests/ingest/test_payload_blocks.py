@@ -101,7 +101,7 @@ def _readings(draw):
         elif kind in ("ts", "seq"):
             r[kind] = draw(_bad_stamps if kind == "ts" else _bad_seqs)
         elif kind == "no_seq":
-            del r["seq"]
+            r.pop("seq", None)  # may have been drawn for this reading already
         elif kind == "empty":
             r["metrics"] = {}
         else:

@@ -1,8 +1,10 @@
 """The telemetry writer's columnar path (numpy binary COPY) stores exactly what it is given."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import psycopg
 
 from fieldops.db.repo import telemetry
 from fieldops.db.repo.telemetry import NO_SEQ, Columns
@@ -64,3 +66,30 @@ def test_repeats_within_a_batch_keep_the_lowest_seq_and_missing_seq_last(db, pum
                      [5, NO_SEQ, 2, NO_SEQ, 7], [[1.0], [2.0], [3.0], [4.0], [5.0]])
     assert telemetry.TelemetryWriter(db).write_columns(block) == 2
     assert [(seq, vals) for _, seq, vals in _stored(db, pump.id)] == [(2, [3.0]), (7, [5.0])]
+
+
+def test_two_writers_meeting_the_same_new_days_at_once_both_store(db_url, db, pump):
+    """Partition creation for a day neither writer has seen must not refuse either one's batch."""
+    days = [T0 + timedelta(days=400 + d) for d in range(12)]
+    start = threading.Barrier(2)
+    errors = []
+
+    def write(first_seq):
+        with psycopg.connect(db_url) as conn:
+            writer = telemetry.TelemetryWriter(conn)
+            for day in days:
+                start.wait(10)
+                try:
+                    writer.write_columns(_columns(pump.id, [day + timedelta(seconds=first_seq)], [first_seq], [[1.0]]))
+                    conn.commit()
+                except psycopg.Error as exc:
+                    conn.rollback()
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(_stored(db, pump.id)) == 2 * len(days)

@@ -211,6 +211,9 @@ def _encode_row(device_id: int, ts_us: int, seq: int | None, vals: list[float | 
     return head + _ARRAY_HEAD.pack(20 + len(body), 1, int(_NULL in elems), _FLOAT4_OID, len(elems), 1) + body
 
 
+PARTITION_LOCK_KEY = 0x7E1E_0100  # advisory lock held while creating telemetry partitions
+
+
 class TelemetryWriter:
     """Writes batches of readings on one connection; the caller owns the transaction.
 
@@ -303,6 +306,9 @@ class TelemetryWriter:
     def _ensure(self, days: set[int]) -> None:
         # Partition DDL runs on its own connection so that it commits independently of the batch.
         with psycopg.connect(self.conn.info.dsn, password=self.conn.info.password, autocommit=True) as ddl:
+            # CREATE TABLE IF NOT EXISTS still fails (DuplicateTable) when two writers meet a new
+            # day at once, which would refuse a whole batch: one writer at a time creates them.
+            ddl.execute("SELECT pg_advisory_lock(%s)", (PARTITION_LOCK_KEY,))
             schema.ensure_partitions(ddl, {(PG_EPOCH + timedelta(days=d)).date() for d in days})
         self._days |= days
 
