@@ -136,6 +136,7 @@ class Consumer:
         self._conn: psycopg.Connection | None = None  # the writer thread's
         self._writer: TelemetryWriter | None = None
         self._dir_conn: psycopg.Connection | None = None  # the main loop's, for device lookups
+        self._closing = False  # set before our own disconnect at shutdown
         self._handed = 0  # messages handed to the writer and not yet done with (under metrics.lock)
         self._devices: dict[str, repo.DeviceRef] = {}
         self._unknown: dict[str, float] = {}
@@ -184,7 +185,10 @@ class Consumer:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.metrics.connected = 0
         self.subscribed.clear()
-        log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
+        if self._closing:
+            log.info("disconnected from the broker at shutdown")
+        else:
+            log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
 
     def _on_publish(self, published: list[tuple[bytes, bytes, int]]) -> None:
         received_at = datetime.now(UTC)
@@ -251,6 +255,7 @@ class Consumer:
         finally:
             self._hand_off(handoff, None, writer)  # the writer drains what it holds, then ends
             writer.join()
+            self._closing = True
             self._client.disconnect()
             self._client.loop_stop()
             self._drop_directory()
