@@ -85,10 +85,13 @@ class Grid:
 
 def _reset_matrix(grid: Grid) -> np.ndarray:
     """``[D, R]`` sorted reset times per device, padded with +inf."""
-    width = max([len(r) for r in grid.resets] + [1])
-    out = np.full((len(grid.resets), width), np.inf)
-    for i, resets in enumerate(grid.resets):
-        out[i, : len(resets)] = np.sort(resets)
+    lengths = np.fromiter((len(r) for r in grid.resets), dtype=np.int64, count=len(grid.resets))
+    out = np.full((len(lengths), max(int(lengths.max(initial=0)), 1)), np.inf)
+    if lengths.sum():  # one sort by (device, time) for all devices
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        times = np.concatenate([np.asarray(r, dtype=np.float64) for r in grid.resets])
+        col = np.arange(len(times)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[row, col] = times[np.lexsort((times, row))]
     return out
 
 
