@@ -76,7 +76,10 @@ class LocalMosquitto:
     def start(self, timeout_s: float = 10.0) -> LocalMosquitto:
         binary = find_mosquitto()
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._proc = subprocess.Popen([binary, "-c", str(self.config_path)], stdout=out, stderr=out)
+        # its own session, so that a Ctrl-C meant for `fieldops up` does not stop the broker before the
+        # processes using it; stop() ends it after them
+        self._proc = subprocess.Popen([binary, "-c", str(self.config_path)], stdout=out, stderr=out,
+                                      start_new_session=True)
         try:
             wait_port("127.0.0.1", self.port, timeout_s)
         except TimeoutError:
