@@ -104,11 +104,14 @@ class _Writes:
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    """A parsed batch handed to the writer: its messages, their outcomes and what they write."""
+    """A parsed batch handed to the writer: its messages' outcomes and what they write."""
 
-    messages: list[Inbound]
     outcomes: list[Outcome]
     writes: _Writes
+
+    @property
+    def messages(self) -> list[Inbound]:
+        return self.writes.messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +384,7 @@ class Consumer:
         self._resolve(self._directory(), messages)
         parse = self._parser.parse
         outcomes = [parse(msg) for msg in messages]
-        return _Parsed(messages, outcomes, _gather(messages, outcomes))
+        return _Parsed(outcomes, _gather(messages, outcomes))
 
     def _commit_or_isolate(self, parsed: _Parsed) -> None:
         """Commit the batch; if the database refuses its content (not its availability), commit
