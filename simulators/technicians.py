@@ -3,10 +3,11 @@
 They talk to fieldops only through :class:`JobsClient`: :class:`simulators.web_client.WebJobsClient`
 signs in to the web API like a phone (the default), :class:`InProcessJobsClient` calls the service
 layer directly. Driving follows the straight line between stops at road speed (a detour factor on
-the geodesic distance, slower in town), posting positions every few real seconds. On site a
-technician finds what is really wrong with the device (the simulator's hidden state), fits the
-parts from the van, or reports the job unresolved when a part is missing (the service opens the
-follow-up). Service times are drawn around the job's estimate.
+the geodesic distance, slower in town), posting positions every few real seconds. A job whose parts
+the plan reserved at a warehouse is driven to via that warehouse, where the technician collects
+them into the van. On site a technician finds what is really wrong with the device (the
+simulator's hidden state), fits the parts from the van, or reports the job unresolved when a part
+is missing (the service opens the follow-up). Service times are drawn around the job's estimate.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TOWN_SPEED_M_S = 25 / 3.6  # short trips
 ROAD_SPEED_M_S = 50 / 3.6  # longer trips, partly on the Autobahn
 WEAR_VISIBLE = 0.3  # health above which a technician finds the wear on inspection
 FOUND_WORN = "fault_confirmed"
+PICKUP_S = 600.0  # time at a warehouse collecting a job's parts (as dispatch plans it)
 SIGN_IN_RETRY_S = 4 * 3600.0  # simulated seconds before a refused technician tries again
 
 
@@ -52,6 +54,7 @@ class Stop:
     failure_mode: str | None
     required_parts: tuple[PartQuantity, ...]
     preventive: bool
+    pickups: tuple[parts.Pickup, ...] = ()  # parts reserved at warehouses: collected on the way
 
 
 class SignInError(RuntimeError):
@@ -68,6 +71,8 @@ class JobsClient(Protocol):
                       *, finding: str | None = None, finding_mode: str | None = None,
                       parts_used: tuple[PartQuantity, ...] = (), note: str | None = None) -> Stop: ...
     def van_stock(self, technician_id: int) -> dict[str, int]: ...
+    def collect_parts(self, technician_id: int, stop: Stop, pickup: parts.Pickup,
+                      at: datetime) -> list[PartQuantity]: ...
     def inspect(self, device_id: int) -> tuple[str | None, dict[str, float]]: ...
     def mode_parts(self, device_id: int, mode: str) -> tuple[PartQuantity, ...]: ...
 
@@ -139,7 +144,8 @@ class InProcessJobsClient(SimWorld):
         mine = [j for j in jobs.open_jobs(self.conn, technician_id=technician_id)
                 if j.status in ROUTE_STATUSES and (j.planned_arrival is None or j.planned_arrival.date() <= day)]
         stops = [Stop(j.id, j.version, j.status, j.device_id, self._site(j.site_id), j.planned_arrival,
-                      j.estimated_duration_s, j.failure_mode, j.required_parts, j.type == "preventive")
+                      j.estimated_duration_s, j.failure_mode, j.required_parts, j.type == "preventive",
+                      tuple(parts.pickups_for_job(self.conn, j.id)))
                  for j in mine]
         self.conn.commit()
         return sorted(stops, key=route_order)
@@ -150,6 +156,17 @@ class InProcessJobsClient(SimWorld):
                        {"technician_id": technician_id, "lat": where.lat, "lon": where.lon, "at": at},
                        technician_id=technician_id)
         self.conn.commit()
+
+    def collect_parts(self, technician_id: int, stop: Stop, pickup: parts.Pickup,
+                      at: datetime) -> list[PartQuantity]:
+        try:
+            moved = parts.collect_for_job(self.conn, stop.job_id, pickup.location_id, technician_id,
+                                          actor=f"technician:{technician_id}", now=at)
+            self.conn.commit()
+        except Exception:
+            self.conn.rollback()
+            raise
+        return moved
 
     def change_status(self, technician_id: int, stop: Stop, to: JobStatus, at: datetime, where: GeoPoint,
                       *, finding: str | None = None, finding_mode: str | None = None,
@@ -175,7 +192,8 @@ class InProcessJobsClient(SimWorld):
                 self.conn.rollback()
                 raise
         return Stop(job.id, job.version, job.status, stop.device_id, stop.location, job.planned_arrival,
-                    job.estimated_duration_s, job.failure_mode, stop.required_parts, stop.preventive)
+                    job.estimated_duration_s, job.failure_mode, stop.required_parts, stop.preventive,
+                    stop.pickups)
 
 def travel_s(a: GeoPoint, b: GeoPoint) -> float:
     """Road travel time between two points: detoured distance at town or road speed."""
@@ -195,6 +213,7 @@ class _Tech:
     break_taken: date | None = None
     posted_at: float = 0.0
     done: list[int] = field(default_factory=list)
+    pickup: parts.Pickup | None = None  # where the current leg ends: a warehouse, then the job
 
 
 class TechnicianSim:
@@ -229,7 +248,7 @@ class TechnicianSim:
                     log.warning("technician %s: %s; back to the route", tech.info.name, exc)
                     if tech.stop is not None:
                         tech.done.append(tech.stop.job_id)
-                    tech.stop, tech.state, tech.next_at = None, "idle", now + 60.0
+                    tech.stop, tech.pickup, tech.state, tech.next_at = None, None, "idle", now + 60.0
                 except SignInError as exc:
                     log.error("technician %s cannot sign in: %s", tech.info.name, exc)
                     tech.state, tech.next_at = "off", now + SIGN_IN_RETRY_S
@@ -275,6 +294,14 @@ class TechnicianSim:
             if tech.stop is None:  # drove home
                 tech.state, tech.next_at = "home", ts + self.idle_poll_s
                 return
+            if tech.pickup is not None:  # at the warehouse: collect the job's parts, drive on
+                pickup, tech.pickup = tech.pickup, None
+                moved = self.client.collect_parts(tid, tech.stop, pickup, self._at(ts))
+                log.info("technician %s: collected %s at %s for job %d", tech.info.name,
+                         ", ".join(f"{p.quantity} x {p.sku}" for p in moved) or "nothing", pickup.name,
+                         tech.stop.job_id)
+                self._drive(tech, tech.stop, tech.stop.location, ts + PICKUP_S)
+                return
             tech.stop = self.client.change_status(tid, tech.stop, JobStatus.ON_SITE, self._at(ts), tech.where)
             service = tech.stop.estimated_duration_s * float(self.rng.lognormal(0.0, 0.25))
             tech.state, tech.next_at = "on_site", ts + service
@@ -309,6 +336,10 @@ class TechnicianSim:
                                              note="accepted on the phone")
         if stop.status is JobStatus.DISPATCHED:
             stop = self.client.change_status(tid, stop, JobStatus.EN_ROUTE, self._at(now), tech.where)
+        if stop.pickups:  # the plan sends the parts from a warehouse: via there
+            tech.pickup = stop.pickups[0]
+            self._drive(tech, stop, GeoPoint(tech.pickup.lat, tech.pickup.lon), now)
+            return
         self._drive(tech, stop, stop.location, now)
 
     def _drive(self, tech: _Tech, stop: Stop | None, to: GeoPoint, now: float) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from fieldops.domain import GeoPoint, JobStatus, PartQuantity, Technician
 from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
+from fieldops.service.parts import Pickup
 from simulators.technicians import ROUTE_STATUSES, SignInError, SimWorld, Stop, route_order
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,18 @@ def stop_of(job: dict[str, Any]) -> Stop:
     """A route stop from the API's job view."""
     return Stop(job["id"], job["version"], JobStatus(job["status"]), job["device_id"],
                 GeoPoint(job["lat"], job["lon"]), _time(job["planned_arrival"]),
-                job["estimated_duration_s"], job["failure_mode"], (), job["type"] == "preventive")
+                job["estimated_duration_s"], job["failure_mode"], (), job["type"] == "preventive",
+                pickups_of(job.get("pickups") or []))
+
+
+def pickups_of(items: list[dict[str, Any]]) -> tuple[Pickup, ...]:
+    """The job view's pickup items (one per part and warehouse), one ``Pickup`` per warehouse."""
+    found: dict[int, Pickup] = {}
+    for it in items:
+        prev = found.get(it["location_id"])
+        found[it["location_id"]] = Pickup(it["location_id"], it["location"], it["lat"], it["lon"], (
+            *(prev.parts if prev else ()), PartQuantity(it["sku"], it["quantity"])))
+    return tuple(found.values())
 
 
 class WebJobsClient(SimWorld):
@@ -199,6 +211,12 @@ class WebJobsClient(SimWorld):
     def post_position(self, technician_id: int, at: datetime, where: GeoPoint) -> None:
         self._session(technician_id).request("POST", "/api/positions", {"lat": where.lat, "lon": where.lon},
                                              idempotency_key=uuid.uuid4().hex)
+
+    def collect_parts(self, technician_id: int, stop: Stop, pickup: Pickup, at: datetime) -> list[PartQuantity]:
+        found = self._session(technician_id).request(
+            "POST", f"/api/jobs/{stop.job_id}/pickup", {"location_id": pickup.location_id},
+            idempotency_key=uuid.uuid4().hex)
+        return [PartQuantity(p["sku"], p["quantity"]) for p in found["collected"]]
 
     def _release(self, stop: Stop) -> Stop:
         if self._desk.csrf is None:
@@ -247,4 +265,4 @@ class WebJobsClient(SimWorld):
 def _updated(stop: Stop, job: dict[str, Any]) -> Stop:
     return Stop(job["id"], job["version"], JobStatus(job["status"]), stop.device_id, stop.location,
                 _time(job["planned_arrival"]), stop.estimated_duration_s, stop.failure_mode,
-                stop.required_parts, stop.preventive)
+                stop.required_parts, stop.preventive, stop.pickups)

@@ -13,6 +13,7 @@ from flask import Blueprint, g, jsonify, request, url_for
 
 from fieldops.domain import PartQuantity
 from fieldops.service import jobs as jobs_service
+from fieldops.service import parts as parts_service
 from web import store
 from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
 from web.context import db, state
@@ -294,6 +295,24 @@ def transition(job_id: int) -> Any:
                 now=now, lat=lat, lon=lon, note=note or None, finding=finding or None,
                 finding_mode=finding_mode or None, parts_used=used)
             return 200, job_json(job)
+
+        return idempotent(conn, action)
+
+
+@bp.post("/jobs/<int:job_id>/pickup")
+@requires("technician")
+def pickup(job_id: int) -> Any:
+    """The technician has collected the job's parts reserved at a warehouse (``location_id``)."""
+    location_id = integer(body(), "location_id")
+    now = state().clock.now()
+    with db() as conn:
+        own_job_or_403(conn, job_id)
+
+        def action() -> tuple[int, Any]:
+            moved = parts_service.collect_for_job(conn, job_id, location_id, g.user.technician_id,
+                                                  actor=f"user:{g.user.username}", now=now)
+            return 200, {"job_id": job_id, "location_id": location_id,
+                         "collected": [{"sku": p.sku, "quantity": p.quantity} for p in moved]}
 
         return idempotent(conn, action)
 

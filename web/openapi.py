@@ -31,6 +31,11 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
                 "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}}}},
         },
     },
+    "api.pickup": {
+        "type": "object", "required": ["location_id"],
+        "properties": {"location_id": {"type": "integer",
+                                       "description": "the warehouse of one of the job's pickups"}},
+    },
     "api.create_override": {
         "type": "object", "required": ["job_id", "action"],
         "properties": {"job_id": {"type": "integer"},

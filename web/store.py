@@ -196,13 +196,18 @@ _JOB_VIEW = (
     "j.notes, j.failure_mode, j.device_id, s.id, s.name, s.address, s.lat, s.lon, j.created_at, "
     "j.arrived_at, j.completed_at, "
     "(SELECT coalesce(json_agg(json_build_object('start', w.start_at, 'end', w.end_at) "
-    "ORDER BY w.start_at), '[]') FROM job_windows w WHERE w.job_id = j.id) "
+    "ORDER BY w.start_at), '[]') FROM job_windows w WHERE w.job_id = j.id), "
+    # parts reserved for the job at a warehouse: the technician collects them on the way
+    "(SELECT coalesce(json_agg(json_build_object('location_id', l.id, 'location', l.name, 'lat', l.lat, "
+    "'lon', l.lon, 'sku', p.sku, 'quantity', r.quantity) ORDER BY l.id, p.sku), '[]') "
+    "FROM stock_reservations r JOIN stock_locations l ON l.id = r.location_id AND l.kind = 'warehouse' "
+    "JOIN parts p ON p.id = r.part_id WHERE r.job_id = j.id) "
     "FROM jobs j JOIN sites s ON s.id = j.site_id LEFT JOIN technicians t ON t.id = j.technician_id "
 )
 _JOB_KEYS = ("id", "status", "priority", "type", "technician_id", "technician", "planned_arrival", "eta",
              "estimated_duration_s", "response_due", "resolution_due", "at_risk", "version",
              "explanation", "notes", "failure_mode", "device_id", "site_id", "site", "address", "lat",
-             "lon", "created_at", "arrived_at", "completed_at", "windows")
+             "lon", "created_at", "arrived_at", "completed_at", "windows", "pickups")
 
 
 def _job_dicts(rows: list[tuple]) -> list[dict[str, Any]]:

@@ -305,6 +305,60 @@ def transfer(conn: psycopg.Connection, from_location_id: int, to_location_id: in
         _movement(conn, pid, from_location_id, to_location_id, quantity, job_id, actor, now)
 
 
+COLLECTING_STATUSES = ("scheduled", "dispatched", "en_route", "on_site")
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    """Parts reserved for a job at a warehouse: the technician collects them on the way there."""
+
+    location_id: int
+    name: str
+    lat: float
+    lon: float
+    parts: tuple[PartQuantity, ...]
+
+
+def pickups_for_job(conn: psycopg.Connection, job_id: int) -> list[Pickup]:
+    """The warehouses holding parts reserved for the job, with those parts (by location id)."""
+    rows = conn.execute(
+        "SELECT l.id, l.name, l.lat, l.lon, p.sku, r.quantity FROM stock_reservations r "
+        "JOIN stock_locations l ON l.id = r.location_id JOIN parts p ON p.id = r.part_id "
+        "WHERE r.job_id = %s AND l.kind = 'warehouse' ORDER BY l.id, p.sku", (job_id,)
+    ).fetchall()
+    found: dict[int, Pickup] = {}
+    for loc, name, lat, lon, sku, qty in rows:
+        prev = found.get(loc)
+        found[loc] = Pickup(loc, name, lat, lon, (*(prev.parts if prev else ()), PartQuantity(sku, qty)))
+    return list(found.values())
+
+
+def collect_for_job(conn: psycopg.Connection, job_id: int, location_id: int, technician_id: int, *,
+                    actor: str, now: datetime) -> list[PartQuantity]:
+    """Move the parts reserved for a job at ``location_id`` into the technician's van, reservations
+    and all (the planned pickup); returns what moved, nothing when nothing is reserved there."""
+    job = conn.execute("SELECT technician_id, status FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    if job is None:
+        raise NotFoundError("job_id", f"no job {job_id}")
+    if job[0] != technician_id:
+        raise ServiceError("job_id", f"job {job_id} is not assigned to technician {technician_id}")
+    if job[1] not in COLLECTING_STATUSES:
+        raise ServiceError("job_id", f"job {job_id} is {job[1]}; parts are collected for jobs under way")
+    van = van_of(conn, technician_id)
+    if van is None:
+        raise ServiceError("technician_id", f"technician {technician_id} has no van")
+    if van == location_id:
+        raise ServiceError("location_id", "the parts are already in the van")
+    moved = [p for pk in pickups_for_job(conn, job_id) if pk.location_id == location_id for p in pk.parts]
+    with conn.transaction():
+        for p in moved:
+            transfer(conn, location_id, van, p.sku, p.quantity, actor=actor, now=now, job_id=job_id)
+    if moved:
+        log.info("job %d: %s collected from location %d into van %d by %s", job_id,
+                 ", ".join(f"{p.quantity} x {p.sku}" for p in moved), location_id, van, actor)
+    return moved
+
+
 def _movement(conn: psycopg.Connection, pid: int, src: int | None, dst: int | None, quantity: int,
               job_id: int | None, actor: str, now: datetime) -> None:
     conn.execute(

@@ -171,6 +171,52 @@ def test_transfer_for_job_carries_its_reservation(db: psycopg.Connection, world:
     assert (parts.level(db, src, "BRG-1").reserved, parts.level(db, dst, "BRG-1").reserved) == (0, 1)
 
 
+def assigned_bearing_job(db: psycopg.Connection, world: World, src: int) -> jobs.Job:
+    job = bearing_job(db, world)
+    return jobs.assign(db, job.id, world.technician.id, T0 + H, actor="d", now=T0, parts_location_id=src)
+
+
+def test_pickups_list_the_warehouse_parts_reserved_for_a_job(db: psycopg.Connection, world: World) -> None:
+    src = warehouse(db, 2)
+    job = assigned_bearing_job(db, world, src)
+    (pickup,) = parts.pickups_for_job(db, job.id)
+    assert (pickup.location_id, pickup.name, pickup.parts) == (src, "Central", (PartQuantity("BRG-1", 1),))
+
+
+def test_parts_reserved_in_the_van_are_no_pickup(db: psycopg.Connection, world: World) -> None:
+    own = van(db, world.technician.id, 1)
+    job = assigned_bearing_job(db, world, own)
+    assert parts.pickups_for_job(db, job.id) == []
+
+
+def test_collecting_moves_the_reserved_parts_into_the_van(db: psycopg.Connection, world: World) -> None:
+    src = warehouse(db, 2)
+    dst = van(db, world.technician.id, 0)
+    job = assigned_bearing_job(db, world, src)
+    moved = parts.collect_for_job(db, job.id, src, world.technician.id, actor="tech", now=T0)
+    assert moved == [PartQuantity("BRG-1", 1)]
+    assert parts.reserved_for_job(db, job.id) == {(dst, "BRG-1"): 1}
+    assert (parts.level(db, src, "BRG-1").quantity, parts.level(db, dst, "BRG-1").quantity) == (1, 1)
+
+
+def test_collecting_twice_moves_nothing_the_second_time(db: psycopg.Connection, world: World) -> None:
+    src = warehouse(db, 2)
+    van(db, world.technician.id, 0)
+    job = assigned_bearing_job(db, world, src)
+    parts.collect_for_job(db, job.id, src, world.technician.id, actor="tech", now=T0)
+    assert parts.collect_for_job(db, job.id, src, world.technician.id, actor="tech", now=T0) == []
+    assert parts.level(db, src, "BRG-1").quantity == 1
+
+
+def test_only_the_assigned_technician_collects(db: psycopg.Connection, world: World) -> None:
+    src = warehouse(db, 2)
+    other = factories.technician(db, "Other")
+    van(db, other.id, 0)
+    job = assigned_bearing_job(db, world, src)
+    with pytest.raises(ServiceError, match="not assigned"):
+        parts.collect_for_job(db, job.id, src, other.id, actor="tech", now=T0)
+
+
 def test_reorder_suggestion_below_minimum(db: psycopg.Connection, world: World) -> None:
     loc = warehouse(db, 3, minimum=5)
     (suggestion,) = parts.reorder_suggestions(db)

@@ -101,6 +101,39 @@ def test_a_missing_part_leaves_the_job_unresolved_with_a_follow_up(db, db_url, w
     assert follow_up.source is JobSource.FOLLOW_UP and follow_up.is_open
 
 
+def parts_at_a_warehouse(db, tech, device, mode):
+    """Empty the van of the mode's parts and stock them at a warehouse; the warehouse id."""
+    van = parts.van_of(db, tech.id)
+    depot = db.execute("SELECT id FROM stock_locations WHERE kind = 'warehouse' ORDER BY id LIMIT 1").fetchone()[0]
+    for p in catalog.device_models(db)[device.model_code].failure_mode(mode).parts:
+        pid = catalog.parts_by_sku(db)[p.sku].id
+        catalog.set_stock(db, van, pid, 0)
+        catalog.set_stock(db, depot, pid, p.quantity + 1)
+    return depot
+
+
+def collected_from(db, job_id):
+    """(from, to) locations of the parts moved for the job (not consumed: to a location)."""
+    return db.execute("SELECT DISTINCT from_location_id, to_location_id FROM stock_movements "
+                      "WHERE job_id = %s AND to_location_id IS NOT NULL", (job_id,)).fetchall()
+
+
+def test_parts_planned_from_a_warehouse_are_collected_on_the_way(db, db_url, world):
+    tech, device = world
+    mode = mode_of(device)
+    depot = parts_at_a_warehouse(db, tech, device, mode)
+    store.record_failures(db, [store.FailureTruth(device.id, mode, "X", MONDAY_9 - timedelta(days=3),
+                                                  MONDAY_9 - timedelta(hours=2), None, "fleet")])
+    job = jobs.create_job(db, jobs.JobRequest(source=JobSource.FAULT_EVENT, device_id=device.id,
+                                              failure_mode=mode), actor="test", now=MONDAY_9)
+    jobs.assign(db, job.id, tech.id, MONDAY_9 + timedelta(minutes=30), actor="test", now=MONDAY_9,
+                parts_location_id=depot)
+    db.commit()
+    work(db_url, lambda: not status(db, job.id).is_open)
+    assert status(db, job.id).status is JobStatus.COMPLETED
+    assert collected_from(db, job.id) == [(depot, parts.van_of(db, tech.id))]
+
+
 def test_nothing_wrong_is_reported_as_no_fault_found(db, db_url, world):
     tech, device = world
     job = open_job(db, tech, device, mode_of(device), failed=False)

@@ -15,7 +15,7 @@ from fieldops.service import jobs, parts
 from simulators import seed, store
 from simulators.technicians import SignInError
 from simulators.web_client import Credentials, WebJobsClient, WebSession, WebUnavailable
-from tests.simulators.test_technicians import MONDAY_9, drive
+from tests.simulators.test_technicians import MONDAY_9, collected_from, drive, parts_at_a_warehouse
 from web.app import close_app, create_app
 from web.commands import demo_users
 
@@ -114,6 +114,18 @@ def test_a_missing_part_over_http_leaves_the_job_unresolved_with_a_follow_up(db,
     assert status(db, job.id).status is JobStatus.UNRESOLVED
     (follow_up,) = [j for j in jobs.jobs_of_device(db, device.id) if j.parent_job_id == job.id]
     assert follow_up.source is JobSource.FOLLOW_UP
+
+
+def test_parts_planned_from_a_warehouse_are_collected_over_http(db, db_url, base_url, world):
+    tech, device = world
+    depot = parts_at_a_warehouse(db, tech, device, mode_of(device))
+    job = failed_job(db, tech, device)
+    parts.release_job(db, job.id, actor="test", now=MONDAY_9)
+    parts.reserve_for_job(db, job.id, depot, actor="test", now=MONDAY_9)
+    db.commit()
+    work(db_url, base_url, lambda: not status(db, job.id).is_open)
+    assert status(db, job.id).status is JobStatus.COMPLETED
+    assert collected_from(db, job.id) == [(depot, parts.van_of(db, tech.id))]
 
 
 def test_the_dispatcher_desk_releases_a_scheduled_job(db, db_url, base_url, world):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fieldops.service import jobs
+from fieldops.db.repo import catalog
+from fieldops.domain import GeoPoint, StockKind
+from fieldops.service import jobs, parts
 from tests.web.conftest import prediction
 
 
@@ -227,3 +229,38 @@ def test_openapi_documents_that_apply_needs_a_preview_id(app):
     doc = app.test_client().get("/api/openapi.json").get_json()
     schema = doc["paths"]["/api/plan/apply"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["preview_id"]
+
+
+def warehouse_pickup(db, work, people) -> int:
+    """Ada's job's bearing reserved at a warehouse, and an empty van for Ada; the warehouse id."""
+    bearing = catalog.parts_by_sku(db)["BRG-1"].id
+    store_id = catalog.create_stock_location(db, StockKind.WAREHOUSE, "North depot", GeoPoint(48.3, 11.6)).id
+    catalog.set_stock(db, store_id, bearing, 3)
+    catalog.create_stock_location(db, StockKind.VAN, "Ada's van", technician_id=people.ada_technician_id)
+    parts.reserve_for_job(db, work.ada_job_id, store_id, actor="test", now=jobs.get_job(db, work.ada_job_id).created_at)
+    db.commit()
+    return store_id
+
+
+def test_route_shows_where_to_collect_the_jobs_parts(signed_in, work, people, db):
+    store_id = warehouse_pickup(db, work, people)
+    client, _ = signed_in("ada")
+    (stop,) = client.get(f"/api/technicians/{people.ada_technician_id}/route").get_json()["stops"]
+    assert [(p["location_id"], p["location"], p["sku"], p["quantity"]) for p in stop["pickups"]] == [
+        (store_id, "North depot", "BRG-1", 1)]
+
+
+def test_pickup_moves_the_reserved_parts_into_the_technicians_van(signed_in, work, people, db):
+    store_id = warehouse_pickup(db, work, people)
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/pickup", json={"location_id": store_id},
+                       headers={"X-CSRF-Token": token})
+    assert resp.get_json()["collected"] == [{"sku": "BRG-1", "quantity": 1}]
+    db.commit()
+    assert parts.reserved_for_job(db, work.ada_job_id) == {(parts.van_of(db, people.ada_technician_id), "BRG-1"): 1}
+
+
+def test_pickup_needs_a_location(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/pickup", json={}, headers={"X-CSRF-Token": token})
+    assert (resp.status_code, resp.get_json()["field"]) == (400, "location_id")

@@ -36,6 +36,7 @@ ROUTES = {
     "api.list_jobs": ("GET", "/api/jobs", None, USERS),
     "api.get_job": ("GET", "/api/jobs/{ada_job}", None, ADA_OR_STAFF),
     "api.transition": ("POST", "/api/jobs/{ada_job}/transitions", {"to_status": "on_site"}, ADA_OR_STAFF),
+    "api.pickup": ("POST", "/api/jobs/{ada_job}/pickup", {"location_id": 1}, {ADA}),
     "api.create_tracking_link": ("POST", "/api/jobs/{ada_job}/tracking-links", {}, STAFF),
     "api.technicians": ("GET", "/api/technicians", None, STAFF),
     "api.route": ("GET", "/api/technicians/{ada_tech}/route", None, ADA_OR_STAFF),

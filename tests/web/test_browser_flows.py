@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from fieldops.db.repo import catalog
 from fieldops.domain import GeoPoint, StockKind
-from fieldops.service import jobs
+from fieldops.service import jobs, parts
 from tests.web.conftest import NOON, PASSWORD, prediction
 from web import store
 from web.security import new_tracking_token
@@ -114,6 +114,23 @@ def test_technician_completes_a_job_on_a_phone(browser, base_url, work, people, 
     page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
     shoot(page, "technician-done")
     assert jobs.get_job(db, work.ada_job_id).status == "completed"
+
+
+def test_technician_collects_the_jobs_parts_at_the_warehouse(browser, base_url, work, people, db, shoot):
+    bearing = catalog.parts_by_sku(db)["BRG-1"].id
+    depot = catalog.create_stock_location(db, StockKind.WAREHOUSE, "North depot", GeoPoint(48.3, 11.6))
+    catalog.set_stock(db, depot.id, bearing, 3)
+    van = catalog.create_stock_location(db, StockKind.VAN, "Ada's van", technician_id=people.ada_technician_id)
+    parts.reserve_for_job(db, work.ada_job_id, depot.id, actor="test", now=NOON)
+    db.commit()
+    page = sign_in(browser, base_url, "ada", PHONE)
+    stop = page.locator(f"li.stop[data-job-id='{work.ada_job_id}']")
+    stop.get_by_text("Collect at North depot: 1 × BRG-1").wait_for()
+    shoot(page, "technician-pickup")
+    stop.get_by_role("button", name="Collected").click()
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fieldops.queue') || '[]').length === 0")
+    stop.locator(".pickups").wait_for(state="detached")
+    assert parts.reserved_for_job(db, work.ada_job_id) == {(van.id, "BRG-1"): 1}
 
 
 def test_stop_address_opens_navigation_with_a_geo_link(browser, base_url, work):

@@ -89,6 +89,37 @@
     return form;
   }
 
+  // Parts reserved for the job at a warehouse: collect them on the way (one line per warehouse).
+  const COLLECT_BEFORE = ["scheduled", "dispatched", "en_route", "on_site"];
+  const collected = new Set();  // "job:location" confirmed on this page, until the route reloads
+
+  function pickupList(stop) {
+    const byPlace = new Map();
+    (stop.pickups || []).forEach((p) => {
+      if (!byPlace.has(p.location_id)) byPlace.set(p.location_id, { name: p.location, lat: p.lat, lon: p.lon, items: [] });
+      byPlace.get(p.location_id).items.push(p.quantity + " × " + p.sku);
+    });
+    const box = fo.el("ul", { class: "pickups" });
+    byPlace.forEach((place, locationId) => {
+      const li = fo.el("li", { class: "pickup" });
+      li.appendChild(fo.el("span", {}, "Collect at " + place.name + ": " + place.items.join(", ")));
+      const key = stop.id + ":" + locationId;
+      if (collected.has(key)) {
+        li.appendChild(fo.el("span", { class: "badge" }, "collected"));
+      } else {
+        const b = fo.el("button", { type: "button", class: "secondary collect" }, "Collected");
+        b.addEventListener("click", () => {
+          collected.add(key);
+          render();
+          fo.queue.push("/api/jobs/" + stop.id + "/pickup", { location_id: locationId }, "Parts collected");
+        });
+        li.appendChild(b);
+      }
+      box.appendChild(li);
+    });
+    return box;
+  }
+
   function render() {
     const tpl = document.getElementById("stop-template");
     const focused = document.activeElement && list.contains(document.activeElement) && document.activeElement.name
@@ -106,6 +137,7 @@
       a.textContent = s.address; a.href = geoLink(s);
       li.querySelector(".window").textContent = (s.windows || []).map((w) => fo.fmtTime(w.start) + "–" + fo.fmtTime(w.end)).join(", ");
       li.querySelector(".eta").textContent = s.eta || s.planned_arrival ? "ETA " + fo.fmtTime(s.eta || s.planned_arrival) : "";
+      if ((s.pickups || []).length && COLLECT_BEFORE.includes(s.status)) li.querySelector(".times").after(pickupList(s));
       const actions = li.querySelector(".actions");
       (NEXT[s.status] || []).forEach(([to, label]) => {
         const b = fo.el("button", { type: "button", "data-to": to }, label);
@@ -149,6 +181,7 @@
       if (changes.length) showNotice("Plan changed: " + changes.join("; "));
     }
     stops = fresh;
+    collected.clear();
     render();
   }
 
