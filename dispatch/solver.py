@@ -6,7 +6,9 @@ at a warehouse: then a pickup node is paired with it on the same route, earlier)
 dimension (travel + service, waiting allowed), hard customer windows and shift bounds, soft
 shift end (bounded overtime at a cost), the meal break as a break interval, soft response
 deadlines, skills as allowed vehicles, drop penalties by priority, a per-technician
-disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs.
+disruption dimension for moving dispatched jobs, and constraints for pinned and locked jobs. A
+pinned job is under way: its windows no longer bind and its technician's day may run past the
+shift as overtime as far as that job needs, so work under way never makes the model infeasible.
 A large day is solved as regions of that model (:mod:`dispatch.regions`), merged into one plan.
 Once it has a plan, ``_improve`` hands it to the improvement search of :mod:`dispatch.search`
 for ``Params.search_share`` of the time limit and keeps the result only if this model accepts
@@ -61,7 +63,9 @@ class _Node:
 
 
 def _window_range(job: Job) -> tuple[int, int, list[tuple[int, int]]]:
-    if not job.windows:
+    """(earliest start, latest start, gaps between windows); a pinned job is under way already,
+    so its windows no longer bind (a late arrival shows as lateness, not as an impossible plan)."""
+    if not job.windows or job.pinned_technician is not None:
         return 0, BIG, []
     ws = sorted(job.windows, key=lambda w: w.start_s)
     gaps = [(a.end_s + 1, b.start_s - 1) for a, b in zip(ws, ws[1:], strict=False)
@@ -172,7 +176,8 @@ class _Model:
         time_cb = routing.RegisterTransitMatrix(time_m.tolist())
         cost_m = w.travel_s * dur + w.distance_m * dist
         routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost_m.tolist()))
-        horizon = max([t.shift_end_s + t.max_overtime_s for t in p.technicians] + [0])
+        self.latest_end_s = self._latest_ends(dur, svc)
+        horizon = max([*self.latest_end_s, 0])
         routing.AddDimension(time_cb, horizon, horizon, False, "time")
         self.time = tdim = routing.GetDimensionOrDie("time")
         self._technicians(tdim, svc)
@@ -181,14 +186,30 @@ class _Model:
         self._disruption()
         self._locks(tdim)
 
+    def _latest_ends(self, dur: np.ndarray, svc: list[int]) -> list[int]:
+        """Each technician's latest return: shift end plus allowed overtime, or later when the job
+        under way (pinned, first on the route) cannot finish before that; the overrun is overtime."""
+        latest = [t.shift_end_s + t.max_overtime_s for t in self.p.technicians]
+        for opts in self.job_nodes.values():
+            job = self.nodes[opts[0]].job
+            if job is None or job.pinned_technician is None:
+                continue
+            v = self.v_of[job.pinned_technician]
+            t = self.p.technicians[v]
+            n, start, end = opts[0], v, len(self.p.technicians) + v  # node numbers (see __init__)
+            meal = t.meal_break.duration_s if t.meal_break is not None else 0
+            finish = t.shift_start_s + int(dur[start][n]) + svc[n] + int(dur[n][end]) + meal
+            latest[v] = max(latest[v], finish)
+        return latest
+
     def _technicians(self, tdim: pywrapcp.RoutingDimension, svc: list[int]) -> None:
         routing, solver = self.routing, self.routing.solver()
         visit = [svc[self.manager.IndexToNode(i)] for i in range(self.manager.GetNumberOfIndices())]
         for v, t in enumerate(self.p.technicians):
             start, end = routing.Start(v), routing.End(v)
             tdim.CumulVar(start).SetRange(t.shift_start_s, t.shift_end_s)
-            tdim.CumulVar(end).SetRange(t.shift_start_s, t.shift_end_s + t.max_overtime_s)
-            if t.max_overtime_s:
+            tdim.CumulVar(end).SetRange(t.shift_start_s, self.latest_end_s[v])
+            if self.latest_end_s[v] > t.shift_end_s:
                 tdim.SetCumulVarSoftUpperBound(end, t.shift_end_s, self.w.overtime_per_s)
             routing.AddVariableMinimizedByFinalizer(tdim.CumulVar(start))
             routing.AddVariableMinimizedByFinalizer(tdim.CumulVar(end))

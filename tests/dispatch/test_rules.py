@@ -80,6 +80,23 @@ def test_en_route_job_stays_first_on_its_technicians_route():
     assert s.route(1).stops[0].job_id == 1
 
 
+def test_job_under_way_past_the_shift_end_is_still_planned_as_overtime():
+    p = problem([tech(1, shift_start_s=16 * HOUR)], [job(1, 0, duration_s=3 * HOUR, pinned_technician=1)])
+    s = solve(p, FAST)
+    assert (s.technician_of(1), s.objective.overtime_s) == (1, 2 * HOUR)
+
+
+def test_overtime_of_a_job_under_way_takes_no_further_job():
+    jobs = [job(1, 0, duration_s=3 * HOUR, pinned_technician=1), job(2, 1, duration_s=600)]
+    s = solve(problem([tech(1, shift_start_s=16 * HOUR)], jobs), FAST)
+    assert (s.technician_of(1), s.technician_of(2)) == (1, None)
+
+
+def test_job_under_way_after_its_window_closed_is_still_planned():
+    p = problem([tech(1)], [job(1, 5, pinned_technician=1, windows=(Window(8 * HOUR, 8 * HOUR + 60),))])
+    assert solve(p, FAST).technician_of(1) == 1
+
+
 def test_override_lock_fixes_technician_order_and_time():
     jobs = [job(1, 8, assigned_technician=1, locked_position=0),
             job(2, 2, assigned_technician=1, locked_position=1, locked_start_s=13 * HOUR),
