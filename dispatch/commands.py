@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     loop = dsub.add_parser("loop", help="re-plan on events and periodically")
     loop.add_argument("--time-limit", type=float, default=5.0, help="search seconds per re-plan")
     loop.add_argument("--interval", type=float, default=300.0, help="seconds between periodic re-plans")
+    loop.add_argument("--position-every", type=float, default=60.0,
+                      help="seconds at least between re-plans caused by technicians' positions alone")
     loop.set_defaults(func=cmd_loop, process_name="dispatch")
     ov = dsub.add_parser("override", help="assign, move, lock, unlock or unassign a job")
     ov.add_argument("action", choices=overrides.ACTIONS)
@@ -57,7 +59,7 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
 
     clock = service_clock(settings)
     run_loop(settings.require_database_url(), clock.now, Params(time_limit_s=args.time_limit),
-             provider_for(settings.osrm_url), interval_s=args.interval)
+             provider_for(settings.osrm_url), interval_s=args.interval, position_every_s=args.position_every)
     return 0
 
 

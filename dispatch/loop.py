@@ -1,13 +1,16 @@
 """Planning runs: one-shot ``plan_once`` and the re-planning ``run_loop``.
 
 The loop LISTENs on the events channel and re-plans when a job arrives or changes (priority,
-status, ETA), a technician reports a position, or a dispatcher overrides; otherwise every
-``interval_s``. Each run warm-starts from the active plan and commits only a feasible plan.
+status, ETA) or a dispatcher overrides; when technicians only report positions, at most every
+``position_every_s`` (phones report every few seconds: re-planning on each would keep the solver
+busy and make every plan, and a dispatcher's preview of the next one, stale at once); otherwise
+every ``interval_s``. Each run warm-starts from the active plan and commits only a feasible plan.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -62,8 +65,10 @@ def _pending(conn: psycopg.Connection, after: int) -> list[tuple[int, str]]:
 
 
 def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provider: TravelProvider,
-             *, interval_s: float = 300.0, max_runs: int | None = None) -> int:
-    """Re-plan on relevant events and every ``interval_s``; returns the number of plans made."""
+             *, interval_s: float = 300.0, position_every_s: float = 60.0,
+             max_runs: int | None = None) -> int:
+    """Re-plan on relevant events (positions alone at most every ``position_every_s``) and every
+    ``interval_s``; returns the number of plans made."""
     listener = psycopg.connect(conninfo, autocommit=True)
     work = psycopg.connect(conninfo)
     runs = 0
@@ -71,6 +76,8 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events.CHANNEL)))
         cursor = 0
         trigger = "start"
+        planned_at = time.monotonic()
+        wait_s = interval_s
         while max_runs is None or runs < max_runs:
             if trigger:
                 # events committed from here on are seen by the next pass, even those that
@@ -83,10 +90,19 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
                 except Exception:  # one failed run must not stop the loop
                     work.rollback()
                     log.exception("re-plan failed (%s)", trigger)
-            notified = any(True for _ in listener.notifies(timeout=interval_s, stop_after=1))
+                planned_at = time.monotonic()
+            notified = any(True for _ in listener.notifies(timeout=wait_s, stop_after=1))
             pending = _pending(work, cursor)
             work.commit()
             relevant = [kind for _, kind in pending if kind in TRIGGERS]
+            wait_s = interval_s
+            others = [kind for kind in relevant if kind != events.TECHNICIAN_POSITION]
+            if relevant and not others:
+                due_in = position_every_s - (time.monotonic() - planned_at)
+                if due_in > 0:  # positions only: they stay pending (cursor kept) until due
+                    trigger, wait_s = "", due_in
+                    continue
+            relevant = others + [kind for kind in relevant if kind not in others]
             # our own commit's NOTIFY wakes us with nothing new: that is not a reason to re-plan
             trigger = relevant[0] if relevant else ("" if notified else "periodic")
             if not relevant:

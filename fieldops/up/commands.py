@@ -92,6 +92,7 @@ class Pace:
     score_interval_s: float = 60.0
     dispatch_interval_s: float = 300.0
     dispatch_time_limit_s: float = 5.0
+    dispatch_position_every_s: float = 30.0  # re-plans on positions alone at most this often
     position_every_s: float = 5.0
     fleet_window: int = 500
 
@@ -107,7 +108,8 @@ def process_specs(*, web_host: str, web_port: int, metrics_port: int, demo_passw
                                       "--interval-s", f"{pace.jobs_interval_s:g}")),
         ProcessSpec("scorer", _fieldops("predict", "score-loop", "--interval", f"{pace.score_interval_s:g}")),
         ProcessSpec("dispatch", _fieldops("dispatch", "loop", "--interval", f"{pace.dispatch_interval_s:g}",
-                                          "--time-limit", f"{pace.dispatch_time_limit_s:g}")),
+                                          "--time-limit", f"{pace.dispatch_time_limit_s:g}",
+                                          "--position-every", f"{pace.dispatch_position_every_s:g}")),
         ProcessSpec("web", _fieldops("web", "--bind", f"{web_host}:{web_port}")),
     ]
     if simulators:

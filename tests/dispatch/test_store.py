@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -124,3 +125,41 @@ def test_loop_does_not_replan_on_its_own_assignments(db_url: str, db: psycopg.Co
     runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=1.0, max_runs=2)
     triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
     assert runs == 2 and triggers == ["start", "periodic"]
+
+
+def test_positions_alone_do_not_replan_before_position_every(db_url: str, db: psycopg.Connection) -> None:
+    _, ada, _ = _day(db)
+    device = factories.device(db, "pump-2")
+    db.commit()
+
+    def position_then_job() -> None:
+        _position(db_url, ada)
+        time.sleep(2.0)  # well after the start plan (1 s search) is committed
+        with psycopg.connect(db_url) as other:
+            jobs.create_job(other, jobs.JobRequest(source=JobSource.CUSTOMER, device_id=device.id,
+                                                   failure_mode="motor_fault"), actor="cc", now=T0)
+
+    timer = threading.Timer(0.2, position_then_job)
+    timer.start()
+    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=30.0, position_every_s=60.0,
+                    max_runs=2)
+    timer.join()
+    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
+    assert runs == 2 and triggers == ["start", events.JOB_CREATED]
+
+
+def test_positions_alone_replan_once_position_every_has_passed(db_url: str, db: psycopg.Connection) -> None:
+    _, ada, _ = _day(db)
+    publish_later = threading.Timer(0.2, lambda: _position(db_url, ada))
+    publish_later.start()
+    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=30.0, position_every_s=2.0,
+                    max_runs=2)
+    publish_later.join()
+    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
+    assert runs == 2 and triggers == ["start", events.TECHNICIAN_POSITION]
+
+
+def _position(db_url: str, technician_id: int) -> None:
+    with psycopg.connect(db_url) as other:
+        events.publish(other, events.TECHNICIAN_POSITION, {"technician_id": technician_id, "lat": 48.1,
+                                                           "lon": 11.5}, technician_id=technician_id)

@@ -46,6 +46,7 @@ WARNING_H = 18.0
 WORLD = World(devices=200, technicians=12, history_days=60, history_resolution_s=3600,
               warning_h=WARNING_H, horizon_h=WARNING_H)
 PACE = Pace(jobs_interval_s=300, score_interval_s=5, dispatch_interval_s=10, dispatch_time_limit_s=5,
+            dispatch_position_every_s=10,
             position_every_s=2, fleet_window=500)
 
 
