@@ -139,27 +139,27 @@ def test_positions_alone_do_not_replan_before_position_every(db_url: str, db: ps
             jobs.create_job(other, jobs.JobRequest(source=JobSource.CUSTOMER, device_id=device.id,
                                                    failure_mode="motor_fault"), actor="cc", now=T0)
 
-    timer = threading.Timer(0.2, position_then_job)
-    timer.start()
-    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=30.0, position_every_s=60.0,
-                    max_runs=2)
-    timer.join()
-    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
-    assert runs == 2 and triggers == ["start", events.JOB_CREATED]
+    triggers = _two_runs(db_url, db, position_then_job, interval_s=30.0, position_every_s=60.0)
+    assert triggers == ["start", events.JOB_CREATED]
 
 
 def test_positions_alone_replan_once_position_every_has_passed(db_url: str, db: psycopg.Connection) -> None:
     _, ada, _ = _day(db)
-    publish_later = threading.Timer(0.2, lambda: _position(db_url, ada))
-    publish_later.start()
-    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=30.0, position_every_s=2.0,
-                    max_runs=2)
-    publish_later.join()
-    triggers = [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
-    assert runs == 2 and triggers == ["start", events.TECHNICIAN_POSITION]
+    triggers = _two_runs(db_url, db, lambda: _position(db_url, ada), interval_s=30.0, position_every_s=2.0)
+    assert triggers == ["start", events.TECHNICIAN_POSITION]
 
 
 def _position(db_url: str, technician_id: int) -> None:
     with psycopg.connect(db_url) as other:
         events.publish(other, events.TECHNICIAN_POSITION, {"technician_id": technician_id, "lat": 48.1,
                                                            "lon": 11.5}, technician_id=technician_id)
+
+
+def _two_runs(db_url: str, db: psycopg.Connection, background, **loop_args) -> list[str]:
+    """Run the loop for two plans while ``background`` runs in a thread from 0.2 s on; their triggers."""
+    timer = threading.Timer(0.2, background)
+    timer.start()
+    runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), max_runs=2, **loop_args)
+    timer.join()
+    assert runs == 2
+    return [t for (t,) in db.execute("SELECT trigger FROM plans ORDER BY id")]
