@@ -202,12 +202,12 @@ def _tail_windows(values: np.ndarray, dev: np.ndarray, step: np.ndarray, span: i
         tail = values[dev[:, None], first[:, None] + np.arange(span)]  # [N, span, M]
     # float32 is exact enough for centred sums of <= span values and halves the memory traffic
     tail = np.ascontiguousarray(tail.transpose(0, 2, 1), dtype=np.float32).reshape(n_s * m, span)
-    present = ~np.isnan(tail)
-    ref = np.take_along_axis(tail, np.argmax(present, axis=1)[:, None], axis=1)
+    missing = np.isnan(tail)
+    ref = np.take_along_axis(tail, np.argmin(missing, axis=1)[:, None], axis=1)  # the first reading
     ref[np.isnan(ref)] = 0.0
-    x = tail - ref
-    x[~present] = 0.0
-    p = present.astype(np.float32)
+    x = np.subtract(tail, ref, out=tail)  # in place: the tail is a fresh copy
+    np.copyto(x, 0.0, where=missing)
+    p = np.logical_not(missing, out=missing).view(np.uint8).astype(np.float32)
     keys = list(bounds)
     cols = np.arange(span, dtype=np.float32)
     w = np.zeros((span, len(keys)), dtype=np.float32)
@@ -264,24 +264,32 @@ def window_stats(values: np.ndarray, dev: np.ndarray, step: np.ndarray, bounds: 
     return out
 
 
+def _block(dev: np.ndarray, first: np.ndarray) -> bool:
+    """Whether samples ``dev`` (device rows) starting at steps ``first`` form one block of the grid:
+    consecutive rows, the same step (the scoring grid), so a window of them is a view."""
+    return bool(len(dev)) and bool((first == first[0]).all()) and bool((np.diff(dev) == 1).all())
+
+
 def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndarray, w: int,
               chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max per metric over the window ``[max(lo, step-w+1), step]`` of each sample."""
+    """Min and max per metric over the window ``[max(lo, step-w+1), step]`` of each sample (NaN
+    where it has no reading)."""
     m = values.shape[2]
-    mins = np.full((len(dev), m), np.nan)
-    maxs = np.full((len(dev), m), np.nan)
+    first = step - w + 1
+    if _block(dev, first) and first[0] >= 0:  # a view of the grid; windows cut by a reset below
+        block = values[dev[0]:dev[-1] + 1, first[0]:first[0] + w]
+        mins, maxs = np.fmin.reduce(block, axis=1), np.fmax.reduce(block, axis=1)
+        todo = np.flatnonzero(lo > first)
+    else:
+        mins, maxs = np.full((len(dev), m), np.nan), np.full((len(dev), m), np.nan)
+        todo = np.arange(len(dev))
     offsets = np.arange(w)[None, :]
-    for a in range(0, len(dev), chunk):
-        d, s, start = dev[a:a + chunk], step[a:a + chunk], lo[a:a + chunk]
-        idx = s[:, None] - offsets
-        ok = idx >= start[:, None]
-        gathered = values[d[:, None], np.maximum(idx, 0)]
-        gathered = np.where(ok[:, :, None], gathered, np.nan)
-        has = ~np.isnan(gathered).all(axis=1)
-        filled_lo = np.where(np.isnan(gathered), np.inf, gathered).min(axis=1)
-        filled_hi = np.where(np.isnan(gathered), -np.inf, gathered).max(axis=1)
-        mins[a:a + chunk] = np.where(has, filled_lo, np.nan)
-        maxs[a:a + chunk] = np.where(has, filled_hi, np.nan)
+    for a in range(0, len(todo), chunk):
+        sel = todo[a:a + chunk]
+        idx = step[sel, None] - offsets
+        gathered = values[dev[sel, None], np.maximum(idx, 0)]
+        gathered = np.where((idx >= lo[sel, None])[:, :, None], gathered, np.nan)
+        mins[sel], maxs[sel] = np.fmin.reduce(gathered, axis=1), np.fmax.reduce(gathered, axis=1)
     return mins, maxs
 
 
@@ -581,15 +589,24 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     if spec.residual_coef:
         col = _residual_features(out, col, grid, spec, stats, dev)
     if spec.n_counts:
-        csum = _cumsum(grid.counts[:, :, : spec.n_counts])
+        counts = grid.counts[:, :, : spec.n_counts]
+        sums = {w: _window_sums(counts, dev, np.maximum(0, hi - w), hi) for w in spec.count_windows}
         for k in range(spec.n_counts):
             for w in spec.count_windows:
-                lo = np.maximum(0, hi - w)
-                out[:, col] = csum[dev, hi, k] - csum[dev, lo, k]
+                out[:, col] = sums[w][:, k]
                 col += 1
     if spec.pooled_scale:
         out[:, col:] = pooled_features(out[:, :col], spec)
     return out
+
+
+def _window_sums(a: np.ndarray, dev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``a[dev, lo:hi].sum()`` per sample (``[N, K]``): over a view of the grid when the samples
+    form one block, else from cumulative sums."""
+    if _block(dev, lo) and (hi == hi[0]).all():
+        return a[dev[0]:dev[-1] + 1, lo[0]:hi[0]].sum(axis=1)
+    csum = _cumsum(a)
+    return csum[dev, hi] - csum[dev, lo]
 
 
 def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec, stats: dict,

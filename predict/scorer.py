@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -106,6 +107,41 @@ def window_for(model: FailureModel) -> data.Window:
     return data.Window(model.spec.history + 1, model.spec.n_slots)
 
 
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """One batch's predictions as columns (one row per scored device)."""
+
+    device_ids: np.ndarray
+    p_fail: np.ndarray
+    rul_h: np.ndarray
+    modes: np.ndarray  # object: failure mode or ''
+    explanations: np.ndarray  # object: the explanation where the risk passes the threshold, else ''
+    contracts: list[str]
+
+    def predictions(self, rows: np.ndarray | None = None) -> list[Prediction]:
+        """The rows ``rows`` (all when None) as :class:`Prediction` objects."""
+        rows = np.arange(len(self.device_ids)) if rows is None else rows
+        return [Prediction(int(self.device_ids[r]), float(self.p_fail[r]), float(self.rul_h[r]),
+                           self.modes[r], self.explanations[r], self.contracts[r]) for r in rows]
+
+
+def scores(fleet: data.Fleet, model: FailureModel) -> Scores:
+    """Features, model and explanations for every device of ``fleet`` with a step to score."""
+    grid = fleet.grid
+    step = grid.last_steps()
+    dev = np.flatnonzero(step >= 0)
+    with threadpool_limits(1):
+        x = F.compute(grid, model.spec, dev, step[dev])
+        p, rul, modes = model.score(x)
+    names = F.feature_names(model.spec)
+    explanations = np.full(len(dev), "", dtype=object)
+    for row in np.flatnonzero(p >= model.threshold):  # only alerts are explained
+        i = dev[row]
+        slots = grid.slot_names[grid.group[i]] if grid.slot_names else []
+        explanations[row] = explain(x[row], names, slots, model.spec)
+    return Scores(grid.device_ids[dev], p, rul, modes, explanations, [fleet.contracts[i] for i in dev])
+
+
 def score_devices(conn: psycopg.Connection, model: FailureModel, now: datetime,
                   device_ids: list[int], window: data.Window | None = None) -> list[Prediction]:
     """Predictions for ``device_ids`` from the hours before ``now``; with ``window`` (kept across
@@ -113,34 +149,26 @@ def score_devices(conn: psycopg.Connection, model: FailureModel, now: datetime,
     if not device_ids:
         return []
     window = window or window_for(model)
-    fleet = window.fleet(conn, now, device_ids)
-    grid = fleet.grid
-    step = grid.last_steps()
-    ok = step >= 0
-    dev = np.flatnonzero(ok)
-    with threadpool_limits(1):
-        x = F.compute(grid, model.spec, dev, step[ok])
-        p, rul, modes = model.score(x)
-    names = F.feature_names(model.spec)
-    out = []
-    for row, i in enumerate(dev):
-        mode = modes[row]
-        alert = p[row] >= model.threshold
-        slots = grid.slot_names[grid.group[i]] if grid.slot_names else []
-        text = explain(x[row], names, slots, model.spec) if alert else ""
-        out.append(Prediction(int(grid.device_ids[i]), float(p[row]), float(rul[row]), mode, text,
-                              fleet.contracts[i]))
-    return out
+    return scores(window.fleet(conn, now, device_ids), model).predictions()
 
 
-def store(conn: psycopg.Connection, predictions: list[Prediction], version: int, now: datetime,
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def store(conn: psycopg.Connection, batch: Scores, version: int, now: datetime,
           job_ids: dict[int, int]) -> None:
-    with conn.cursor() as cur:
-        with cur.copy("COPY predictions (device_id, scored_at, model_version, p_fail, rul_h, failure_mode, "
-                      "explanation, job_id) FROM STDIN") as copy:
-            for pr in predictions:
-                copy.write_row((pr.device_id, now, version, min(max(pr.p_fail, 0.0), 1.0), max(pr.rul_h, 0.0),
-                                pr.failure_mode, pr.explanation, job_ids.get(pr.device_id)))
+    """Every prediction of ``batch`` into ``predictions``: one COPY of text built in one go."""
+    stamp, null = now.isoformat(), "\\N"
+    p = np.clip(batch.p_fail, 0.0, 1.0).tolist()
+    rul = np.maximum(batch.rul_h, 0.0).tolist()
+    ids = batch.device_ids.tolist()
+    rows = [f"{d}\t{stamp}\t{version}\t{pf!r}\t{r!r}\t{m.translate(_COPY_ESCAPES)}\t"
+            f"{e.translate(_COPY_ESCAPES)}\t{null if j is None else j}\n"
+            for d, pf, r, m, e, j in zip(ids, p, rul, batch.modes, batch.explanations,
+                                         [job_ids.get(d) for d in ids], strict=True)]
+    with conn.cursor() as cur, cur.copy("COPY predictions (device_id, scored_at, model_version, p_fail, rul_h, "
+                                        "failure_mode, explanation, job_id) FROM STDIN") as copy:
+        copy.write("".join(rows))
 
 
 def open_jobs(conn: psycopg.Connection, predictions: list[Prediction], threshold: float,
@@ -189,21 +217,38 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
                batch: int = 2000, open_proactive: bool = True,
                windows: dict[tuple, data.Window] | None = None) -> Pass:
     """Score every device that reported within the last two days; one transaction per batch.
-    ``windows`` (kept by the caller across passes) holds each batch's rolling window."""
+    ``windows`` (kept by the caller across passes) holds each batch's rolling window.
+
+    All database work (reading a batch, opening its jobs, storing its predictions) runs in order
+    on one thread, the features and models on this one: the next batch is read and the previous
+    one stored while the current one is scored (numpy, scikit-learn and the socket wait release
+    the GIL). The connection is used by one thread at a time."""
     started = time.perf_counter()
     ids = data.active_device_ids(conn, now - timedelta(hours=ACTIVE_WITHIN_H))
     windows = {} if windows is None else windows
-    alerts = opened = 0
-    for a in range(0, len(ids), batch):
-        key = (a, model.spec.history, model.spec.n_slots)
-        window = windows.setdefault(key, window_for(model))
-        preds = score_devices(conn, model, now, ids[a:a + batch], window)
-        job_ids = open_jobs(conn, preds, model.threshold, now) if open_proactive else {}
-        store(conn, preds, version, now, job_ids)
+    starts = range(0, len(ids), batch)
+
+    def read(a: int) -> data.Fleet:
+        window = windows.setdefault((a, model.spec.history, model.spec.n_slots), window_for(model))
+        return window.fleet(conn, now, ids[a:a + batch])
+
+    def write(scored: Scores) -> tuple[int, int]:
+        risky = np.flatnonzero(scored.p_fail >= model.threshold)
+        job_ids = open_jobs(conn, scored.predictions(risky), model.threshold, now) if open_proactive else {}
+        store(conn, scored, version, now, job_ids)
         conn.commit()
-        alerts += sum(p.p_fail >= model.threshold for p in preds)
-        opened += len(job_ids)
-    result = Pass(len(ids), alerts, opened, time.perf_counter() - started)
+        return len(risky), len(job_ids)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scorer-db") as db:
+        writes = []
+        reading = db.submit(read, starts[0]) if starts else None
+        for k in range(len(starts)):
+            fleet = reading.result()
+            if k + 1 < len(starts):
+                reading = db.submit(read, starts[k + 1])
+            writes.append(db.submit(write, scores(fleet, model)))
+        done = [w.result() for w in writes]
+    result = Pass(len(ids), sum(d[0] for d in done), sum(d[1] for d in done), time.perf_counter() - started)
     log.info("scored %d devices in %.2f s: %d above threshold, %d proactive jobs",
              result.devices, result.seconds, result.alerts, result.jobs)
     return result

@@ -177,6 +177,26 @@ def test_residual_features_are_the_departure_from_the_baseline_residual_in_resid
     assert r["all:max_resid_3"] == pytest.approx(2.0)
 
 
+def test_a_block_of_consecutive_devices_at_one_step_gets_the_features_of_its_samples_taken_apart():
+    """Scoring reads windows of one block of the grid as views; gathered sample by sample (the
+    devices in reverse order) they are the same, with a reset cutting some windows."""
+    rng = np.random.default_rng(4)
+    d, t = 5, 40
+    values = rng.normal(10.0, 2.0, (d, t, 2))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    grid = F.Grid(
+        device_ids=np.arange(d), values=values, time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(),
+        counts=rng.poisson(0.3, (d, t, 2)).astype(float),
+        resets=[np.array([]), np.array([36.0]), np.array([3.0]), np.array([30.0]), np.array([])],
+        installed=np.full(d, -5.0), group=np.zeros(d, dtype=np.int64),
+    )
+    spec = F.FeatureSpec(windows=(3, 8), extreme_windows=(3, 6), baseline_lookback=12, baseline_len=5,
+                         count_windows=(4, 20), n_slots=2, n_counts=2)
+    block = F.compute(grid, spec, np.arange(d), np.full(d, t - 1))
+    apart = F.compute(grid, spec, np.arange(d)[::-1], np.full(d, t - 1))[::-1]
+    assert np.array_equal(block, apart, equal_nan=True)
+
+
 def loaded_grid(seed: int, resets: list[list[float]], d: int = 3, t: int = 40) -> F.Grid:
     """``d`` devices whose slot 0 follows the load in slot 1; device 1's slot 0 reads 2.0 high
     from step 30 on."""

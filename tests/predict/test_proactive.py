@@ -108,20 +108,26 @@ def test_the_explanation_names_the_metric_that_moved_most_in_dispatcher_words():
     assert "3 error events in 24 h" in text
 
 
+def reporting_pumps(db, n: int, apart: float = 0.0) -> list:
+    """``n`` pumps with 33 hours of readings; pump ``i`` vibrates ``apart * i`` more than pump 0."""
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    devices = [factories.device(db, serial=f"pump-{i}") for i in range(n)]
+    db.commit()
+    TelemetryWriter(db).write([(d.id, T0 - timedelta(minutes=10 * k), None, [60.0, 3.0 + apart * i + 0.01 * k, 20.0])
+                               for i, d in enumerate(devices) for k in range(1, 200)])
+    db.commit()
+    return devices
+
+
 def two_reporting_pumps_and_a_model(db):
     """Two pumps with 33 hours of readings and a model that always predicts risk 0.75, RUL 30 h."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    from fieldops.db.repo.telemetry import TelemetryWriter
     from predict import features as F
     from predict.model import FailureModel
 
-    devices = [factories.device(db, serial=f"pump-{i}") for i in range(2)]
-    db.commit()
-    writer = TelemetryWriter(db)
-    writer.write([(d.id, T0 - timedelta(minutes=10 * k), None, [60.0, 3.0 + 0.01 * k, 20.0])
-                  for d in devices for k in range(1, 200)])
-    db.commit()
+    reporting_pumps(db, 2)
     x, y = np.zeros((4, 1)), np.array([1, 1, 1, 0])
     return FailureModel(
         spec=F.FeatureSpec(n_slots=3, n_counts=3), classifier=DummyClassifier(strategy="prior").fit(x, y),
@@ -140,6 +146,40 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
     assert (first.devices, first.alerts) == (2, 2) and (second.devices, second.alerts) == (2, 2)
     assert db.execute("SELECT count(*), min(p_fail), max(rul_h) FROM predictions").fetchone() == (4, 0.75, 30.0)
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
+
+
+def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scores_alone(db):
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LinearRegression
+
+    from predict import features as F
+    from predict import registry
+    from predict.model import FailureModel
+
+    pumps = reporting_pumps(db, 3, apart=1.0)
+    spec = F.FeatureSpec(n_slots=3, n_counts=3)
+    x = np.array([[1.0], [5.0]])  # RUL = the 6 h mean vibration, different for each pump
+    model = FailureModel(spec, DummyClassifier(strategy="prior").fit(x, [0, 1]),
+                         LinearRegression().fit(x, [1.0, 5.0]), None, [], threshold=0.9, horizon=72.0,
+                         rul_cap=144.0, estimator="linear", columns=np.array([F.feature_names(spec).index("m1:mean_6")]))
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    assert scorer.score_pass(db, model, version, T0, batch=1).devices == 3  # three batches, overlapped
+    stored = dict(db.execute("SELECT device_id, rul_h FROM predictions").fetchall())
+    alone = {p.device_id: p.rul_h for d in pumps for p in scorer.score_devices(db, model, T0, [d.id])}
+    assert stored == alone and len(set(alone.values())) == 3
+
+
+def test_stored_predictions_keep_tabs_backslashes_and_newlines_in_their_text(db):
+    from predict import registry
+
+    model = two_reporting_pumps_and_a_model(db)
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    dev = db.execute("SELECT min(id) FROM devices").fetchone()[0]
+    text = "vib\tup\\down\nnext\r"
+    batch = scorer.Scores(np.array([dev]), np.array([0.8]), np.array([12.5]), np.array(["a\tb"], dtype=object),
+                          np.array([text], dtype=object), ["standard"])
+    scorer.store(db, batch, version, T0, {dev: None})
+    assert db.execute("SELECT failure_mode, explanation, job_id FROM predictions").fetchone() == ("a\tb", text, None)
 
 
 def test_a_model_stored_before_the_residual_and_pooled_features_still_scores(db):
