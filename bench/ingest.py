@@ -361,6 +361,22 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cluster_cpu_s(data_dir: Path) -> dict[int, float]:
+    """CPU seconds used so far by each live process of the PostgreSQL cluster (postmaster children)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == postmaster or int(entry.name) == postmaster:
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _latency(figures: list[dict[str, float]]) -> Histogram:
     merged = Histogram(SECONDS)
     for f in figures:
@@ -392,7 +408,7 @@ def relay_ceiling(port, serials, args) -> float:
     return received.value * args.readings_per_message / (done - start)
 
 
-def end_to_end(url, port, serials, args) -> dict:
+def end_to_end(url, port, serials, args, pg_dir: Path) -> dict:
     ports = [free_port() for _ in range(args.ingest_processes)]
     procs = [_spawn_ingest(url, port, i, p) for i, p in enumerate(ports)]
     try:
@@ -410,6 +426,7 @@ def end_to_end(url, port, serials, args) -> dict:
         time.sleep(0.5)
         before = _count(url)
         cpu_before = {p.pid: _cpu_s(p.pid) for p in procs}
+        pg_before = _cluster_cpu_s(pg_dir)
         published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
                                        args.publishers, args.rate)
         expected = published * args.readings_per_message
@@ -423,6 +440,7 @@ def end_to_end(url, port, serials, args) -> dict:
         done = time.time()
         figures = [_metrics(p) for p in ports]
         cpu_s = sum(_cpu_s(p.pid) - cpu_before[p.pid] for p in procs)
+        pg_cpu_s = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in _cluster_cpu_s(pg_dir).items())
     finally:
         for proc in procs:
             proc.terminate()
@@ -440,6 +458,8 @@ def end_to_end(url, port, serials, args) -> dict:
         "per_process_messages": [int(f["ingest_messages_received_total"]) for f in figures],
         # load-independent-ish cost of the consumer: CPU time of the ingest processes per reading
         "ingest_cpu_us_per_reading": round(cpu_s / max(stored, 1) * 1e6, 2),
+        # and of the PostgreSQL cluster (all its processes) over the same span
+        "postgres_cpu_us_per_reading": round(pg_cpu_s / max(stored, 1) * 1e6, 2),
         "p50_ms": round(lat.quantile(0.5) * 1000, 1), "p99_ms": round(lat.quantile(0.99) * 1000, 1),
         "mean_batch_readings": round(stored / max(batches, 1)),
         # share of the run the ingest processes spent parsing, writing and committing batches
@@ -506,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         pg, url, broker, port, serials = _setup(tmp, args.devices)
         try:
             relay = relay_ceiling(port, serials, args)
-            e2e = end_to_end(url, port, serials, args)
+            e2e = end_to_end(url, port, serials, args, pg.data_dir)
             # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
             copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
                                      max(5000, e2e["mean_batch_readings"]), args.ingest_processes)

@@ -45,6 +45,7 @@ LATEST_REFRESH_S = 0.02
 BULK_MIN_MESSAGES = 16  # batches at least this long first check their single readings together
 _INT64 = 2**63
 _TOPIC, _PAYLOAD = itemgetter(0), itemgetter(1)
+_TS, _SEQ, _METRICS = itemgetter("ts"), itemgetter("seq"), itemgetter("metrics")
 _DEVICE_ID, _INSTALLED_MS, _MODEL_CODE = attrgetter("id"), attrgetter("installed_ms"), attrgetter("model_code")
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
@@ -325,30 +326,24 @@ class Parser:
         try:
             if set(map(type, docs)) != {dict} or set(map(len, docs)) != {3}:
                 raise KeyError
-            fields = list(map(_TS_SEQ_METRICS, docs))
+            stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
         except KeyError:
             keep = [k for k, d in enumerate(docs) if type(d) is dict and len(d) == 3
                     and "ts" in d and "seq" in d and "metrics" in d]
-            at, refs = [at[k] for k in keep], [refs[k] for k in keep]
-            fields = [_TS_SEQ_METRICS(docs[k]) for k in keep]
-        if not fields:
+            at, refs, docs = [at[k] for k in keep], [refs[k] for k in keep], [docs[k] for k in keep]
+            stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
+        if not docs:
             return None
-        stamps, seqs, metrics = zip(*fields, strict=True)
         if (set(map(type, stamps)) != {int} or set(map(type, seqs)) != {int} or set(map(type, metrics)) != {dict}
                 or min(stamps) < -_INT64 or max(stamps) >= _INT64 or min(seqs) < 0 or max(seqs) >= _INT64):
-            keep = [k for k, (ts, seq, m) in enumerate(fields) if type(ts) is int and type(seq) is int
-                    and type(m) is dict and -_INT64 <= ts < _INT64 and 0 <= seq < _INT64]
+            keep = [k for k, (ts, seq, m) in enumerate(zip(stamps, seqs, metrics, strict=True))
+                    if type(ts) is int and type(seq) is int and type(m) is dict
+                    and -_INT64 <= ts < _INT64 and 0 <= seq < _INT64]
             if not keep:
                 return None
             at, refs = [at[k] for k in keep], [refs[k] for k in keep]
-            stamps, seqs, metrics = zip(*[fields[k] for k in keep], strict=True)
-        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-        keys = list(zip(map(_MODEL_CODE, refs), map(tuple, metrics), strict=True))
-        if len(set(keys)) == 1:
-            groups[keys[0]] = list(range(len(keys)))
-        else:
-            for k, key in enumerate(keys):
-                groups.setdefault(key, []).append(k)
+            stamps, seqs, metrics = [stamps[k] for k in keep], [seqs[k] for k in keep], [metrics[k] for k in keep]
+        groups = _groups(refs, metrics)
         latest_ms = self._latest()[1]
         parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms) for key, ks in groups.items()]
         parts = [p for p in parts if p is not None]
@@ -500,6 +495,21 @@ def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[
     vals[:, index] = got
     return Columns(np.full(n, device.id, np.int64), ts_ms * 1000 - PG_EPOCH_UNIX_US, seq, vals,
                    np.full(n, model.width, np.int64))
+
+
+def _groups(refs: list[DeviceRef], metrics: list[dict]) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+    """Positions of the readings by (model, metric names in the order of the group's first)."""
+    names = tuple(metrics[0])
+    if len(set(map(_MODEL_CODE, refs))) == 1 and set(map(len, metrics)) == {len(names)}:
+        try:
+            list(map(itemgetter(*names), metrics)) if names else None
+            return {(refs[0].model_code, names): list(range(len(metrics)))}  # the same names, each
+        except KeyError:
+            pass
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for k, key in enumerate(zip(map(_MODEL_CODE, refs), map(tuple, metrics), strict=True)):
+        groups.setdefault(key, []).append(k)
+    return groups
 
 
 def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:
