@@ -53,7 +53,7 @@ FAULT_SEVERITIES = frozenset({"error", "fault"})
 KNOWN_TOPICS_MAX = 300_000  # topics remembered as naming a known device (then forgotten at once)
 OFFLINE_CODE = "offline"  # device_events code of a device that went offline (status or last will)
 _US = timedelta(microseconds=1)
-_TOPIC, _PAYLOAD = itemgetter(0), itemgetter(1)
+_TOPIC, _PAYLOAD, _MID, _SESSION = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +481,12 @@ class Consumer:
         session = self._session
         # A message from an earlier connection is redelivered by the broker on this one; its old
         # packet id may now name another message, so it must not be acknowledged here.
-        mids = [m.mid for m in messages if m.session == session and m.mid]
+        if set(map(_SESSION, messages)) == {session}:
+            mids = list(map(_MID, messages))
+            if 0 in mids:  # QoS 0: nothing to acknowledge
+                mids = [mid for mid in mids if mid]
+        else:
+            mids = [m.mid for m in messages if m.session == session and m.mid]
         self._client.ack_many(mids)
         with self.metrics.lock:
             self.metrics.messages_acknowledged += len(mids)
@@ -516,7 +521,8 @@ def _gather(messages: list[Inbound], outcomes: list[Outcome | None], bulk: Bulk 
     blocks: list[Columns] = []
     block_at: list[np.ndarray] = []
     newest: list[int] = []
-    for i, (msg, out) in enumerate(zip(messages, outcomes, strict=True)):
+    everyone_in_bulk = bulk is not None and len(bulk.at) == len(messages)
+    for i, (msg, out) in enumerate(() if everyone_in_bulk else zip(messages, outcomes, strict=True)):
         kind = type(out)
         if kind is Telemetry:
             w.accepted += 1

@@ -101,8 +101,11 @@ class LeanClient(mqtt.Client):
         while pos + 2 <= size:
             header = buf[pos]
             length = buf[pos + 1]
-            if length < 0x80:  # a remaining length under 128 is one byte (most small messages)
+            if length < 0x80:  # a remaining length under 128 is one byte
                 i = pos + 2
+            elif pos + 2 < size and buf[pos + 2] < 0x80:  # under 16,384: two bytes (small messages)
+                length = (length & 0x7F) | (buf[pos + 2] << 7)
+                i = pos + 3
             else:
                 try:
                     length, i = read_varint(buf, pos + 1)

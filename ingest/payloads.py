@@ -43,7 +43,6 @@ _TS_SEQ_METRICS = itemgetter("ts", "seq", "metrics")
 _NUMBERS = frozenset({int, float})
 LATEST_REFRESH_S = 0.02
 BULK_MIN_MESSAGES = 16  # batches at least this long first check their single readings together
-_INT64 = 2**63
 _TOPIC, _PAYLOAD = itemgetter(0), itemgetter(1)
 _TS, _SEQ, _METRICS = itemgetter("ts"), itemgetter("seq"), itemgetter("metrics")
 _DEVICE_ID, _INSTALLED_MS, _MODEL_CODE = attrgetter("id"), attrgetter("installed_ms"), attrgetter("model_code")
@@ -334,18 +333,20 @@ class Parser:
             stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
         if not docs:
             return None
-        if (set(map(type, stamps)) != {int} or set(map(type, seqs)) != {int} or set(map(type, metrics)) != {dict}
-                or min(stamps) < -_INT64 or max(stamps) >= _INT64 or min(seqs) < 0 or max(seqs) >= _INT64):
+        if set(map(type, stamps)) != {int} or set(map(type, seqs)) != {int} or set(map(type, metrics)) != {dict}:
             keep = [k for k, (ts, seq, m) in enumerate(zip(stamps, seqs, metrics, strict=True))
-                    if type(ts) is int and type(seq) is int and type(m) is dict
-                    and -_INT64 <= ts < _INT64 and 0 <= seq < _INT64]
+                    if type(ts) is int and type(seq) is int and type(m) is dict]
             if not keep:
                 return None
             at, refs = [at[k] for k in keep], [refs[k] for k in keep]
             stamps, seqs, metrics = [stamps[k] for k in keep], [seqs[k] for k in keep], [metrics[k] for k in keep]
-        groups = _groups(refs, metrics)
         latest_ms = self._latest()[1]
-        parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms) for key, ks in groups.items()]
+        try:
+            parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms)
+                     for key, ks in _groups(refs, metrics, exact=False).items()]
+        except KeyError:  # a reading lacks a name of its group's first: group by the exact names
+            parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms)
+                     for key, ks in _groups(refs, metrics, exact=True).items()]
         parts = [p for p in parts if p is not None]
         if not parts:
             return None
@@ -357,18 +358,19 @@ class Parser:
 
     def _bulk_group(self, key: tuple[str, tuple[str, ...]], ks: list[int], at: list[int], refs: list[DeviceRef],
                     stamps: Sequence, seqs: Sequence, metrics: Sequence, latest_ms: int) -> Bulk | None:
-        """The readings ``ks`` (of one model and one list of metric names) that pass, as a block."""
+        """The readings ``ks`` (of one model and one list of metric names) that pass, as a block.
+
+        KeyError if a reading lacks one of the names (an inexact group, see ``_groups``)."""
         code, names = key
         model = self._models.get(code)
         found = None if model is None else _columns_of(model, names)
         if found is None:
             return None
-        pick = itemgetter(*ks)
-        if len(ks) == 1:
-            refs_g, stamps_g, seqs_g, metrics_g, at_g = [refs[ks[0]]], [stamps[ks[0]]], [seqs[ks[0]]], \
-                [metrics[ks[0]]], [at[ks[0]]]
+        if len(ks) == len(at):  # the whole batch is one group (the common case)
+            refs_g, stamps_g, seqs_g, metrics_g, at_g = refs, stamps, seqs, metrics, at
         else:
-            refs_g, stamps_g, seqs_g, metrics_g, at_g = pick(refs), pick(stamps), pick(seqs), pick(metrics), pick(at)
+            refs_g, stamps_g, seqs_g, metrics_g, at_g = (
+                [seq[k] for k in ks] for seq in (refs, stamps, seqs, metrics, at))
         get = itemgetter(*names)
         values = list(map(get, metrics_g)) if len(names) > 1 else [(v,) for v in map(get, metrics_g)]
         n, width = len(ks), len(names)
@@ -379,12 +381,12 @@ class Parser:
             plain = None
         try:
             got = np.fromiter(chain.from_iterable(values), np.float64, n * width).reshape(n, width)
-        except OverflowError:  # an integer too large for a float: check those one by one
+            ts_ms = np.fromiter(stamps_g, np.int64, n)
+            seq = np.fromiter(seqs_g, np.int64, n)
+        except OverflowError:  # an integer beyond 64 bits: check this group one by one
             return None
-        ts_ms = np.fromiter(stamps_g, np.int64, n)
-        seq = np.fromiter(seqs_g, np.int64, n)
         index, lo, hi = found
-        ok = ((ts_ms >= np.fromiter(map(_INSTALLED_MS, refs_g), np.int64, n)) & (ts_ms <= latest_ms)
+        ok = ((ts_ms >= np.fromiter(map(_INSTALLED_MS, refs_g), np.int64, n)) & (ts_ms <= latest_ms) & (seq >= 0)
               & ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all(axis=1))
         if plain is not None:
             ok &= plain
@@ -497,15 +499,13 @@ def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[
                    np.full(n, model.width, np.int64))
 
 
-def _groups(refs: list[DeviceRef], metrics: list[dict]) -> dict[tuple[str, tuple[str, ...]], list[int]]:
-    """Positions of the readings by (model, metric names in the order of the group's first)."""
+def _groups(refs: list[DeviceRef], metrics: list[dict], exact: bool) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+    """Positions of the readings by (model, metric names). Not ``exact``: one group named as its first
+    reading when all are of one model and have as many names (the caller then finds any reading
+    whose names differ by a KeyError); ``exact``: each reading by its own names, in order."""
     names = tuple(metrics[0])
-    if len(set(map(_MODEL_CODE, refs))) == 1 and set(map(len, metrics)) == {len(names)}:
-        try:
-            list(map(itemgetter(*names), metrics)) if names else None
-            return {(refs[0].model_code, names): list(range(len(metrics)))}  # the same names, each
-        except KeyError:
-            pass
+    if not exact and len(set(map(_MODEL_CODE, refs))) == 1 and set(map(len, metrics)) == {len(names)}:
+        return {(refs[0].model_code, names): list(range(len(metrics)))}
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     for k, key in enumerate(zip(map(_MODEL_CODE, refs), map(tuple, metrics), strict=True)):
         groups.setdefault(key, []).append(k)
