@@ -315,9 +315,12 @@ class Parser:
         payloads = list(map(_PAYLOAD, messages))
         if None in refs or max(map(len, payloads)) > self.max_payload_bytes:
             limit = self.max_payload_bytes
-            at = [i for i in at if refs[i] is not None and len(payloads[i]) <= limit]
-            refs = [refs[i] for i in at]
-            payloads = [payloads[i] for i in at]
+            keep = [k for k, (r, p) in enumerate(zip(refs, payloads, strict=True)) if r is not None and len(p) <= limit]
+            at, refs, payloads = _pick(keep, at, refs, payloads)
+        if not all(map(bytes.startswith, payloads, repeat(b"{"))):  # lists are not for here: parse once
+            at, refs, payloads = _pick([k for k, p in enumerate(payloads) if p.startswith(b"{")], at, refs, payloads)
+        if not payloads:
+            return None
         try:
             docs = list(map(orjson.loads, payloads))
         except orjson.JSONDecodeError:
@@ -329,7 +332,7 @@ class Parser:
         except KeyError:
             keep = [k for k, d in enumerate(docs) if type(d) is dict and len(d) == 3
                     and "ts" in d and "seq" in d and "metrics" in d]
-            at, refs, docs = [at[k] for k in keep], [refs[k] for k in keep], [docs[k] for k in keep]
+            at, refs, docs = _pick(keep, at, refs, docs)
             stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
         if not docs:
             return None
@@ -338,8 +341,7 @@ class Parser:
                     if type(ts) is int and type(seq) is int and type(m) is dict]
             if not keep:
                 return None
-            at, refs = [at[k] for k in keep], [refs[k] for k in keep]
-            stamps, seqs, metrics = [stamps[k] for k in keep], [seqs[k] for k in keep], [metrics[k] for k in keep]
+            at, refs, stamps, seqs, metrics = _pick(keep, at, refs, stamps, seqs, metrics)
         latest_ms = self._latest()[1]
         try:
             parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms)
@@ -369,8 +371,7 @@ class Parser:
         if len(ks) == len(at):  # the whole batch is one group (the common case)
             refs_g, stamps_g, seqs_g, metrics_g, at_g = refs, stamps, seqs, metrics, at
         else:
-            refs_g, stamps_g, seqs_g, metrics_g, at_g = (
-                [seq[k] for k in ks] for seq in (refs, stamps, seqs, metrics, at))
+            refs_g, stamps_g, seqs_g, metrics_g, at_g = _pick(ks, refs, stamps, seqs, metrics, at)
         get = itemgetter(*names)
         values = list(map(get, metrics_g)) if len(names) > 1 else [(v,) for v in map(get, metrics_g)]
         n, width = len(ks), len(names)
@@ -497,6 +498,11 @@ def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[
     vals[:, index] = got
     return Columns(np.full(n, device.id, np.int64), ts_ms * 1000 - PG_EPOCH_UNIX_US, seq, vals,
                    np.full(n, model.width, np.int64))
+
+
+def _pick(keep: list[int], *columns: Sequence) -> list[list]:
+    """The items at positions ``keep`` of each of the parallel ``columns``."""
+    return [[c[k] for k in keep] for c in columns]
 
 
 def _groups(refs: list[DeviceRef], metrics: list[dict], exact: bool) -> dict[tuple[str, tuple[str, ...]], list[int]]:
