@@ -64,7 +64,7 @@ class ConsumerConfig:
     batch_messages: int = 10000
     batch_bytes: int = 4_194_304
     batch_age_s: float = 0.2
-    buffer_messages: int = 40_000  # MQTT receive maximum: unacknowledged messages held at most
+    buffer_messages: int = 20_000  # MQTT receive maximum: unacknowledged messages held at most
     session_expiry_s: int = 7 * 86_400
     keepalive_s: int = 30
     max_payload_bytes: int = 262_144
