@@ -6,7 +6,9 @@ acknowledgements each queue one packet, wake the network thread and are written 
 each. At tens of thousands of messages per second that is most of a core. ``LeanClient`` keeps
 paho for everything else (connect, session, keepalive, subscribe, reconnect, QoS 2) and changes:
 
-* one ``recv`` of up to 256 KiB per wake-up; every complete packet in it is handled at once;
+* one ``recv`` of up to 256 KiB per wake-up; every complete packet in it is handled at once
+  (PUBLISH packets decoded inline); after a short read the thread waits ``coalesce_s`` (2 ms)
+  so that the next wake-up finds more packets;
 * QoS 0/1 PUBLISH packets go to ``sink([(topic, payload, packet id), ...])``, one list per read,
   in order (topic as raw bytes; MQTT 5 properties are skipped: the consumer uses none, and it
   announces no topic alias maximum, so the broker never sends topic aliases);
