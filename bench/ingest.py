@@ -44,6 +44,7 @@ from fieldops.domain import DeviceModel, GeoPoint, Metric
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker
 from fieldops.runtime.postgres import LocalPostgres, free_port
 from ingest.broker_config import hash_password, write_broker_files
+from ingest.consumer import ConsumerConfig
 from ingest.metrics import SECONDS, Histogram, parse_text
 from ingest.mqtt_client import read_varint
 from ingest.topics import Channel, topic
@@ -305,7 +306,7 @@ def _relay_subscriber(port: int, expected: mp.Value, received: mp.Value, ready) 
         return bool(expected.value) and count >= expected.value
 
     raw_subscribe(port, f"$share/relay/fieldops/v1/devices/+/{Channel.TELEMETRY.value}", stop,
-                  on_ready=ready.set)
+                  on_ready=ready.set, receive_maximum=ConsumerConfig().buffer_messages)
 
 
 # ---------------------------------------------------------------- set-up
@@ -361,6 +362,22 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cluster_cpu_s(data_dir: Path) -> dict[int, float]:
+    """CPU seconds used so far by each live process of the PostgreSQL cluster (postmaster children)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == postmaster or int(entry.name) == postmaster:
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _latency(figures: list[dict[str, float]]) -> Histogram:
     merged = Histogram(SECONDS)
     for f in figures:
@@ -377,22 +394,25 @@ def _latency(figures: list[dict[str, float]]) -> Histogram:
 # ---------------------------------------------------------------- phases
 
 
-def relay_ceiling(port, serials, args) -> float:
+def relay_ceiling(port, serials, args, broker_pid: int) -> tuple[float, float]:
+    """(relay rate in readings/s, the broker's CPU microseconds per relayed message)."""
     ctx = mp.get_context("fork")
     expected, received, ready = ctx.Value("q", 0), ctx.Value("q", 0), ctx.Event()
     sub = ctx.Process(target=_relay_subscriber, args=(port, expected, received, ready))
     sub.start()
     ready.wait(10)
+    broker_before = _cpu_s(broker_pid)
     # A ceiling: always open loop, whatever --rate offers the end-to-end phase.
     published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
                                    args.publishers)
     expected.value = published
     sub.join(120)
     done = time.time()
-    return received.value * args.readings_per_message / (done - start)
+    broker_us = (_cpu_s(broker_pid) - broker_before) / max(received.value, 1) * 1e6
+    return received.value * args.readings_per_message / (done - start), broker_us
 
 
-def end_to_end(url, port, serials, args) -> dict:
+def end_to_end(url, port, serials, args, pg_dir: Path, broker_pid: int) -> dict:
     ports = [free_port() for _ in range(args.ingest_processes)]
     procs = [_spawn_ingest(url, port, i, p) for i, p in enumerate(ports)]
     try:
@@ -410,6 +430,8 @@ def end_to_end(url, port, serials, args) -> dict:
         time.sleep(0.5)
         before = _count(url)
         cpu_before = {p.pid: _cpu_s(p.pid) for p in procs}
+        pg_before = _cluster_cpu_s(pg_dir)
+        broker_before = _cpu_s(broker_pid)
         published, start, _ = _publish(port, serials, args.readings_per_message, args.seconds, args.window,
                                        args.publishers, args.rate)
         expected = published * args.readings_per_message
@@ -423,6 +445,8 @@ def end_to_end(url, port, serials, args) -> dict:
         done = time.time()
         figures = [_metrics(p) for p in ports]
         cpu_s = sum(_cpu_s(p.pid) - cpu_before[p.pid] for p in procs)
+        pg_cpu_s = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in _cluster_cpu_s(pg_dir).items())
+        broker_cpu_s = _cpu_s(broker_pid) - broker_before
     finally:
         for proc in procs:
             proc.terminate()
@@ -440,6 +464,9 @@ def end_to_end(url, port, serials, args) -> dict:
         "per_process_messages": [int(f["ingest_messages_received_total"]) for f in figures],
         # load-independent-ish cost of the consumer: CPU time of the ingest processes per reading
         "ingest_cpu_us_per_reading": round(cpu_s / max(stored, 1) * 1e6, 2),
+        # and of the PostgreSQL cluster (all its processes) over the same span
+        "postgres_cpu_us_per_reading": round(pg_cpu_s / max(stored, 1) * 1e6, 2),
+        "broker_cpu_us_per_message": round(broker_cpu_s / max(published, 1) * 1e6, 2),
         "p50_ms": round(lat.quantile(0.5) * 1000, 1), "p99_ms": round(lat.quantile(0.99) * 1000, 1),
         "mean_batch_readings": round(stored / max(batches, 1)),
         # share of the run the ingest processes spent parsing, writing and committing batches
@@ -505,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         pg, url, broker, port, serials = _setup(tmp, args.devices)
         try:
-            relay = relay_ceiling(port, serials, args)
-            e2e = end_to_end(url, port, serials, args)
+            relay, relay_broker_us = relay_ceiling(port, serials, args, broker._proc.pid)
+            e2e = end_to_end(url, port, serials, args, pg.data_dir, broker._proc.pid)
             # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
             copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
                                      max(5000, e2e["mean_batch_readings"]), args.ingest_processes)
@@ -518,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         "readings_per_message": args.readings_per_message, "ingest_processes": args.ingest_processes,
         "publishers": args.publishers, "offered_messages_per_s": args.rate or "open loop",
         **e2e,
-        "relay_ceiling_readings_per_s": round(relay), "copy_ceiling_readings_per_s": round(copy_rate),
+        "relay_ceiling_readings_per_s": round(relay),
+        "relay_broker_cpu_us_per_message": round(relay_broker_us, 2), "copy_ceiling_readings_per_s": round(copy_rate),
         "ratio_to_relay": round(e2e["readings_per_s"] / relay, 3),
         "ratio_to_copy": round(e2e["readings_per_s"] / copy_rate, 3),
         "cores": os.cpu_count(),

@@ -18,11 +18,15 @@ import logging
 import queue
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from operator import itemgetter
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,7 +43,7 @@ from fieldops.db.repo.telemetry import NO_SEQ, PG_EPOCH, Columns, TelemetryWrite
 from ingest import topics
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_client import LeanClient
-from ingest.payloads import DeviceEvent, Inbound, Outcome, Parser, Refused, Status, Telemetry
+from ingest.payloads import Bulk, DeviceEvent, Inbound, Outcome, Parser, Refused, Status, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ MAX_RECEIVE_MAXIMUM = 65_535
 FAULT_SEVERITIES = frozenset({"error", "fault"})
 KNOWN_TOPICS_MAX = 300_000  # topics remembered as naming a known device (then forgotten at once)
 OFFLINE_CODE = "offline"  # device_events code of a device that went offline (status or last will)
+_US = timedelta(microseconds=1)
+_TOPIC, _PAYLOAD, _MID, _SESSION = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ class ConsumerConfig:
     """Batching, buffering and retry knobs of one ingest process."""
 
     client_id: str = "ingest-1"
-    batch_messages: int = 5000
+    batch_messages: int = 10000
     batch_bytes: int = 4_194_304
     batch_age_s: float = 0.2
     buffer_messages: int = 20_000  # MQTT receive maximum: unacknowledged messages held at most
@@ -97,21 +103,32 @@ class _Writes:
     seen: dict[int, tuple[datetime, int | None]] = field(default_factory=dict)
     statuses: list[Status] = field(default_factory=list)
     device_events: list[DeviceEvent] = field(default_factory=list)
-    newest: list[datetime] = field(default_factory=list)
+    newest_us: np.ndarray | None = None  # each telemetry message's newest reading (us since PG_EPOCH)
     dead_readings: int = 0
     accepted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    """A parsed batch handed to the writer: its messages' outcomes and what they write."""
+    """A parsed batch handed to the writer: its messages' outcomes (None for those in ``bulk``)
+    and what they write."""
 
-    outcomes: list[Outcome]
+    outcomes: list[Outcome | None]
+    bulk: Bulk | None
     writes: _Writes
 
     @property
     def messages(self) -> list[Inbound]:
         return self.writes.messages
+
+    def outcome(self, i: int) -> Outcome:
+        """Message ``i``'s own outcome (a message of the bulk block: a block of its one reading)."""
+        out = self.outcomes[i]
+        if out is None:
+            row = int(np.searchsorted(self.bulk.at, i))
+            block = self.bulk.block.take(np.array([row]))
+            out = Telemetry(int(block.device[0]), (), (), (), block)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +320,23 @@ class Consumer:
         self._drop_db()
 
     def _take(self, pending: _Pending) -> None:
+        """Move messages from the buffer to ``pending`` until it holds ``batch_messages`` or at
+        least ``batch_bytes`` (the message crossing that limit included)."""
         buf = self._buffer
-        limit = self.config.batch_messages
-        while buf and len(pending.messages) < limit and pending.nbytes < self.config.batch_bytes:
-            msg = buf.popleft()
-            if not pending.messages:
-                pending.since = time.monotonic()
-            pending.messages.append(msg)
-            pending.nbytes += len(msg.payload)
+        room = min(len(buf), self.config.batch_messages - len(pending.messages))
+        if room <= 0 or pending.nbytes >= self.config.batch_bytes:
+            return
+        popleft = buf.popleft  # the network thread only appends: the first ``room`` are there
+        taken = [popleft() for _ in range(room)]
+        sizes = list(accumulate(map(len, map(_PAYLOAD, taken)), initial=pending.nbytes))
+        if sizes[-1] >= self.config.batch_bytes:
+            cut = bisect_left(sizes, self.config.batch_bytes)
+            buf.extendleft(reversed(taken[cut:]))
+            del taken[cut:]
+        if not pending.messages:
+            pending.since = time.monotonic()
+        pending.messages += taken
+        pending.nbytes = sizes[len(taken)]
 
     # ------------------------------------------------------------ database
 
@@ -359,13 +385,11 @@ class Consumer:
         known = self._known_topics
         if len(known) > KNOWN_TOPICS_MAX:
             known.clear()
-        for m in messages:
-            if m.topic in known:
-                continue
-            parts = m.topic.split("/", 4)
+        for name in set(map(_TOPIC, messages)).difference(known):
+            parts = name.split("/", 4)
             serial = parts[3] if len(parts) > 3 else ""
             if serial in self._devices:
-                known.add(m.topic)
+                known.add(name)
             elif self._unknown.get(serial, 0.0) <= now:
                 missing.add(serial)
         if not missing:
@@ -382,9 +406,8 @@ class Consumer:
     def _parse(self, messages: list[Inbound]) -> _Parsed:
         """Parse a batch (main loop), looking up devices not seen before."""
         self._resolve(self._directory(), messages)
-        parse = self._parser.parse
-        outcomes = [parse(msg) for msg in messages]
-        return _Parsed(outcomes, _gather(messages, outcomes))
+        outcomes, bulk = self._parser.parse_many(messages)
+        return _Parsed(outcomes, bulk, _gather(messages, outcomes, bulk))
 
     def _commit_or_isolate(self, parsed: _Parsed) -> None:
         """Commit the batch; if the database refuses its content (not its availability), commit
@@ -398,9 +421,9 @@ class Consumer:
             log.warning("batch of %d messages refused; writing them one by one", len(parsed.messages),
                         exc_info=True)
             self._rollback()
-        for msg, outcome in zip(parsed.messages, parsed.outcomes, strict=True):
+        for i, msg in enumerate(parsed.messages):
             try:
-                self._commit(_gather([msg], [outcome]))
+                self._commit(_gather([msg], [parsed.outcome(i)]))
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError):
                 raise
             except Exception as exc:
@@ -451,20 +474,25 @@ class Consumer:
         result = BatchResult(stored, (len(written) if written is not None else 0) - stored,
                              len(w.dead) - w.dead_readings, w.dead_readings, w.accepted)
         self._count(result, len(w.messages), len(w.statuses), len(stored_events), elapsed, committed,
-                    w.newest)
+                    w.newest_us)
         return result
 
     def _ack(self, messages: list[Inbound]) -> None:
         session = self._session
         # A message from an earlier connection is redelivered by the broker on this one; its old
         # packet id may now name another message, so it must not be acknowledged here.
-        mids = [m.mid for m in messages if m.session == session and m.mid]
+        if set(map(_SESSION, messages)) == {session}:
+            mids = list(map(_MID, messages))
+            if 0 in mids:  # QoS 0: nothing to acknowledge
+                mids = [mid for mid in mids if mid]
+        else:
+            mids = [m.mid for m in messages if m.session == session and m.mid]
         self._client.ack_many(mids)
         with self.metrics.lock:
             self.metrics.messages_acknowledged += len(mids)
 
     def _count(self, r: BatchResult, received: int, statuses: int, stored_events: int, elapsed: float,
-               committed: datetime, newest: list[datetime]) -> None:
+               committed: datetime, newest_us: np.ndarray | None) -> None:
         m = self.metrics
         with m.lock:
             m.messages_received += received
@@ -478,34 +506,35 @@ class Consumer:
             m.batches += 1
             m.batch_readings.observe(r.stored + r.duplicates)
             m.commit_seconds.observe(elapsed)
-            m.reading_age_seconds.observe_many([(committed - ts).total_seconds() for ts in newest])
+            if newest_us is not None:
+                committed_us = (committed - PG_EPOCH) // _US
+                m.reading_age_seconds.observe_many((committed_us - newest_us) / 1e6)
 
 
-def _gather(messages: list[Inbound], outcomes: list[Outcome]) -> _Writes:
-    """The rows a batch writes, from its messages' parse outcomes (no database, no shared state)."""
+def _gather(messages: list[Inbound], outcomes: list[Outcome | None], bulk: Bulk | None = None) -> _Writes:
+    """The rows a batch writes, from its messages' parse outcomes (None: the message's reading is
+    in ``bulk``); readings in the messages' order. No database, no shared state."""
     w = _Writes(messages)
     rows: list = []
     stamps: list[int] = []
+    row_at: list[int] = []
     blocks: list[Columns] = []
-    seen = w.seen
-    for msg, out in zip(messages, outcomes, strict=True):
+    block_at: list[np.ndarray] = []
+    newest: list[int] = []
+    everyone_in_bulk = bulk is not None and len(bulk.at) == len(messages)
+    for i, (msg, out) in enumerate(() if everyone_in_bulk else zip(messages, outcomes, strict=True)):
         kind = type(out)
         if kind is Telemetry:
             w.accepted += 1
-            last = None
             if out.block is not None:
                 blocks.append(out.block)
-                last = _newest_in(out.block)
+                block_at.append(np.full(len(out.block), i, np.int64))
+                newest.append(int(out.block.ts_us.max()))
             elif out.rows:
                 rows += out.rows
                 stamps += out.ts_us
-                newest_row = out.rows[0] if len(out.rows) == 1 else max(out.rows, key=_row_ts)
-                last = newest_row[1], newest_row[2]
-            if last is not None:
-                w.newest.append(last[0])
-                prev = seen.get(out.device_id)
-                if prev is None or last[0] > prev[0]:
-                    seen[out.device_id] = last
+                row_at += [i] * len(out.rows)
+                newest.append(max(out.ts_us))
             for reason, reading in out.refused:
                 w.dead.append(_dead(msg, "reading", reason, reading))
             w.dead_readings += len(out.refused)
@@ -514,13 +543,38 @@ def _gather(messages: list[Inbound], outcomes: list[Outcome]) -> _Writes:
         elif kind is Status:
             w.accepted += 1
             w.statuses.append(out)
-        else:
+        elif out is not None:
             w.accepted += 1
             w.device_events.append(out)
     if rows:
         blocks.append(Columns.from_rows(rows, stamps))
-    w.written = Columns.concat(blocks) if blocks else None
+        block_at.append(np.array(row_at, np.int64))
+    newest_us = [np.array(newest, np.int64)] if newest else []
+    if bulk is not None:
+        w.accepted += len(bulk.block)
+        blocks.append(bulk.block)
+        block_at.append(bulk.at)
+        newest_us.append(bulk.block.ts_us)
+    if newest_us:
+        w.newest_us = np.concatenate(newest_us)
+    if not blocks:
+        return w
+    written = Columns.concat(blocks)
+    if len(blocks) > 1:  # in the messages' order (a stable sort keeps each message's own order)
+        written = written.take(np.argsort(np.concatenate(block_at), kind="stable"))
+    w.written = written
+    w.seen = _newest_per_device(written)
     return w
+
+
+def _newest_per_device(c: Columns) -> dict[int, tuple[datetime, int | None]]:
+    """Each device's newest reading (ts, seq): the first in the batch among equal timestamps."""
+    order = np.lexsort((np.arange(len(c))[::-1], c.ts_us, c.device))
+    last = np.ones(len(order), bool)
+    last[:-1] = c.device[order][1:] != c.device[order][:-1]
+    pick = order[last]
+    return {d: (PG_EPOCH + timedelta(microseconds=t), None if q == NO_SEQ else q) for d, t, q in zip(
+        c.device[pick].tolist(), c.ts_us[pick].tolist(), c.seq[pick].tolist(), strict=True)}
 
 
 def _close(conn: psycopg.Connection | None) -> None:
@@ -537,17 +591,6 @@ def _topic_text(topic: bytes) -> str:
         return topic.decode()
     except UnicodeDecodeError:
         return topic.decode(errors="replace")
-
-
-def _row_ts(row: tuple) -> datetime:
-    return row[1]
-
-
-def _newest_in(block: Columns) -> tuple[datetime, int | None]:
-    """The newest reading's timestamp and seq in a block of one device's readings."""
-    i = int(block.ts_us.argmax())
-    seq = int(block.seq[i])
-    return PG_EPOCH + timedelta(microseconds=int(block.ts_us[i])), None if seq == NO_SEQ else seq
 
 
 def _dead(msg: Inbound, kind: str, reason: str, payload: bytes) -> repo.DeadLetterRow:

@@ -6,7 +6,9 @@ acknowledgements each queue one packet, wake the network thread and are written 
 each. At tens of thousands of messages per second that is most of a core. ``LeanClient`` keeps
 paho for everything else (connect, session, keepalive, subscribe, reconnect, QoS 2) and changes:
 
-* one ``recv`` of up to 256 KiB per wake-up; every complete packet in it is handled at once;
+* one ``recv`` of up to 256 KiB per wake-up; every complete packet in it is handled at once
+  (PUBLISH packets decoded inline); after a short read the thread waits ``coalesce_s`` (2 ms)
+  so that the next wake-up finds more packets;
 * QoS 0/1 PUBLISH packets go to ``sink([(topic, payload, packet id), ...])``, one list per read,
   in order (topic as raw bytes; MQTT 5 properties are skipped: the consumer uses none, and it
   announces no topic alias maximum, so the broker never sends topic aliases);
@@ -55,24 +57,10 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise MalformedPacket("variable byte integer longer than four bytes")
 
 
-def _publish(header: int, buf: bytes, start: int, end: int) -> Published:
-    """(topic, payload, packet id) of an MQTT 5 PUBLISH whose body is ``buf[start:end]``."""
-    pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
-    if pos > end:
-        raise MalformedPacket("PUBLISH topic runs past the packet")
-    topic = buf[start + 2:pos]
-    mid = 0
-    if header & 0x06:
-        mid = (buf[pos] << 8) | buf[pos + 1]
-        pos += 2
-    props, pos = read_varint(buf, pos)  # the length of the properties
-    if pos + props > end:
-        raise MalformedPacket("PUBLISH properties run past the packet")
-    return topic, buf[pos + props:end], mid
-
-
 class LeanClient(mqtt.Client):
     """``mqtt.Client`` with bulk reads into a PUBLISH sink and batched acknowledgements."""
+
+    coalesce_s = 0.002  # after a short read, wait this long before the next (0: never wait)
 
     def __init__(self, *args, sink: Sink, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -110,29 +98,55 @@ class LeanClient(mqtt.Client):
         size = len(buf)
         pos = 0
         batch: list[tuple[bytes, bytes, int]] = []
+        append = batch.append
         v5 = self._protocol == mqtt.MQTTv5
         while pos + 2 <= size:
             header = buf[pos]
-            try:
-                length, i = read_varint(buf, pos + 1)  # the remaining length
-            except IndexError:
-                break  # incomplete: wait for more bytes
-            except MalformedPacket:
-                self._rbuf = b""
-                return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
-            if i + length > size:
-                break
-            end = i + length
-            if header & 0xF0 == PUBLISH and header & 0x06 != 0x04 and v5:
+            length = buf[pos + 1]
+            if length < 0x80:  # a remaining length under 128 is one byte
+                i = pos + 2
+            elif pos + 2 < size and buf[pos + 2] < 0x80:  # under 16,384: two bytes (small messages)
+                length = (length & 0x7F) | (buf[pos + 2] << 7)
+                i = pos + 3
+            else:
                 try:
-                    batch.append(_publish(header, buf, i, end))
-                except (MalformedPacket, IndexError):
+                    length, i = read_varint(buf, pos + 1)
+                except IndexError:
+                    break  # incomplete: wait for more bytes
+                except MalformedPacket:
                     self._rbuf = b""
                     return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+            end = i + length
+            if end > size:
+                break
+            if header & 0xF0 == PUBLISH and header & 0x06 != 0x04 and v5:
+                # inline: topic, packet id (QoS 1), properties (skipped), payload; ``at`` past
+                # ``end`` marks a malformed packet
+                at = i + 2 + ((buf[i] << 8) | buf[i + 1]) if length >= 2 else end + 1
+                topic = buf[i + 2:at]
+                mid = 0
+                if header & 0x06:
+                    mid = (buf[at] << 8) | buf[at + 1] if at + 2 <= end else 0
+                    at += 2
+                if at < end and buf[at] < 0x80:
+                    at += 1 + buf[at]
+                elif at < end:
+                    try:
+                        props, at = read_varint(buf, at)
+                        at += props
+                    except (MalformedPacket, IndexError):
+                        at = end + 1
+                else:
+                    at = end + 1  # no properties length
+                if at > end:
+                    self._rbuf = b""
+                    return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+                append((topic, buf[at:end], mid))
             else:
                 if batch:
                     self._sink(batch)
                     batch = []
+                    append = batch.append
                 rc = self._handle_other(header, buf[i:end])
                 if rc > 0:
                     self._rbuf = b""
@@ -143,6 +157,8 @@ class LeanClient(mqtt.Client):
         if batch:
             self._sink(batch)
         self._rbuf = buf[pos:]
+        if self.coalesce_s and len(data) < READ_CHUNK_BYTES // 4:
+            time.sleep(self.coalesce_s)  # let more arrive: fewer wake-ups, each handling more packets
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_other(self, header: int, body: bytes) -> MQTTErrorCode:

@@ -11,11 +11,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,6 +42,10 @@ _EXACT_FLOAT = 2**53  # integers below this convert to float exactly
 _TS_SEQ_METRICS = itemgetter("ts", "seq", "metrics")
 _NUMBERS = frozenset({int, float})
 LATEST_REFRESH_S = 0.02
+BULK_MIN_MESSAGES = 16  # batches at least this long first check their single readings together
+_TOPIC, _PAYLOAD = itemgetter(0), itemgetter(1)
+_TS, _SEQ, _METRICS = itemgetter("ts"), itemgetter("seq"), itemgetter("metrics")
+_DEVICE_ID, _INSTALLED_MS, _MODEL_CODE = attrgetter("id"), attrgetter("installed_ms"), attrgetter("model_code")
 
 Row = tuple[int, datetime, int | None, list[float | None]]  # as fieldops.db.repo.telemetry.Row
 
@@ -54,6 +58,13 @@ class Inbound(NamedTuple):  # a named tuple: one is made per message, and that m
     mid: int
     received_at: datetime
     session: int = 0  # the broker connection it arrived on
+
+
+class Bulk(NamedTuple):
+    """The single readings of a batch's telemetry messages that passed when checked together."""
+
+    block: Columns  # one row per message, in the messages' order
+    at: np.ndarray  # int64: the position in the batch of each row's message (ascending)
 
 
 class Telemetry(NamedTuple):
@@ -136,6 +147,7 @@ class Parser:
         self.max_payload_bytes = max_payload_bytes
         self.max_future_s = max_future_s
         self._topics: dict[str, topics.DeviceTopic] = {}  # topic name -> parsed, for valid topics
+        self._telemetry_serials: dict[str, str] = {}  # telemetry topic name -> serial
         self._latest_until = 0.0
         self._latest_cached: tuple[datetime, int] = (_EPOCH, 0)
 
@@ -152,6 +164,29 @@ class Parser:
         except Exception as exc:  # a process never dies on one bad message
             log.warning("unexpected error parsing a message on %r", msg.topic[:120], exc_info=True)
             return Refused(f"payload: cannot be parsed ({type(exc).__name__})")
+
+    def parse_many(self, messages: Sequence[Inbound]) -> tuple[list[Outcome | None], Bulk | None]:
+        """``parse`` of each message, except for telemetry messages holding one reading of the
+        common shape (an object of exactly ``ts`` in epoch ms, an integer ``seq`` and ``metrics``
+        of known names): those are checked together with numpy, and the ones that pass are rows
+        of the returned block, with outcome None. Every other message, and every one that does
+        not pass, goes through ``parse``, so both ways accept, refuse and store the same."""
+        bulk = None
+        if len(messages) >= BULK_MIN_MESSAGES:
+            try:
+                bulk = self._bulk(messages)
+            except Exception:  # a defect here must cost speed, never a message
+                log.warning("checking %d messages together failed; checking them one by one",
+                            len(messages), exc_info=True)
+        parse = self.parse
+        if bulk is None:
+            return list(map(parse, messages)), None
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        taken = bulk.at.tolist()
+        if len(taken) < len(messages):
+            for i in sorted(set(range(len(messages))).difference(taken)):
+                outcomes[i] = parse(messages[i])
+        return outcomes, bulk
 
     # ------------------------------------------------------------ whole messages
 
@@ -266,6 +301,119 @@ class Parser:
         except ReadingError as exc:
             raise PayloadError(f"{field}: {exc}") from None
 
+    # ------------------------------------------------------------ single readings, many messages at once
+
+    def _bulk(self, messages: Sequence[Inbound]) -> Bulk | None:
+        """The messages holding one reading of the common shape that passes every check, as one
+        block (see ``parse_many``); None if there are none."""
+        at = list(range(len(messages)))
+        names = list(map(_TOPIC, messages))
+        serials = list(map(self._telemetry_serials.get, names))
+        if None in serials:
+            serials = [self._telemetry_serial(t) if s is None else s for t, s in zip(names, serials, strict=True)]
+        refs = list(map(self._lookup, serials))
+        payloads = list(map(_PAYLOAD, messages))
+        if None in refs or max(map(len, payloads)) > self.max_payload_bytes:
+            limit = self.max_payload_bytes
+            keep = [k for k, (r, p) in enumerate(zip(refs, payloads, strict=True)) if r is not None and len(p) <= limit]
+            at, refs, payloads = _pick(keep, at, refs, payloads)
+        if not all(map(bytes.startswith, payloads, repeat(b"{"))):  # lists are not for here: parse once
+            at, refs, payloads = _pick([k for k, p in enumerate(payloads) if p.startswith(b"{")], at, refs, payloads)
+        if not payloads:
+            return None
+        try:
+            docs = list(map(orjson.loads, payloads))
+        except orjson.JSONDecodeError:
+            docs = list(map(_loads_or_none, payloads))
+        try:
+            if set(map(type, docs)) != {dict} or set(map(len, docs)) != {3}:
+                raise KeyError
+            stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
+        except KeyError:
+            keep = [k for k, d in enumerate(docs) if type(d) is dict and len(d) == 3
+                    and "ts" in d and "seq" in d and "metrics" in d]
+            at, refs, docs = _pick(keep, at, refs, docs)
+            stamps, seqs, metrics = list(map(_TS, docs)), list(map(_SEQ, docs)), list(map(_METRICS, docs))
+        if not docs:
+            return None
+        if set(map(type, stamps)) != {int} or set(map(type, seqs)) != {int} or set(map(type, metrics)) != {dict}:
+            keep = [k for k, (ts, seq, m) in enumerate(zip(stamps, seqs, metrics, strict=True))
+                    if type(ts) is int and type(seq) is int and type(m) is dict]
+            if not keep:
+                return None
+            at, refs, stamps, seqs, metrics = _pick(keep, at, refs, stamps, seqs, metrics)
+        latest_ms = self._latest()[1]
+        try:
+            parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms)
+                     for key, ks in _groups(refs, metrics, exact=False).items()]
+        except KeyError:  # a reading lacks a name of its group's first: group by the exact names
+            parts = [self._bulk_group(key, ks, at, refs, stamps, seqs, metrics, latest_ms)
+                     for key, ks in _groups(refs, metrics, exact=True).items()]
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        order = np.argsort(np.concatenate([p.at for p in parts]), kind="stable")
+        merged = Columns.concat([p.block for p in parts]).take(order)
+        return Bulk(merged, np.concatenate([p.at for p in parts])[order])
+
+    def _bulk_group(self, key: tuple[str, tuple[str, ...]], ks: list[int], at: list[int], refs: list[DeviceRef],
+                    stamps: Sequence, seqs: Sequence, metrics: Sequence, latest_ms: int) -> Bulk | None:
+        """The readings ``ks`` (of one model and one list of metric names) that pass, as a block.
+
+        KeyError if a reading lacks one of the names (an inexact group, see ``_groups``)."""
+        code, names = key
+        model = self._models.get(code)
+        found = None if model is None else _columns_of(model, names)
+        if found is None:
+            return None
+        if len(ks) == len(at):  # the whole batch is one group (the common case)
+            refs_g, stamps_g, seqs_g, metrics_g, at_g = refs, stamps, seqs, metrics, at
+        else:
+            refs_g, stamps_g, seqs_g, metrics_g, at_g = _pick(ks, refs, stamps, seqs, metrics, at)
+        get = itemgetter(*names)
+        values = list(map(get, metrics_g)) if len(names) > 1 else [(v,) for v in map(get, metrics_g)]
+        n, width = len(ks), len(names)
+        if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
+            plain = np.fromiter((all(type(v) is float or type(v) is int for v in row) for row in values), bool, n)
+            values = [row if ok else (0.0,) * width for row, ok in zip(values, plain.tolist(), strict=True)]
+        else:
+            plain = None
+        try:
+            got = np.fromiter(chain.from_iterable(values), np.float64, n * width).reshape(n, width)
+            ts_ms = np.fromiter(stamps_g, np.int64, n)
+            seq = np.fromiter(seqs_g, np.int64, n)
+        except OverflowError:  # an integer beyond 64 bits: check this group one by one
+            return None
+        index, lo, hi = found
+        ok = ((ts_ms >= np.fromiter(map(_INSTALLED_MS, refs_g), np.int64, n)) & (ts_ms <= latest_ms) & (seq >= 0)
+              & ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all(axis=1))
+        if plain is not None:
+            ok &= plain
+        if not ok.any():
+            return None
+        device = np.fromiter(map(_DEVICE_ID, refs_g), np.int64, n)
+        m = int(ok.sum())
+        vals = np.full((m, model.width), np.nan)
+        vals[:, index] = got[ok]
+        block = Columns(device[ok], ts_ms[ok] * 1000 - PG_EPOCH_UNIX_US, seq[ok], vals,
+                        np.full(m, model.width, np.int64))
+        return Bulk(block, np.fromiter(at_g, np.int64, n)[ok])
+
+    def _telemetry_serial(self, name: str) -> str:
+        """The device serial of a telemetry topic (remembered); "" for any other topic."""
+        try:
+            where = topics.parse(name)
+        except topics.TopicError:
+            return ""
+        if where.channel is not Channel.TELEMETRY:
+            return ""
+        if len(self._telemetry_serials) >= TOPIC_CACHE_SIZE:
+            self._telemetry_serials.clear()
+        self._telemetry_serials[name] = where.serial
+        return where.serial
+
     # ------------------------------------------------------------ single readings (the hot path)
 
     def _reading(self, reading: object, device: DeviceRef, model: _ModelSlots, latest: datetime,
@@ -352,6 +500,24 @@ def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[
                    np.full(n, model.width, np.int64))
 
 
+def _pick(keep: list[int], *columns: Sequence) -> list[list]:
+    """The items at positions ``keep`` of each of the parallel ``columns``."""
+    return [[c[k] for k in keep] for c in columns]
+
+
+def _groups(refs: list[DeviceRef], metrics: list[dict], exact: bool) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+    """Positions of the readings by (model, metric names). Not ``exact``: one group named as its first
+    reading when all are of one model and have as many names (the caller then finds any reading
+    whose names differ by a KeyError); ``exact``: each reading by its own names, in order."""
+    names = tuple(metrics[0])
+    if not exact and len(set(map(_MODEL_CODE, refs))) == 1 and set(map(len, metrics)) == {len(names)}:
+        return {(refs[0].model_code, names): list(range(len(metrics)))}
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for k, key in enumerate(zip(map(_MODEL_CODE, refs), map(tuple, metrics), strict=True)):
+        groups.setdefault(key, []).append(k)
+    return groups
+
+
 def _timestamp(value: object, device: DeviceRef, latest: datetime) -> datetime:
     kind = type(value)
     if kind is int:
@@ -394,6 +560,14 @@ def _json(payload: bytes) -> object:
         raise PayloadError("payload: nested too deeply") from None
     except ValueError as exc:
         raise PayloadError(f"payload: not valid JSON ({str(exc)[:100]})") from None
+
+
+def _loads_or_none(payload: bytes) -> object:
+    """What orjson makes of the payload, or None if it refuses it."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _dump(value: object) -> bytes:
