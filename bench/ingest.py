@@ -532,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         pg, url, broker, port, serials = _setup(tmp, args.devices)
         try:
-            relay, relay_broker_us = relay_ceiling(port, serials, args, broker._proc.pid)
-            e2e = end_to_end(url, port, serials, args, pg.data_dir, broker._proc.pid)
+            relay, relay_broker_us = relay_ceiling(port, serials, args, broker.pid)
+            e2e = end_to_end(url, port, serials, args, pg.data_dir, broker.pid)
             # in batches as large as the consumer's (at least 5000 rows): per-batch costs count
             copy_rate = copy_ceiling(url, max(e2e["stored"], 10_000), args.devices,
                                      max(5000, e2e["mean_batch_readings"]), args.ingest_processes)

@@ -93,6 +93,11 @@ class LocalMosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while started (benches read its CPU time)."""
+        return None if self._proc is None else self._proc.pid
+
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._proc is None:
             return
