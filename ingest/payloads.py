@@ -550,8 +550,9 @@ def _json(payload: bytes) -> object:
     so that NaN, huge integers and the error texts are the same either way."""
     try:
         return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # deeper than the standard library could go
+            raise PayloadError("payload: nested too deeply") from None
     try:
         return json.loads(payload.decode())
     except UnicodeDecodeError:
