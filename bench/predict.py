@@ -8,6 +8,8 @@ and the threshold-rule baseline, then scores every device. Prints one JSON line:
 for a scorer pass over ``--scale-devices`` devices (the fleet and copies of it in the database) an
 hour after the previous pass, ``scored_devices_per_s_full_read`` the first pass, which reads
 whole windows; ``model_devices_per_s`` features and models alone over 10,000 devices in memory.
+``false_episodes_early`` counts the false alert episodes whose device fails within three horizons
+(degradation seen too far ahead), the rest of the false ones being on devices not about to fail.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def main() -> int:
             "median_lead_h": round(warned["median_lead"], 1),
             "test_failures_warned": warned["failures"], "test_failures_sudden": abrupt["failures"],
             "recall_sudden": round(abrupt["recall"], 3), "recall_all": round(m["recall"], 3),
-            "alert_episodes": m["alerts"], "caught_by_mode": modes,
+            "alert_episodes": m["alerts"], "false_episodes_early": m["early_alerts"], "caught_by_mode": modes,
             "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b_warned["recall"], 3),
             "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b_warned["median_lead"], 1),
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),

@@ -221,7 +221,9 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
     consecutive alerts are at most ``gap`` apart (default W/3) and no failure or repair lies
     between them; one episode is what one open proactive job stands for. An episode is a true
     alert when the device fails within W after the episode's first alert, a false one otherwise
-    (too early counts as false). Precision = true episodes / episodes.
+    (too early counts as false). Precision = true episodes / episodes. ``early_alerts`` counts
+    the false episodes that are too early: the device fails within ``NEAR_HORIZONS`` W after the
+    episode's first alert (degradation seen, but more than W ahead).
 
     A failure is caught when at least one alert lies in ``[f - W, f - min_lead]`` (default
     ``min_lead`` W/6, 12 h of 72 h: time to get a technician there); its lead time is the
@@ -237,7 +239,7 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
     fail_by_dev: dict[int, list[float]] = {}
     for f in ds.failures:
         fail_by_dev.setdefault(f.device_index, []).append(f.time)
-    tp = fp = 0
+    tp = fp = early = 0
     outcomes: list[FailureOutcome] = []
     for i in np.unique(ds.dev):
         mine = ds.dev == i
@@ -251,10 +253,12 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
             new[1:] = (np.diff(a_t) > gap) | (seg[1:] != seg[:-1])
             for start in a_t[new]:
                 k = np.searchsorted(ftimes, start, side="right")
-                if k < len(ftimes) and ftimes[k] - start <= horizon:
+                ahead = ftimes[k] - start if k < len(ftimes) else np.inf
+                if ahead <= horizon:
                     tp += 1
                 else:
                     fp += 1
+                    early += int(ahead <= NEAR_HORIZONS * horizon)
         if len(kept_t) == 0:
             continue
         for f in ftimes:
@@ -266,17 +270,17 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
             caught = eligible and len(in_win) > 0
             outcomes.append(FailureOutcome(int(i), float(f), eligible, caught,
                                            float(f - in_win[0]) if caught else float("nan")))
-    return summarise(outcomes, tp, fp)
+    return summarise(outcomes, tp, fp, early)
 
 
-def summarise(outcomes: Sequence[FailureOutcome], tp: int, fp: int) -> dict:
+def summarise(outcomes: Sequence[FailureOutcome], tp: int, fp: int, early: int = 0) -> dict:
     """Precision, recall and lead times from failure outcomes and episode counts."""
     eligible = [o for o in outcomes if o.eligible]
     leads = [o.lead for o in eligible if o.caught]
     return {"precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": len(leads) / len(eligible) if eligible else float("nan"),
             "median_lead": float(np.median(leads)) if leads else float("nan"),
-            "failures": len(eligible), "alerts": tp + fp, "true_alerts": tp,
+            "failures": len(eligible), "alerts": tp + fp, "true_alerts": tp, "early_alerts": early,
             "leads": leads, "outcomes": list(outcomes)}
 
 

@@ -51,6 +51,12 @@ def test_a_failure_alerted_only_in_the_last_hours_is_missed():
     assert np.isnan(ev["median_lead"])
 
 
+def test_a_false_episode_within_three_horizons_of_the_failure_counts_as_early():
+    ds = dataset(300, [150.0])
+    ev = M.alert_events(ds, scores(300, [20, 120]), 0.5)  # 130 and 30 ahead of the failure (W 12)
+    assert (ev["alerts"], ev["true_alerts"], ev["early_alerts"]) == (2, 0, 1)
+
+
 def test_recall_counts_each_failure_once():
     ds = dataset(300, [100.0, 250.0])
     ev = M.alert_events(ds, scores(300, [95, 96, 97]), 0.5)
