@@ -356,10 +356,15 @@ def _spawn_ingest(url: str, broker_port: int, index: int, metrics_port: int) -> 
                              f"bench-ingest-{index}", "--metrics-port", str(metrics_port)], cwd=ROOT, env=env)
 
 
+def _stat(pid: int | str) -> tuple[int, float]:
+    """(parent pid, CPU seconds user + system so far) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a live process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(pid)[1]
 
 
 def _cluster_cpu_s(data_dir: Path) -> dict[int, float]:
@@ -370,11 +375,11 @@ def _cluster_cpu_s(data_dir: Path) -> dict[int, float]:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, cpu = _stat(entry.name)
         except OSError:  # ended meanwhile
             continue
-        if int(fields[1]) == postmaster or int(entry.name) == postmaster:
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if parent == postmaster or int(entry.name) == postmaster:
+            out[int(entry.name)] = cpu
     return out
 
 

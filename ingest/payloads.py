@@ -372,33 +372,25 @@ class Parser:
             refs_g, stamps_g, seqs_g, metrics_g, at_g = refs, stamps, seqs, metrics, at
         else:
             refs_g, stamps_g, seqs_g, metrics_g, at_g = _pick(ks, refs, stamps, seqs, metrics, at)
-        get = itemgetter(*names)
-        values = list(map(get, metrics_g)) if len(names) > 1 else [(v,) for v in map(get, metrics_g)]
+        values = _values(metrics_g, names)
         n, width = len(ks), len(names)
         if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
             plain = np.fromiter((all(type(v) is float or type(v) is int for v in row) for row in values), bool, n)
             values = [row if ok else (0.0,) * width for row, ok in zip(values, plain.tolist(), strict=True)]
         else:
             plain = None
-        try:
-            got = np.fromiter(chain.from_iterable(values), np.float64, n * width).reshape(n, width)
-            ts_ms = np.fromiter(stamps_g, np.int64, n)
-            seq = np.fromiter(seqs_g, np.int64, n)
-        except OverflowError:  # an integer beyond 64 bits: check this group one by one
+        arrays = _arrays(stamps_g, seqs_g, values, n, width)
+        if arrays is None:  # an integer beyond 64 bits: check this group one by one
             return None
-        index, lo, hi = found
+        ts_ms, seq, got = arrays
         ok = ((ts_ms >= np.fromiter(map(_INSTALLED_MS, refs_g), np.int64, n)) & (ts_ms <= latest_ms) & (seq >= 0)
-              & ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all(axis=1))
+              & _in_range(got, found))
         if plain is not None:
             ok &= plain
         if not ok.any():
             return None
         device = np.fromiter(map(_DEVICE_ID, refs_g), np.int64, n)
-        m = int(ok.sum())
-        vals = np.full((m, model.width), np.nan)
-        vals[:, index] = got[ok]
-        block = Columns(device[ok], ts_ms[ok] * 1000 - PG_EPOCH_UNIX_US, seq[ok], vals,
-                        np.full(m, model.width, np.int64))
+        block = _columns(device[ok], ts_ms[ok], seq[ok], got[ok], found[0], model.width)
         return Bulk(block, np.fromiter(at_g, np.int64, n)[ok])
 
     def _telemetry_serial(self, name: str) -> str:
@@ -477,27 +469,50 @@ def _block(readings: list, device: DeviceRef, model: _ModelSlots, window: tuple[
     if found is None or set(map(len, metrics)) != {len(names)}:
         return None
     try:
-        values = list(map(itemgetter(*names), metrics)) if len(names) > 1 else [
-            (v,) for v in map(itemgetter(names[0]), metrics)]
+        values = _values(metrics, names)
     except KeyError:
         return None
     if not set(map(type, chain.from_iterable(values))) <= _NUMBERS:
         return None
     n = len(readings)
+    arrays = _arrays(stamps, seqs, values, n, len(names))
+    if arrays is None:
+        return None
+    ts_ms, seq, got = arrays
+    if (int(ts_ms.min()) < window[0] or int(ts_ms.max()) > window[1] or int(seq.min()) < 0
+            or not _in_range(got, found).all()):
+        return None
+    return _columns(np.full(n, device.id, np.int64), ts_ms, seq, got, found[0], model.width)
+
+
+def _values(metrics: Sequence[dict], names: tuple[str, ...]) -> list[tuple]:
+    """Each reading's values of ``names``, in that order (KeyError if one lacks a name)."""
+    get = itemgetter(*names)
+    return list(map(get, metrics)) if len(names) > 1 else [(v,) for v in map(get, metrics)]
+
+
+def _arrays(stamps: Sequence, seqs: Sequence, values: list[tuple], n: int, width: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(ts in epoch ms, seq, values ``[n, width]``) as arrays; None if an integer is beyond 64 bits."""
     try:
-        ts_ms = np.fromiter(stamps, np.int64, n)
-        seq = np.fromiter(seqs, np.int64, n)
-        got = np.fromiter(chain.from_iterable(values), np.float64, n * len(names)).reshape(n, len(names))
+        return (np.fromiter(stamps, np.int64, n), np.fromiter(seqs, np.int64, n),
+                np.fromiter(chain.from_iterable(values), np.float64, n * width).reshape(n, width))
     except OverflowError:
         return None
-    index, lo, hi = found
-    if (int(ts_ms.min()) < window[0] or int(ts_ms.max()) > window[1] or int(seq.min()) < 0
-            or not ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all()):
-        return None
-    vals = np.full((n, model.width), np.nan)
+
+
+def _in_range(got: np.ndarray, found: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per reading: every value inside its metric's range and exact as a float."""
+    _, lo, hi = found
+    return ((got >= lo) & (got <= hi) & (np.abs(got) < _EXACT_FLOAT)).all(axis=1)
+
+
+def _columns(device: np.ndarray, ts_ms: np.ndarray, seq: np.ndarray, got: np.ndarray, index: np.ndarray,
+             width: int) -> Columns:
+    """Checked readings as the writer's columns (values in their model's slots, NaN elsewhere)."""
+    vals = np.full((len(device), width), np.nan)
     vals[:, index] = got
-    return Columns(np.full(n, device.id, np.int64), ts_ms * 1000 - PG_EPOCH_UNIX_US, seq, vals,
-                   np.full(n, model.width, np.int64))
+    return Columns(device, ts_ms * 1000 - PG_EPOCH_UNIX_US, seq, vals, np.full(len(device), width, np.int64))
 
 
 def _pick(keep: list[int], *columns: Sequence) -> list[list]:

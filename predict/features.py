@@ -589,8 +589,7 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     if spec.residual_coef:
         col = _residual_features(out, col, grid, spec, stats, dev)
     if spec.n_counts:
-        counts = grid.counts[:, :, : spec.n_counts]
-        sums = {w: _window_sums(counts, dev, np.maximum(0, hi - w), hi) for w in spec.count_windows}
+        sums = _count_sums(grid.counts[:, :, : spec.n_counts], dev, hi, spec.count_windows)
         for k in range(spec.n_counts):
             for w in spec.count_windows:
                 out[:, col] = sums[w][:, k]
@@ -600,13 +599,19 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     return out
 
 
-def _window_sums(a: np.ndarray, dev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``a[dev, lo:hi].sum()`` per sample (``[N, K]``): over a view of the grid when the samples
-    form one block, else from cumulative sums."""
-    if _block(dev, lo) and (hi == hi[0]).all():
-        return a[dev[0]:dev[-1] + 1, lo[0]:hi[0]].sum(axis=1)
-    csum = _cumsum(a)
-    return csum[dev, hi] - csum[dev, lo]
+def _count_sums(a: np.ndarray, dev: np.ndarray, hi: np.ndarray, windows) -> dict[int, np.ndarray]:
+    """Per window ``w``: ``a[dev, max(0, hi-w):hi].sum()`` per sample (``[N, K]``), over a view of
+    the grid when the samples form one block, else from cumulative sums (computed once)."""
+    csum = None
+    out = {}
+    for w in windows:
+        lo = np.maximum(0, hi - w)
+        if _block(dev, lo) and (hi == hi[0]).all():
+            out[w] = a[dev[0]:dev[-1] + 1, lo[0]:hi[0]].sum(axis=1)
+        else:
+            csum = _cumsum(a) if csum is None else csum
+            out[w] = csum[dev, hi] - csum[dev, lo]
+    return out
 
 
 def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec, stats: dict,

@@ -29,7 +29,7 @@ from typing import Any
 
 from fieldops.domain import GeoPoint, JobStatus, PartQuantity, Technician
 from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
-from fieldops.service.parts import Pickup
+from fieldops.service.parts import Pickup, group_pickups
 from simulators.technicians import ROUTE_STATUSES, SignInError, SimWorld, Stop, route_order
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,8 @@ def stop_of(job: dict[str, Any]) -> Stop:
 
 def pickups_of(items: list[dict[str, Any]]) -> tuple[Pickup, ...]:
     """The job view's pickup items (one per part and warehouse), one ``Pickup`` per warehouse."""
-    found: dict[int, Pickup] = {}
-    for it in items:
-        prev = found.get(it["location_id"])
-        found[it["location_id"]] = Pickup(it["location_id"], it["location"], it["lat"], it["lon"], (
-            *(prev.parts if prev else ()), PartQuantity(it["sku"], it["quantity"])))
-    return tuple(found.values())
+    return tuple(group_pickups((it["location_id"], it["location"], it["lat"], it["lon"], it["sku"],
+                                it["quantity"]) for it in items))
 
 
 class WebJobsClient(SimWorld):

@@ -321,13 +321,17 @@ class Pickup:
 
 def pickups_for_job(conn: psycopg.Connection, job_id: int) -> list[Pickup]:
     """The warehouses holding parts reserved for the job, with those parts (by location id)."""
-    rows = conn.execute(
+    return group_pickups(conn.execute(
         "SELECT l.id, l.name, l.lat, l.lon, p.sku, r.quantity FROM stock_reservations r "
         "JOIN stock_locations l ON l.id = r.location_id JOIN parts p ON p.id = r.part_id "
         "WHERE r.job_id = %s AND l.kind = 'warehouse' ORDER BY l.id, p.sku", (job_id,)
-    ).fetchall()
+    ).fetchall())
+
+
+def group_pickups(items: Iterable[tuple[int, str, float, float, str, int]]) -> list[Pickup]:
+    """(location id, name, lat, lon, sku, quantity) per reserved part as one Pickup per location."""
     found: dict[int, Pickup] = {}
-    for loc, name, lat, lon, sku, qty in rows:
+    for loc, name, lat, lon, sku, qty in items:
         prev = found.get(loc)
         found[loc] = Pickup(loc, name, lat, lon, (*(prev.parts if prev else ()), PartQuantity(sku, qty)))
     return list(found.values())
