@@ -9,7 +9,13 @@ for a scorer pass over ``--scale-devices`` devices (the fleet and copies of it i
 hour after the previous pass, ``scored_devices_per_s_full_read`` the first pass, which reads
 whole windows; ``model_devices_per_s`` features and models alone over 10,000 devices in memory.
 ``false_episodes_early`` counts the false alert episodes whose device fails within three horizons
-(degradation seen too far ahead), the rest of the false ones being on devices not about to fail.
+(degradation seen too far ahead), the rest of the false ones being on devices not about to fail;
+``false_episodes_early_held`` those early ones that lasted into their failure's catch window, which
+``job_precision`` counts as true (the job the episode opens meets the failure developing).
+``oof_*`` are out of fold over the training devices before the time cut (``--folds``, about 2.5
+times the test set's failures, no threshold to fix): PR-AUC and the highest recall at any threshold
+whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``.
+``python -m bench.predict_ceiling`` gives the ceiling of these figures on simulator data.
 """
 
 from __future__ import annotations
@@ -57,8 +63,11 @@ def main() -> int:
     ap.add_argument("--warning-h", type=float, default=72.0, help="simulator degradation phase (hours)")
     ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
     ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
+    ap.add_argument("--precision", type=float, default=0.8, help="target precision of the out-of-fold figures")
     ap.add_argument("--pooled", action="store_true",
                     help="add the pooled departure features (largest departure across metrics)")
+    ap.add_argument("--folds", type=int, default=4,
+                    help="out-of-fold figures over the training devices with this many folds (0: none)")
     ap.add_argument("--scale-devices", type=int, default=10000,
                     help="devices in the timed scorer passes (the fleet and copies of it)")
     args = ap.parse_args()
@@ -131,6 +140,12 @@ def main() -> int:
                 bulk_s, features_s = t_done - t, t_features - t
             entry = registry.load(conn, version)[0]
             truth = _truth(conn)
+            oof = {}
+            if args.folds > 1:
+                with threadpool_limits(1):
+                    scores = M.out_of_fold(run.result.train, run.result.train_x, model.estimator,
+                                           folds=args.folds, progress=log)
+                oof = out_of_fold_figures(run.result.train, scores, truth, args.precision)
             ids_of = run.result.test.grid.device_ids
             warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)
             b_warned, _ = split_outcomes(run.baseline["outcomes"], ids_of, truth)
@@ -144,8 +159,11 @@ def main() -> int:
             "median_lead_h": round(warned["median_lead"], 1),
             "test_failures_warned": warned["failures"], "test_failures_sudden": abrupt["failures"],
             "recall_sudden": round(abrupt["recall"], 3), "recall_all": round(m["recall"], 3),
-            "alert_episodes": m["alerts"], "false_episodes_early": m["early_alerts"], "caught_by_mode": modes,
+            "alert_episodes": m["alerts"], "false_episodes_early": m["early_alerts"],
+            "false_episodes_early_held": m["early_held_alerts"], "job_precision": round(m["job_precision"], 3),
+            "caught_by_mode": modes,
             "baseline_precision": round(b["precision"], 3), "baseline_recall": round(b_warned["recall"], 3),
+            "baseline_job_precision": round(b["job_precision"], 3),
             "baseline_pr_auc": round(b["pr_auc"], 3), "baseline_median_lead_h": round(b_warned["median_lead"], 1),
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),
             "rul_rmse_h": round(m["rul_rmse"], 1), "train_s": round(m["train_s"], 1),
@@ -156,6 +174,7 @@ def main() -> int:
             "model_devices_per_s": round(len(big.device_ids) / bulk_s),
             "scoring_features_share": round(features_s / bulk_s, 2),
             "backfill_s": round(backfill_s, 1), "model_version": entry.version, "promoted": promoted,
+            **oof,
         }
         print(json.dumps(registry.json_safe(out)))  # noqa: T201
     finally:
@@ -223,6 +242,29 @@ def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
 
     return (M.summarise([o for o in outcomes if not is_sudden(o)], 0, 0),
             M.summarise([o for o in outcomes if is_sudden(o)], 0, 0))
+
+
+def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: float) -> dict:
+    """Threshold-free figures of out-of-fold scores: PR-AUC, and the highest recall (failures with
+    a degradation phase) at any threshold whose precision, and whose job precision, reach
+    ``target``."""
+    keep = ds.labels.keep
+    kept = scores[keep]
+    out = {"oof_failures_warned": 0, "oof_pr_auc": round(float(M.average_precision_score(ds.labels.y[keep], kept)), 3)}
+    best: dict[str, tuple] = {"precision": (0.0, float("nan"), float("nan")),
+                              "job_precision": (0.0, float("nan"), float("nan"))}
+    for th in np.unique(np.quantile(kept, 1 - np.logspace(-4, -1, 100))):
+        ev = M.alert_events(ds, scores, float(th))
+        warned, _ = split_outcomes(ev["outcomes"], ds.grid.device_ids, truth)
+        out["oof_failures_warned"] = warned["failures"]
+        for key, (recall, _, _) in best.items():
+            if ev[key] >= target and warned["recall"] > recall:
+                best[key] = (warned["recall"], ev[key], warned["median_lead"])
+    for key, (recall, prec, lead) in best.items():
+        name = "oof" if key == "precision" else "oof_job"
+        out[f"{name}_recall"], out[f"{name}_precision"] = round(recall, 3), round(prec, 3)
+        out[f"{name}_median_lead_h"] = round(lead, 1)
+    return out
 
 
 def by_mode(outcomes: list[M.FailureOutcome], device_ids: np.ndarray, truth: dict) -> dict[str, str]:

@@ -223,7 +223,10 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
     alert when the device fails within W after the episode's first alert, a false one otherwise
     (too early counts as false). Precision = true episodes / episodes. ``early_alerts`` counts
     the false episodes that are too early: the device fails within ``NEAR_HORIZONS`` W after the
-    episode's first alert (degradation seen, but more than W ahead).
+    episode's first alert (degradation seen, but more than W ahead); ``early_held_alerts`` those of
+    them that went on into their failure's catch window below (the one job would have caught the
+    failure), and ``job_precision`` counts them as true as well: it asks whether the job an
+    episode opens meets a failure developing, not whether it came within W.
 
     A failure is caught when at least one alert lies in ``[f - W, f - min_lead]`` (default
     ``min_lead`` W/6, 12 h of 72 h: time to get a technician there); its lead time is the
@@ -239,7 +242,7 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
     fail_by_dev: dict[int, list[float]] = {}
     for f in ds.failures:
         fail_by_dev.setdefault(f.device_index, []).append(f.time)
-    tp = fp = early = 0
+    tp = fp = early = held = 0
     outcomes: list[FailureOutcome] = []
     for i in np.unique(ds.dev):
         mine = ds.dev == i
@@ -251,7 +254,9 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
             seg = np.searchsorted(resets, a_t, side="right")
             new = np.ones(len(a_t), dtype=bool)
             new[1:] = (np.diff(a_t) > gap) | (seg[1:] != seg[:-1])
-            for start in a_t[new]:
+            starts = np.flatnonzero(new)
+            for first, last in zip(starts, [*starts[1:], len(a_t)], strict=True):
+                start = a_t[first]
                 k = np.searchsorted(ftimes, start, side="right")
                 ahead = ftimes[k] - start if k < len(ftimes) else np.inf
                 if ahead <= horizon:
@@ -259,6 +264,9 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
                 else:
                     fp += 1
                     early += int(ahead <= NEAR_HORIZONS * horizon)
+                    if k < len(ftimes):  # no reset between: the episode's alerts all precede ftimes[k]
+                        ep = a_t[first:last]
+                        held += int(((ep >= ftimes[k] - horizon) & (ep <= ftimes[k] - min_lead)).any())
         if len(kept_t) == 0:
             continue
         for f in ftimes:
@@ -270,17 +278,20 @@ def alert_events(ds: Dataset, score: np.ndarray, threshold: float, min_lead: flo
             caught = eligible and len(in_win) > 0
             outcomes.append(FailureOutcome(int(i), float(f), eligible, caught,
                                            float(f - in_win[0]) if caught else float("nan")))
-    return summarise(outcomes, tp, fp, early)
+    return summarise(outcomes, tp, fp, early, held)
 
 
-def summarise(outcomes: Sequence[FailureOutcome], tp: int, fp: int, early: int = 0) -> dict:
-    """Precision, recall and lead times from failure outcomes and episode counts."""
+def summarise(outcomes: Sequence[FailureOutcome], tp: int, fp: int, early: int = 0, held: int = 0) -> dict:
+    """Precision, recall and lead times from failure outcomes and episode counts; ``held`` of the
+    ``fp`` false episodes started early and lasted into their failure's catch window."""
     eligible = [o for o in outcomes if o.eligible]
     leads = [o.lead for o in eligible if o.caught]
     return {"precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "job_precision": (tp + held) / (tp + fp) if tp + fp else float("nan"),
             "recall": len(leads) / len(eligible) if eligible else float("nan"),
             "median_lead": float(np.median(leads)) if leads else float("nan"),
             "failures": len(eligible), "alerts": tp + fp, "true_alerts": tp, "early_alerts": early,
+            "early_held_alerts": held,
             "leads": leads, "outcomes": list(outcomes)}
 
 
@@ -322,6 +333,35 @@ class TrainResult:
     train_s: float
     train_mask: np.ndarray
     test_mask: np.ndarray
+    train: Dataset | None = None  # the training devices' samples before the time cut
+    train_x: np.ndarray | None = None  # their features (the model's columns)
+
+
+def fit_sample(ds: Dataset, seed: int = 0) -> np.ndarray:
+    """Rows worth fitting on: negatives far from any failure are alike, so every positive, every
+    negative within NEAR_HORIZONS horizons of a failure and a random NEGATIVE_SHARE of the rest
+    (evaluation keeps every row)."""
+    ttf, y = ds.labels.ttf, ds.labels.y
+    near = ~np.isnan(ttf) & (ttf <= NEAR_HORIZONS * ds.horizon)
+    return y | near | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
+
+
+def out_of_fold(ds: Dataset, x: np.ndarray, estimator: str, *, folds: int = 4, seed: int = 0,
+                progress: Progress = _quiet) -> np.ndarray:
+    """Scores of every sample of ``ds`` (features ``x``) by the candidate ``estimator`` fitted on
+    the other devices: devices are dealt into ``folds`` groups by hash, each group scored by a
+    model fitted on the rest. Uncalibrated; for threshold-free figures over many more failures
+    than the validation devices hold."""
+    fold = np.array([int.from_bytes(hashlib.sha256(f"fold:{d}".encode()).digest()[:4], "big") % folds
+                     for d in ds.grid.device_ids])[ds.dev]
+    rows = ds.labels.keep & fit_sample(ds, seed)
+    out = np.full(len(ds.dev), np.nan)
+    for k in range(folds):
+        est = candidates(seed)[estimator]()
+        est.fit(x[rows & (fold != k)], ds.labels.y[rows & (fold != k)])
+        out[fold == k] = est.predict_proba(x[fold == k])[:, 1]
+        progress(f"out of fold: {k + 1}/{folds}")
+    return out
 
 
 def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdout") -> tuple[np.ndarray, np.ndarray, float]:
@@ -359,10 +399,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     val = validation_devices(train_ds, share=0.25)[train_ds.dev]
-    # Negatives far from any failure are alike: keep all within NEAR_HORIZONS horizons of one
-    # and a random NEGATIVE_SHARE of the rest for fitting (validation keeps every row).
-    near = ~np.isnan(train_ds.labels.ttf) & (train_ds.labels.ttf <= NEAR_HORIZONS * ds.horizon)
-    sampled = y | near | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
+    sampled = fit_sample(train_ds, seed)
     fit_rows, val_rows = keep & ~val & sampled, keep & val
     if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
         raise ValueError(
@@ -412,7 +449,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     model.metrics = evaluate(model, test_ds, x_te)
     model.metrics.update({"train_s": train_s, "t_cut": t_cut, "comparison": comparison})
     progress(f"test: {format_metrics(model.metrics)}")
-    return TrainResult(model, comparison, test_ds, x_te, train_s, tr_mask, te_mask)
+    return TrainResult(model, comparison, test_ds, x_te, train_s, tr_mask, te_mask, train_ds, x_tr)
 
 
 def evaluate(model: FailureModel, ds: Dataset, x: np.ndarray | None = None) -> dict:

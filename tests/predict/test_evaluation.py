@@ -85,3 +85,49 @@ def test_a_model_trained_with_pooled_features_scores_with_the_features_it_was_tr
     assert spec.pooled_scale and "pool:z_max_6" in F.feature_names(spec)
     x = F.compute(ds.grid, spec, result.test.dev, result.test.step)
     assert np.allclose(x, result.test_x, equal_nan=True)
+
+
+def test_an_early_episode_that_lasts_into_the_catch_window_counts_for_the_job_precision_only():
+    ds = dataset(300, [150.0])
+    ev = M.alert_events(ds, scores(300, [130, 133, 136, 139]), 0.5)  # one episode from 20 ahead (W 12)
+    assert (ev["alerts"], ev["true_alerts"], ev["early_alerts"], ev["early_held_alerts"]) == (1, 0, 1, 1)
+    assert ev["precision"] == 0.0 and ev["job_precision"] == 1.0
+    assert ev["recall"] == 1.0 and ev["median_lead"] == 11.0  # the first alert in [138, 148]
+
+
+def test_an_early_episode_that_ends_before_the_catch_window_is_false_for_the_job_precision_too():
+    ds = dataset(300, [150.0])
+    ev = M.alert_events(ds, scores(300, [120, 123, 126]), 0.5)  # 30 to 24 ahead; the window is 12 to 2
+    assert (ev["alerts"], ev["early_held_alerts"]) == (1, 0)
+    assert ev["job_precision"] == 0.0 and ev["recall"] == 0.0
+
+
+def test_an_episode_on_a_device_that_never_fails_is_false_for_both_precisions():
+    ds = dataset(300, [])
+    ev = M.alert_events(ds, scores(300, [50, 51]), 0.5)
+    assert ev["precision"] == 0.0 and ev["job_precision"] == 0.0
+
+
+class _Recorder:
+    """Estimator double: remembers the devices (column 0) it was fitted on and refuses to score them."""
+
+    def fit(self, x, y):
+        self.seen = set(x[:, 0].astype(int))
+        return self
+
+    def predict_proba(self, x):
+        assert not self.seen & set(x[:, 0].astype(int)), "scored a device it was fitted on"
+        return np.column_stack([np.zeros(len(x)), np.ones(len(x))])
+
+
+def test_out_of_fold_scores_every_sample_by_a_model_that_never_saw_its_device(monkeypatch):
+    n_dev, n = 12, 40
+    grid = F.Grid(device_ids=np.arange(100, 100 + n_dev), values=np.ones((n_dev, n, 1)),
+                  time=np.tile(np.arange(n, dtype=float), (n_dev, 1)), counts=np.zeros((n_dev, n, 0)),
+                  resets=[np.array([30.0])] * n_dev, installed=np.zeros(n_dev), group=np.zeros(n_dev, dtype=int))
+    dev, step = np.repeat(np.arange(n_dev), n), np.tile(np.arange(n), n_dev)
+    labels = F.make_labels(grid, dev, step, [F.Failure(i, 30.0) for i in range(n_dev)], [[]] * n_dev, 12.0, 2.0)
+    ds = M.Dataset(grid, dev, step, grid.time[dev, step], labels, [F.Failure(i, 30.0) for i in range(n_dev)], 12.0)
+    monkeypatch.setattr(M, "candidates", lambda seed=0: {"recorder": _Recorder})
+    scores = M.out_of_fold(ds, dev[:, None].astype(float), "recorder", folds=3)
+    assert not np.isnan(scores).any()
