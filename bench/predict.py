@@ -141,10 +141,12 @@ def main() -> int:
             entry = registry.load(conn, version)[0]
             truth = _truth(conn)
             oof = {}
-            if args.folds > 1:
-                with threadpool_limits(1):
-                    scores = M.out_of_fold(run.result.train, run.result.train_x, model.estimator,
-                                           folds=args.folds, progress=log)
+            if args.folds > 1:  # the chosen estimator's out-of-fold scores from training, if it compared
+                scores = run.result.oof_scores.get(model.estimator) if args.folds == M.OOF_FOLDS else None
+                if scores is None:
+                    with threadpool_limits(1):
+                        scores = M.out_of_fold(run.result.train, run.result.train_x, model.estimator,
+                                               folds=args.folds, progress=log)
                 oof = out_of_fold_figures(run.result.train, scores, truth, args.precision)
             ids_of = run.result.test.grid.device_ids
             warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)
@@ -168,6 +170,8 @@ def main() -> int:
             "sample_precision": round(m["sample_precision"], 3), "sample_recall": round(m["sample_recall"], 3),
             "rul_rmse_h": round(m["rul_rmse"], 1), "train_s": round(m["train_s"], 1),
             "comparison_pr_auc": {k: round(v, 3) for k, v in run.result.comparison.items()},
+            "selection_oof": {k: {f: round(v, 3) if isinstance(v, float) else v for f, v in fig.items()}
+                              for k, fig in run.result.selection.items()},
             "scored_devices_per_s": round(warm.devices / warm.seconds),
             "scored_devices_per_s_full_read": round(cold.devices / cold.seconds),
             "scored_devices": warm.devices,

@@ -2,9 +2,9 @@
 a remaining-useful-life regressor, chosen by measurement and evaluated on held-out devices.
 
 The split is by device and by time: test samples come from held-out devices after ``t_cut``,
-training samples from the other devices before it; a validation share of the training devices
-chooses the estimator, calibrates it and fixes the operating threshold, so the test set is
-touched once.
+training samples from the other devices before it. The estimator is chosen out of fold over all
+training devices (event recall at the target precision); a validation share of the training
+devices calibrates it and fixes the operating threshold, so the test set is touched once.
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def informative_columns(x: np.ndarray) -> np.ndarray:
 
 NEAR_HORIZONS = 3.0
 NEGATIVE_SHARE = 0.3
+OOF_FOLDS = 4  # folds by device for choosing the estimator out of fold
 
 
 def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
@@ -198,6 +199,7 @@ def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
 # ---------------------------------------------------------------- alerts and events
 
 
+THRESHOLD_TOP_SHARE = 1e-4  # the highest threshold tried leaves this share of samples above it
 MIN_LEAD_FRACTION = 1.0 / 6.0  # minimum useful lead as a share of the horizon (12 h of 72 h)
 EPISODE_GAP_FRACTION = 1.0 / 3.0  # alerts closer than this (24 h of 72 h) form one episode
 
@@ -308,8 +310,8 @@ def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) ->
     precision); the threshold with the best precision when none does."""
     kept = score[ds.labels.keep]
     qs = np.unique(kept)  # a calibrated (isotonic) score has few distinct values: try each
-    if len(qs) > 200:
-        qs = np.unique(np.quantile(kept, np.linspace(0.5, 0.9995, 120)))
+    if len(qs) > 200:  # quantiles from the median up, denser towards the top where alerts are
+        qs = np.unique(np.quantile(kept, 1.0 - np.geomspace(0.5, THRESHOLD_TOP_SHARE, 160)))
     best, best_prec = float(qs[-1]), -1.0
     for th in qs:  # ascending: the first that reaches the target has the highest recall
         ev = alert_events(ds, score, float(th))
@@ -335,6 +337,8 @@ class TrainResult:
     test_mask: np.ndarray
     train: Dataset | None = None  # the training devices' samples before the time cut
     train_x: np.ndarray | None = None  # their features (the model's columns)
+    selection: dict[str, dict] = field(default_factory=dict)  # out-of-fold figures per candidate
+    oof_scores: dict[str, np.ndarray] = field(default_factory=dict)  # their out-of-fold scores
 
 
 def fit_sample(ds: Dataset, seed: int = 0) -> np.ndarray:
@@ -346,22 +350,70 @@ def fit_sample(ds: Dataset, seed: int = 0) -> np.ndarray:
     return y | near | (np.random.default_rng(seed).random(len(y)) < NEGATIVE_SHARE)
 
 
+def fold_of(ds: Dataset, folds: int) -> np.ndarray:
+    """Per sample, its device's fold (devices dealt into ``folds`` groups by hash)."""
+    return np.array([int.from_bytes(hashlib.sha256(f"fold:{d}".encode()).digest()[:4], "big") % folds
+                     for d in ds.grid.device_ids], dtype=np.int64)[ds.dev]
+
+
+def folds_usable(ds: Dataset, folds: int, seed: int = 0) -> bool:
+    """Whether every fold's complement has positives and negatives to fit on and every fold a
+    positive to score (tiny data sets have not)."""
+    if folds < 2:
+        return False
+    fold = fold_of(ds, folds)
+    rows = ds.labels.keep & fit_sample(ds, seed)
+    y = ds.labels.y
+    return all(y[rows & (fold != k)].sum() >= 2 and (~y[rows & (fold != k)]).sum() >= 2
+               and y[ds.labels.keep & (fold == k)].any() for k in range(folds))
+
+
 def out_of_fold(ds: Dataset, x: np.ndarray, estimator: str, *, folds: int = 4, seed: int = 0,
                 progress: Progress = _quiet) -> np.ndarray:
     """Scores of every sample of ``ds`` (features ``x``) by the candidate ``estimator`` fitted on
     the other devices: devices are dealt into ``folds`` groups by hash, each group scored by a
-    model fitted on the rest. Uncalibrated; for threshold-free figures over many more failures
-    than the validation devices hold."""
-    fold = np.array([int.from_bytes(hashlib.sha256(f"fold:{d}".encode()).digest()[:4], "big") % folds
-                     for d in ds.grid.device_ids])[ds.dev]
+    model fitted on the rest. Uncalibrated; for threshold-free figures and for choosing the
+    estimator over many more failures than the validation devices hold."""
+    fold = fold_of(ds, folds)
     rows = ds.labels.keep & fit_sample(ds, seed)
     out = np.full(len(ds.dev), np.nan)
     for k in range(folds):
         est = candidates(seed)[estimator]()
         est.fit(x[rows & (fold != k)], ds.labels.y[rows & (fold != k)])
         out[fold == k] = est.predict_proba(x[fold == k])[:, 1]
-        progress(f"out of fold: {k + 1}/{folds}")
+        progress(f"{estimator} out of fold: fold {k + 1} of {folds} done")
     return out
+
+
+def compare_out_of_fold(ds: Dataset, x: np.ndarray, names: Sequence[str], target_precision: float, *,
+                        folds: int, seed: int = 0,
+                        progress: Progress = _quiet) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Per candidate, out-of-fold PR-AUC and the event recall at the lowest threshold whose event
+    precision reaches ``target_precision`` (0 where none does), with the scores."""
+    figures: dict[str, dict] = {}
+    scores: dict[str, np.ndarray] = {}
+    keep = ds.labels.keep
+    for name in names:
+        t0 = time.perf_counter()
+        s = scores[name] = out_of_fold(ds, x, name, folds=folds, seed=seed, progress=progress)
+        th = choose_threshold(ds, s, target_precision)
+        ev = alert_events(ds, s, th)
+        reached = not np.isnan(ev["precision"]) and ev["precision"] >= target_precision
+        figures[name] = {"pr_auc": float(average_precision_score(ds.labels.y[keep], s[keep])),
+                         "recall": float(ev["recall"]) if reached else 0.0,
+                         "precision": float(ev["precision"]), "failures": ev["failures"]}
+        progress(f"{name}: out of fold PR-AUC {figures[name]['pr_auc']:.3f}, recall "
+                 f"{figures[name]['recall']:.3f} at precision {figures[name]['precision']:.3f} "
+                 f"({time.perf_counter() - t0:.1f} s)")
+    return figures, scores
+
+
+def choose_estimator(comparison: dict[str, float], selection: dict[str, dict]) -> str:
+    """The candidate with the highest out-of-fold recall at the target precision (then PR-AUC);
+    without out-of-fold figures, the highest validation PR-AUC."""
+    if selection:
+        return max(selection, key=lambda n: (selection[n]["recall"], selection[n]["pr_auc"]))
+    return max(comparison, key=comparison.get)
 
 
 def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdout") -> tuple[np.ndarray, np.ndarray, float]:
@@ -380,10 +432,16 @@ def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdou
 def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
           test_share: float = 0.3, time_share: float = 0.5, rul_cap: float | None = None,
           estimators: Sequence[str] | None = None, progress: Progress = _quiet,
-          seed: int = 0, pooled: bool = False) -> TrainResult:
+          seed: int = 0, pooled: bool = False, folds: int = OOF_FOLDS) -> TrainResult:
     """Choose, fit, calibrate and threshold a model; evaluate on the held-out devices. With
     ``pooled``, the features include the pooled departures (:func:`F.pooled_features`), their
-    healthy spreads fitted on the training samples."""
+    healthy spreads fitted on the training samples.
+
+    With several candidates, the estimator is the one with the best out-of-fold event recall at
+    ``target_precision`` over all training devices (``folds`` folds by device; see
+    :func:`compare_out_of_fold`), else the best validation PR-AUC (one candidate, ``folds`` < 2,
+    or too few failures to fill the folds). Calibration and threshold come from the validation
+    devices either way."""
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
@@ -416,7 +474,12 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         comparison[name] = float(average_precision_score(y[val_rows], p))
         fitted[name] = est
         progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
-    best = max(comparison, key=comparison.get)
+    selection: dict[str, dict] = {}
+    oof_scores: dict[str, np.ndarray] = {}
+    if len(comparison) > 1 and folds_usable(train_ds, folds, seed):
+        selection, oof_scores = compare_out_of_fold(train_ds, x_tr, list(comparison), target_precision,
+                                                    folds=folds, seed=seed, progress=progress)
+    best = choose_estimator(comparison, selection)
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
     calibrated.fit(x_tr[val_rows], y[val_rows])
     val_ds = train_ds.subset(val)
@@ -447,9 +510,10 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     )
     train_s = time.perf_counter() - started
     model.metrics = evaluate(model, test_ds, x_te)
-    model.metrics.update({"train_s": train_s, "t_cut": t_cut, "comparison": comparison})
+    model.metrics.update({"train_s": train_s, "t_cut": t_cut, "comparison": comparison, "selection": selection})
     progress(f"test: {format_metrics(model.metrics)}")
-    return TrainResult(model, comparison, test_ds, x_te, train_s, tr_mask, te_mask, train_ds, x_tr)
+    return TrainResult(model, comparison, test_ds, x_te, train_s, tr_mask, te_mask, train_ds, x_tr,
+                       selection, oof_scores)
 
 
 def evaluate(model: FailureModel, ds: Dataset, x: np.ndarray | None = None) -> dict:

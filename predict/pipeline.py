@@ -98,7 +98,7 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     params = {"spec": asdict(spec),
               "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days, "pooled": pooled,
               "estimator": run.result.model.estimator, "threshold": run.result.model.threshold,
-              "comparison": run.result.comparison}
+              "comparison": run.result.comparison, "selection": run.result.selection}
     version, promoted = registry.register(
         conn, run.result.model, params=params, train_start=start, train_end=end,
         active_version=active_version, active_metrics=active_metrics)

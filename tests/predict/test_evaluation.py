@@ -131,3 +131,51 @@ def test_out_of_fold_scores_every_sample_by_a_model_that_never_saw_its_device(mo
     monkeypatch.setattr(M, "candidates", lambda seed=0: {"recorder": _Recorder})
     scores = M.out_of_fold(ds, dev[:, None].astype(float), "recorder", folds=3)
     assert not np.isnan(scores).any()
+
+
+def test_the_estimator_is_chosen_by_out_of_fold_recall_at_the_target_precision():
+    selection = {"a": {"recall": 0.6, "pr_auc": 0.5}, "b": {"recall": 0.4, "pr_auc": 0.7}}
+    assert M.choose_estimator({"a": 0.5, "b": 0.9}, selection) == "a"
+
+
+def test_equal_out_of_fold_recall_is_decided_by_out_of_fold_pr_auc():
+    selection = {"a": {"recall": 0.0, "pr_auc": 0.5}, "b": {"recall": 0.0, "pr_auc": 0.7}}
+    assert M.choose_estimator({"a": 0.9, "b": 0.5}, selection) == "b"
+
+
+def test_without_out_of_fold_figures_the_best_validation_pr_auc_is_chosen():
+    assert M.choose_estimator({"a": 0.5, "b": 0.9}, {}) == "b"
+
+
+def test_folds_are_not_used_when_one_would_lack_a_failure():
+    ds = dataset(400, [150.0, 350.0])  # one device: every fold but its own is empty
+    ds.labels = F.make_labels(ds.grid, ds.dev, ds.step, ds.failures, [[]], 12.0, 2.0)
+    assert not M.folds_usable(ds, 4)
+
+
+def test_training_with_several_candidates_compares_them_out_of_fold(tmp_path):
+    from predict import csvio
+    from tests.predict import synth
+
+    readings, failures = synth.write_history(tmp_path, devices=24)
+    r = csvio.read_readings(readings)
+    fails = csvio.read_failures(failures, r)
+    csvio.with_resets(r, fails)
+    ds = M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+    result = M.train(ds, F.FeatureSpec(n_slots=3), estimators=["logistic_regression", "random_forest"],
+                     folds=3)
+    assert set(result.selection) == {"logistic_regression", "random_forest"}
+    assert result.model.estimator == M.choose_estimator(result.comparison, result.selection)
+    oof = result.oof_scores[result.model.estimator]
+    assert oof.shape == result.train.dev.shape and not np.isnan(oof).any()
+    assert result.model.metrics["selection"] == result.selection
+
+
+def test_a_threshold_that_only_the_top_few_scores_pass_is_still_found():
+    n = 20000
+    ds = dataset(n, [10000.0])
+    s = np.random.default_rng(0).uniform(0.0, 0.5, n)  # noise alerts at any threshold up to 0.5
+    s[9990:9995] = 0.9  # five samples (0.025 %) in the failure's catch window
+    th = M.choose_threshold(ds, s, target_precision=0.8)
+    assert 0.5 < th <= 0.9
+    assert M.alert_events(ds, s, th)["precision"] == 1.0
