@@ -146,7 +146,7 @@ def main() -> int:
                 if scores is None:
                     with threadpool_limits(1):
                         scores = M.out_of_fold(run.result.train, run.result.train_x, model.estimator,
-                                               folds=args.folds, progress=log)
+                                               folds=args.folds, progress=log, workers=2)
                 oof = out_of_fold_figures(run.result.train, scores, truth, args.precision)
             ids_of = run.result.test.grid.device_ids
             warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import joblib
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -368,26 +369,35 @@ def folds_usable(ds: Dataset, folds: int, seed: int = 0) -> bool:
                and y[ds.labels.keep & (fold == k)].any() for k in range(folds))
 
 
+def _fold_scores(estimator: str, seed: int, x_fit: np.ndarray, y_fit: np.ndarray,
+                 x_score: np.ndarray) -> np.ndarray:
+    est = candidates(seed)[estimator]()
+    est.fit(x_fit, y_fit)
+    return est.predict_proba(x_score)[:, 1]
+
+
 def out_of_fold(ds: Dataset, x: np.ndarray, estimator: str, *, folds: int = 4, seed: int = 0,
-                progress: Progress = _quiet) -> np.ndarray:
+                progress: Progress = _quiet, workers: int = 1) -> np.ndarray:
     """Scores of every sample of ``ds`` (features ``x``) by the candidate ``estimator`` fitted on
     the other devices: devices are dealt into ``folds`` groups by hash, each group scored by a
-    model fitted on the rest. Uncalibrated; for threshold-free figures and for choosing the
-    estimator over many more failures than the validation devices hold."""
+    model fitted on the rest, ``workers`` folds at a time in worker processes (1: in this
+    process). Uncalibrated; for threshold-free figures and for choosing the estimator over many
+    more failures than the validation devices hold."""
     fold = fold_of(ds, folds)
     rows = ds.labels.keep & fit_sample(ds, seed)
+    y = ds.labels.y
     out = np.full(len(ds.dev), np.nan)
-    for k in range(folds):
-        est = candidates(seed)[estimator]()
-        est.fit(x[rows & (fold != k)], ds.labels.y[rows & (fold != k)])
-        out[fold == k] = est.predict_proba(x[fold == k])[:, 1]
+    tasks = (delayed(_fold_scores)(estimator, seed, x[rows & (fold != k)], y[rows & (fold != k)], x[fold == k])
+             for k in range(folds))
+    for k, scores in enumerate(Parallel(n_jobs=max(1, workers), return_as="generator")(tasks)):
+        out[fold == k] = scores
         progress(f"{estimator} out of fold: fold {k + 1} of {folds} done")
     return out
 
 
 def compare_out_of_fold(ds: Dataset, x: np.ndarray, names: Sequence[str], target_precision: float, *,
-                        folds: int, seed: int = 0,
-                        progress: Progress = _quiet) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+                        folds: int, seed: int = 0, progress: Progress = _quiet,
+                        workers: int = 1) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Per candidate, out-of-fold PR-AUC and the event recall at the lowest threshold whose event
     precision reaches ``target_precision`` (0 where none does), with the scores."""
     figures: dict[str, dict] = {}
@@ -395,7 +405,7 @@ def compare_out_of_fold(ds: Dataset, x: np.ndarray, names: Sequence[str], target
     keep = ds.labels.keep
     for name in names:
         t0 = time.perf_counter()
-        s = scores[name] = out_of_fold(ds, x, name, folds=folds, seed=seed, progress=progress)
+        s = scores[name] = out_of_fold(ds, x, name, folds=folds, seed=seed, progress=progress, workers=workers)
         th = choose_threshold(ds, s, target_precision)
         ev = alert_events(ds, s, th)
         reached = not np.isnan(ev["precision"]) and ev["precision"] >= target_precision
@@ -432,7 +442,7 @@ def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdou
 def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
           test_share: float = 0.3, time_share: float = 0.5, rul_cap: float | None = None,
           estimators: Sequence[str] | None = None, progress: Progress = _quiet,
-          seed: int = 0, pooled: bool = False, folds: int = OOF_FOLDS) -> TrainResult:
+          seed: int = 0, pooled: bool = False, folds: int = OOF_FOLDS, workers: int = 1) -> TrainResult:
     """Choose, fit, calibrate and threshold a model; evaluate on the held-out devices. With
     ``pooled``, the features include the pooled departures (:func:`F.pooled_features`), their
     healthy spreads fitted on the training samples.
@@ -441,7 +451,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     ``target_precision`` over all training devices (``folds`` folds by device; see
     :func:`compare_out_of_fold`), else the best validation PR-AUC (one candidate, ``folds`` < 2,
     or too few failures to fill the folds). Calibration and threshold come from the validation
-    devices either way."""
+    devices either way. ``workers``: folds fitted at a time, in worker processes."""
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
@@ -478,7 +488,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     oof_scores: dict[str, np.ndarray] = {}
     if len(comparison) > 1 and folds_usable(train_ds, folds, seed):
         selection, oof_scores = compare_out_of_fold(train_ds, x_tr, list(comparison), target_precision,
-                                                    folds=folds, seed=seed, progress=progress)
+                                                    folds=folds, seed=seed, progress=progress, workers=workers)
     best = choose_estimator(comparison, selection)
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
     calibrated.fit(x_tr[val_rows], y[val_rows])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,8 @@ def fit(ds: M.Dataset, spec: F.FeatureSpec, *, progress: M.Progress, plot_dir: P
     """Train and evaluate, evaluate the raw-metric threshold rule on the same hold-out, plot."""
     with threadpool_limits(1):  # the machine is shared; one thread is also fastest at this size
         result = M.train(ds, spec, progress=progress, estimators=estimators,
-                         target_precision=target_precision, pooled=pooled)
+                         target_precision=target_precision, pooled=pooled,
+                         workers=min(M.OOF_FOLDS, os.cpu_count() or 1))  # folds in worker processes
         base_scores = M.baseline_scores(ds, result.train_mask)[result.test_mask]
         baseline = M.score_metrics(result.test, base_scores, 0.5)
         progress(f"baseline (threshold rule): {M.format_metrics(baseline)}")
