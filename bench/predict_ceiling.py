@@ -53,11 +53,6 @@ def phase_paths(rng: np.random.Generator, phase_h: np.ndarray, levels: np.ndarra
     return out
 
 
-def failure_hours(rng: np.random.Generator, phase_h: np.ndarray) -> np.ndarray:
-    """Hours from the phase start to the failure (health reaching 1.0) for phases ``phase_h``."""
-    return phase_paths(rng, phase_h, np.array([1.0]))[0]
-
-
 def rule_figures(fail_h: np.ndarray, delays: np.ndarray, horizon: float) -> dict[str, np.ndarray]:
     """Per alert rule: expected true and false episodes and caught failures per failure, under
     the strict and the job definition. ``delays`` is the alert start in hours after the phase

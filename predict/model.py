@@ -76,11 +76,14 @@ def build_dataset(grid: F.Grid, failures: Sequence[F.Failure], repairs: Sequence
 
 def device_split(device_ids: np.ndarray, share: float, salt: str) -> np.ndarray:
     """Stable pseudo-random split of devices: True for about ``share`` of them."""
-    out = np.empty(len(device_ids), dtype=bool)
-    for i, d in enumerate(device_ids):
-        h = hashlib.sha256(f"{salt}:{d}".encode()).digest()
-        out[i] = int.from_bytes(h[:4], "big") / 2**32 < share
-    return out
+    return device_hash(device_ids, salt) / 2**32 < share
+
+
+def device_hash(device_ids: np.ndarray, salt: str) -> np.ndarray:
+    """A stable pseudo-random 32-bit number per device id (the first 4 bytes of SHA-256 of
+    ``salt:id``), for splits and folds that do not move when other devices come or go."""
+    return np.array([int.from_bytes(hashlib.sha256(f"{salt}:{d}".encode()).digest()[:4], "big")
+                     for d in device_ids], dtype=np.int64)
 
 
 def validation_devices(ds: Dataset, share: float) -> np.ndarray:
@@ -92,9 +95,7 @@ def validation_devices(ds: Dataset, share: float) -> np.ndarray:
     for group in (failing, np.setdiff1d(present, failing)):
         if len(group) == 0:
             continue
-        h = np.array([int.from_bytes(hashlib.sha256(f"validation:{ds.grid.device_ids[i]}".encode()).digest()[:4],
-                                     "big") for i in group])
-        ordered = group[np.argsort(h)]
+        ordered = group[np.argsort(device_hash(ds.grid.device_ids[group], "validation"))]
         k = int(round(len(group) * share))
         k = min(max(k, 1), len(group) - 1) if len(group) >= 2 else 0
         out[ordered[:k]] = True
@@ -353,8 +354,7 @@ def fit_sample(ds: Dataset, seed: int = 0) -> np.ndarray:
 
 def fold_of(ds: Dataset, folds: int) -> np.ndarray:
     """Per sample, its device's fold (devices dealt into ``folds`` groups by hash)."""
-    return np.array([int.from_bytes(hashlib.sha256(f"fold:{d}".encode()).digest()[:4], "big") % folds
-                     for d in ds.grid.device_ids], dtype=np.int64)[ds.dev]
+    return (device_hash(ds.grid.device_ids, "fold") % folds)[ds.dev]
 
 
 def folds_usable(ds: Dataset, folds: int, seed: int = 0) -> bool:

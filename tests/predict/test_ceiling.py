@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.predict_ceiling import best_pooled, failure_hours, rule_figures
+from bench.predict_ceiling import best_pooled, phase_paths, rule_figures
 
 W = 12.0  # catch window [f - 12, f - 2]
 
@@ -43,6 +43,6 @@ def test_the_pooled_rule_keeps_the_precision_target():
 
 def test_phases_end_about_their_drawn_length():
     rng = np.random.default_rng(0)
-    hours = failure_hours(rng, np.full(4000, 72.0))
+    hours = phase_paths(rng, np.full(4000, 72.0), np.array([1.0]))[0]  # hours to failure
     assert np.median(hours) == pytest.approx(72.0, rel=0.08)
     assert (hours > 0).all()
