@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     loop = ps.add_parser("score-loop", help="score the fleet periodically, open proactive jobs")
     loop.add_argument("--interval", type=float, default=600.0, help="seconds between passes")
     loop.add_argument("--once", action="store_true", help="one pass, then exit")
-    loop.add_argument("--batch", type=int, default=2000)
+    loop.add_argument("--batch", type=int, help="devices per batch (default: the scorer's)")
+    loop.add_argument("--threads", type=int,
+                      help="batches scored at a time, features and models (default: the scorer's)")
     loop.set_defaults(func=cmd_score_loop, process_name="scorer")
 
     ps.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
@@ -177,7 +179,8 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 try:
                     result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
-                                               batch=args.batch, windows=windows)
+                                               batch=args.batch or scorer.BATCH, windows=windows,
+                                               compute_threads=args.threads or scorer.COMPUTE_THREADS)
                 except (AttributeError, ValueError, TypeError, psycopg.Error) as exc:
                     log.error("scoring with model v%d failed: %s", current[0].version, exc)
                     conn.rollback()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +40,9 @@ CONTRACT_BOOST = {"premium": 1, "gold": 1, "standard": 0, "basic": 0}
 # priority margins: the share of the way from the operating threshold to p = 1
 URGENT_MARGIN, HIGH_MARGIN, NORMAL_MARGIN = 0.6, 0.4, 0.15
 URGENT_RUL_H = 24.0
+# Devices per batch and batches scored at a time. Measured on 2 cores over 10,200 devices (bench):
+# 2,000 on one thread gave 8,000-10,500 devices/s; 4,000 on two threads 13,500-15,000.
+BATCH, COMPUTE_THREADS = 4000, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,30 +79,33 @@ def _fmt_pct(change: float) -> str:
     return f"{'up' if change >= 0 else 'down'} {abs(change) * 100:.0f}%"
 
 
-def explain(x_row: np.ndarray, names: list[str], slot_names: list[str], spec: F.FeatureSpec,
-            top: int = 2) -> str:
-    """The strongest departures from the device's own baseline, e.g. "vibration_rms up 40% over 7 days"."""
-    col = {n: i for i, n in enumerate(names)}
+def explain(x_row: np.ndarray, names: list[str] | dict[str, int], slot_names: list[str],
+            spec: F.FeatureSpec, top: int = 2) -> str:
+    """The strongest departures from the device's own baseline, e.g. "vibration_rms up 40% over 7 days".
+
+    ``names``: the feature names, or their column index by name (built once per batch)."""
+    col = names if isinstance(names, dict) else {n: i for i, n in enumerate(names)}
     long_w = max(spec.windows)
     long_label = f"{long_w // 24} days" if long_w % 24 == 0 and long_w >= 48 else f"{long_w} h"
+    row = x_row.tolist()  # Python floats: a few values per slot, no numpy call per value
     findings = []
     for m, metric in enumerate(slot_names[: spec.n_slots]):
         if not metric:
             continue
-        base = x_row[col[f"m{m}:base_mean"]]
-        z = x_row[col[f"m{m}:z_{long_w}"]]
-        trend = x_row[col[f"m{m}:trend_{long_w}"]]
-        mean = x_row[col[f"m{m}:mean_{long_w}"]]
-        strength = np.nanmax(np.abs([z, trend])) if not (np.isnan(z) and np.isnan(trend)) else np.nan
-        if np.isnan(strength) or np.isnan(base) or abs(base) < 1e-9:
+        base = row[col[f"m{m}:base_mean"]]
+        z = row[col[f"m{m}:z_{long_w}"]]
+        trend = row[col[f"m{m}:trend_{long_w}"]]
+        mean = row[col[f"m{m}:mean_{long_w}"]]
+        known = [abs(v) for v in (z, trend) if not math.isnan(v)]
+        if not known or math.isnan(base) or abs(base) < 1e-9:
             continue
         change = (mean - base) / abs(base)
-        findings.append((strength, f"{metric} {_fmt_pct(change)} over {long_label} "
-                                   f"({mean:.3g} vs {base:.3g} normal for this unit)"))
+        findings.append((max(known), f"{metric} {_fmt_pct(change)} over {long_label} "
+                                     f"({mean:.3g} vs {base:.3g} normal for this unit)"))
     for k, label in enumerate(data.COUNT_SEVERITIES[: spec.n_counts]):
         key = f"c{k}:count_24"
-        if key in col and x_row[col[key]] > 0 and label != "fault":
-            findings.append((float(x_row[col[key]]), f"{int(x_row[col[key]])} {label} events in 24 h"))
+        if key in col and row[col[key]] > 0 and label != "fault":
+            findings.append((float(row[col[key]]), f"{int(row[col[key]])} {label} events in 24 h"))
     findings.sort(key=lambda f: -f[0])
     return "; ".join(text for _, text in findings[:top]) or "risk pattern across several readings"
 
@@ -130,15 +138,15 @@ def scores(fleet: data.Fleet, model: FailureModel) -> Scores:
     grid = fleet.grid
     step = grid.last_steps()
     dev = np.flatnonzero(step >= 0)
-    with threadpool_limits(1):
+    with threadpool_limits(1):  # the scorer overlaps batches on its own threads
         x = F.compute(grid, model.spec, dev, step[dev])
         p, rul, modes = model.score(x)
-    names = F.feature_names(model.spec)
+    col = {n: i for i, n in enumerate(F.feature_names(model.spec))}
     explanations = np.full(len(dev), "", dtype=object)
     for row in np.flatnonzero(p >= model.threshold):  # only alerts are explained
         i = dev[row]
         slots = grid.slot_names[grid.group[i]] if grid.slot_names else []
-        explanations[row] = explain(x[row], names, slots, model.spec)
+        explanations[row] = explain(x[row], col, slots, model.spec)
     return Scores(grid.device_ids[dev], p, rul, modes, explanations, [fleet.contracts[i] for i in dev])
 
 
@@ -214,15 +222,18 @@ class Pass:
 
 
 def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now: datetime,
-               batch: int = 2000, open_proactive: bool = True,
-               windows: dict[tuple, data.Window] | None = None) -> Pass:
+               batch: int = BATCH, open_proactive: bool = True,
+               windows: dict[tuple, data.Window] | None = None, compute_threads: int = COMPUTE_THREADS) -> Pass:
     """Score every device that reported within the last two days; one transaction per batch.
     ``windows`` (kept by the caller across passes) holds each batch's rolling window.
 
     All database work (reading a batch, opening its jobs, storing its predictions) runs in order
-    on one thread, the features and models on this one: the next batch is read and the previous
-    one stored while the current one is scored (numpy, scikit-learn and the socket wait release
-    the GIL). The connection is used by one thread at a time."""
+    on one thread, the features and models of up to ``compute_threads`` batches at a time on
+    others: later batches are read and earlier ones stored while batches are scored (numpy,
+    scikit-learn and the socket wait release the GIL). The connection is used by one thread at a
+    time; predictions are stored in batch order."""
+    if batch < 1 or compute_threads < 1:
+        raise ValueError(f"batch ({batch}) and compute_threads ({compute_threads}) must be at least 1")
     started = time.perf_counter()
     ids = data.active_device_ids(conn, now - timedelta(hours=ACTIVE_WITHIN_H))
     windows = {} if windows is None else windows
@@ -239,14 +250,20 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
         conn.commit()
         return len(risky), len(job_ids)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="scorer-db") as db:
+    with (threadpool_limits(1), ThreadPoolExecutor(1, thread_name_prefix="scorer-db") as db,
+          ThreadPoolExecutor(compute_threads, thread_name_prefix="scorer-cpu") as cpu):
+        reads: deque = deque(db.submit(read, a) for a in starts[:compute_threads + 1])
+        queued = len(reads)
+        computing: deque = deque()
         writes = []
-        reading = db.submit(read, starts[0]) if starts else None
-        for k in range(len(starts)):
-            fleet = reading.result()
-            if k + 1 < len(starts):
-                reading = db.submit(read, starts[k + 1])
-            writes.append(db.submit(write, scores(fleet, model)))
+        while reads:
+            computing.append(cpu.submit(scores, reads.popleft().result(), model))
+            if queued < len(starts):  # read ahead as far as the compute threads can take
+                reads.append(db.submit(read, starts[queued]))
+                queued += 1
+            if len(computing) >= compute_threads or not reads:
+                writes.append(db.submit(write, computing.popleft().result()))
+        writes += [db.submit(write, c.result()) for c in computing]
         done = [w.result() for w in writes]
     result = Pass(len(ids), sum(d[0] for d in done), sum(d[1] for d in done), time.perf_counter() - started)
     log.info("scored %d devices in %.2f s: %d above threshold, %d proactive jobs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
 from fieldops.domain import JobStatus
 from fieldops.service import jobs
@@ -148,7 +149,8 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
 
 
-def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scores_alone(db):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scores_alone(db, threads):
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LinearRegression
 
@@ -163,10 +165,19 @@ def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scor
                          LinearRegression().fit(x, [1.0, 5.0]), None, [], threshold=0.9, horizon=72.0,
                          rul_cap=144.0, estimator="linear", columns=np.array([F.feature_names(spec).index("m1:mean_6")]))
     version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
-    assert scorer.score_pass(db, model, version, T0, batch=1).devices == 3  # three batches, overlapped
-    stored = dict(db.execute("SELECT device_id, rul_h FROM predictions").fetchall())
+    # three batches, overlapped: read ahead, scored ``threads`` at a time, stored in batch order
+    assert scorer.score_pass(db, model, version, T0, batch=1, compute_threads=threads).devices == 3
+    stored = db.execute("SELECT device_id, rul_h FROM predictions ORDER BY id").fetchall()
     alone = {p.device_id: p.rul_h for d in pumps for p in scorer.score_devices(db, model, T0, [d.id])}
-    assert stored == alone and len(set(alone.values())) == 3
+    assert dict(stored) == alone and len(set(alone.values())) == 3
+    assert [d for d, _ in stored] == sorted(d.id for d in pumps)
+
+
+@pytest.mark.parametrize("arg", [{"batch": 0}, {"compute_threads": 0}])
+def test_a_pass_refuses_empty_batches_or_no_compute_thread(db, arg):
+    model = two_reporting_pumps_and_a_model(db)
+    with pytest.raises(ValueError, match="must be at least 1"):
+        scorer.score_pass(db, model, 1, T0, **arg)
 
 
 def test_stored_predictions_keep_tabs_backslashes_and_newlines_in_their_text(db):
