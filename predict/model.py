@@ -473,10 +473,16 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         raise ValueError(
             f"too few failures to train: {int(y[keep].sum())} positive samples "
             f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
+    pool = candidates(seed)
+    names = list(estimators or pool)
+    selection: dict[str, dict] = {}
+    oof_scores: dict[str, np.ndarray] = {}
+    if len(names) > 1 and folds_usable(train_ds, folds, seed):
+        selection, oof_scores = compare_out_of_fold(train_ds, x_tr, names, target_precision,
+                                                    folds=folds, seed=seed, progress=progress, workers=workers)
     comparison: dict[str, float] = {}
     fitted: dict[str, object] = {}
-    pool = candidates(seed)
-    for name in estimators or list(pool):
+    for name in [choose_estimator({}, selection)] if selection else names:  # chosen: fit it alone
         t0 = time.perf_counter()
         est = pool[name]()
         est.fit(x_tr[fit_rows], y[fit_rows])
@@ -484,11 +490,6 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         comparison[name] = float(average_precision_score(y[val_rows], p))
         fitted[name] = est
         progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
-    selection: dict[str, dict] = {}
-    oof_scores: dict[str, np.ndarray] = {}
-    if len(comparison) > 1 and folds_usable(train_ds, folds, seed):
-        selection, oof_scores = compare_out_of_fold(train_ds, x_tr, list(comparison), target_precision,
-                                                    folds=folds, seed=seed, progress=progress, workers=workers)
     best = choose_estimator(comparison, selection)
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
     calibrated.fit(x_tr[val_rows], y[val_rows])

@@ -169,6 +169,7 @@ def test_training_with_several_candidates_compares_them_out_of_fold(tmp_path):
     oof = result.oof_scores[result.model.estimator]
     assert oof.shape == result.train.dev.shape and not np.isnan(oof).any()
     assert result.model.metrics["selection"] == result.selection
+    assert set(result.comparison) == {result.model.estimator}  # only the chosen one fitted again
 
 
 def test_a_threshold_that_only_the_top_few_scores_pass_is_still_found():
