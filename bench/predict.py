@@ -7,7 +7,8 @@ and the threshold-rule baseline, then scores every device. Prints one JSON line:
 ``scored_devices_per_s`` is end to end (database reads, features, models, storing predictions)
 for a scorer pass over ``--scale-devices`` devices (the fleet and copies of it in the database) an
 hour after the previous pass: the median of 4 hourly passes (``_range``: the slowest and fastest);
-``scored_devices_per_s_full_read`` the first pass, which reads whole windows; ``model_devices_per_s`` features and models alone over 10,000 devices in memory.
+``scored_devices_per_s_full_read`` the first pass, which reads whole windows;
+``model_devices_per_s`` features and models alone over 10,000 devices in memory, one thread.
 ``false_episodes_early`` counts the false alert episodes whose device fails within three horizons
 (degradation seen too far ahead), the rest of the false ones being on devices not about to fail;
 ``false_episodes_early_held`` those early ones that lasted into their failure's catch window, which

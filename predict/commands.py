@@ -179,8 +179,9 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 try:
                     result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
-                                               batch=args.batch or scorer.BATCH, windows=windows,
-                                               compute_threads=args.threads or scorer.COMPUTE_THREADS)
+                                               batch=scorer.BATCH if args.batch is None else args.batch,
+                                               windows=windows, compute_threads=scorer.COMPUTE_THREADS
+                                               if args.threads is None else args.threads)
                 except (AttributeError, ValueError, TypeError, psycopg.Error) as exc:
                     log.error("scoring with model v%d failed: %s", current[0].version, exc)
                     conn.rollback()

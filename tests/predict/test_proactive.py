@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -306,3 +307,31 @@ def test_a_rolling_window_reads_only_new_hours_and_gives_the_full_reads_grid(db)
     assert np.array_equal(rolled.time, full.time, equal_nan=True)
     assert np.allclose(rolled.resets[0], full.resets[0])
     assert np.allclose(rolled.resets[0], [data.hours(T0 + timedelta(hours=h)) for h in (1, 9 + 5 / 60)])
+
+
+@pytest.fixture
+def scorer_cli(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    """``fieldops`` against this test's database, its clock at T0."""
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setenv("FIELDOPS_ENV", "test")
+    monkeypatch.setenv("FIELDOPS_CLOCK_ANCHOR", f"{datetime.now(UTC).isoformat()}/{T0.isoformat()}")
+
+
+def test_the_score_loop_command_scores_a_pass_in_batches_on_two_threads(db, scorer_cli, capsys):
+    from fieldops.cli import main
+    from predict import registry
+
+    registry.register(db, two_reporting_pumps_and_a_model(db), params={}, train_start=None, train_end=None)
+    db.commit()
+    assert main(["predict", "score-loop", "--once", "--batch", "1", "--threads", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["devices"] == 2
+
+
+def test_the_score_loop_command_fails_the_pass_on_an_empty_batch(db, scorer_cli, capsys):
+    from fieldops.cli import main
+    from predict import registry
+
+    registry.register(db, two_reporting_pumps_and_a_model(db), params={}, train_start=None, train_end=None)
+    db.commit()
+    assert main(["predict", "score-loop", "--once", "--batch", "0"]) == 1
+    assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
