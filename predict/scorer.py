@@ -250,6 +250,8 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
         conn.commit()
         return len(risky), len(job_ids)
 
+    # One BLAS/OpenMP thread for the whole pass: the BLAS limit is process-wide, so each batch's
+    # own limit in ``scores`` (needed there: OpenMP's is per thread) restores 1 when it ends.
     with (threadpool_limits(1), ThreadPoolExecutor(1, thread_name_prefix="scorer-db") as db,
           ThreadPoolExecutor(compute_threads, thread_name_prefix="scorer-cpu") as cpu):
         reads: deque = deque(db.submit(read, a) for a in starts[:compute_threads + 1])
@@ -261,9 +263,9 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
             if queued < len(starts):  # read ahead as far as the compute threads can take
                 reads.append(db.submit(read, starts[queued]))
                 queued += 1
-            if len(computing) >= compute_threads or not reads:
+            if len(computing) >= compute_threads:
                 writes.append(db.submit(write, computing.popleft().result()))
-        writes += [db.submit(write, c.result()) for c in computing]
+        writes += [db.submit(write, c.result()) for c in computing]  # the last ones, in order
         done = [w.result() for w in writes]
     result = Pass(len(ids), sum(d[0] for d in done), sum(d[1] for d in done), time.perf_counter() - started)
     log.info("scored %d devices in %.2f s: %d above threshold, %d proactive jobs",

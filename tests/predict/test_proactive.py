@@ -310,28 +310,27 @@ def test_a_rolling_window_reads_only_new_hours_and_gives_the_full_reads_grid(db)
 
 
 @pytest.fixture
-def scorer_cli(monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
-    """``fieldops`` against this test's database, its clock at T0."""
+def scorer_cli(monkeypatch: pytest.MonkeyPatch, db_url: str, db) -> None:
+    """``fieldops`` against this test's database, its clock at T0, with two reporting pumps and
+    an active model."""
+    from predict import registry
+
     monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
     monkeypatch.setenv("FIELDOPS_ENV", "test")
     monkeypatch.setenv("FIELDOPS_CLOCK_ANCHOR", f"{datetime.now(UTC).isoformat()}/{T0.isoformat()}")
+    registry.register(db, two_reporting_pumps_and_a_model(db), params={}, train_start=None, train_end=None)
+    db.commit()
 
 
 def test_the_score_loop_command_scores_a_pass_in_batches_on_two_threads(db, scorer_cli, capsys):
     from fieldops.cli import main
-    from predict import registry
 
-    registry.register(db, two_reporting_pumps_and_a_model(db), params={}, train_start=None, train_end=None)
-    db.commit()
     assert main(["predict", "score-loop", "--once", "--batch", "1", "--threads", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["devices"] == 2
 
 
 def test_the_score_loop_command_fails_the_pass_on_an_empty_batch(db, scorer_cli, capsys):
     from fieldops.cli import main
-    from predict import registry
 
-    registry.register(db, two_reporting_pumps_and_a_model(db), params={}, train_start=None, train_end=None)
-    db.commit()
     assert main(["predict", "score-loop", "--once", "--batch", "0"]) == 1
     assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
