@@ -15,8 +15,14 @@ per mode. With W the label horizon and the definitions of ``predict.model.alert_
 
 A second oracle knows the hidden health itself (the progress through the phase, which readings
 show only through noisy signatures of unit-dependent strength) and alerts from a health level
-chosen per mode. Neither has false alarms on healthy devices or missed detections: real models do
-worse than the onset oracle on both counts, and cannot beat the health oracle. Prints one JSON
+chosen per mode. A third, the *signature* oracle, knows the phase start and the mode and sees each
+of the mode's effects without noise, at the unit's strength (drawn as the simulator draws it:
+lognormal, some faint), but not that strength: from the levels it estimates the progress (each
+effect's level over its nominal magnitude, to the power 1/power, combined in logs with weights
+power squared) and alerts from ``e`` hours after the start once the estimate reaches a level,
+both chosen per mode. It bounds what the readings' levels can add to the phase start. None of them
+has false alarms on healthy devices or missed detections: real models do worse than the onset
+oracle on both counts, and cannot beat the health oracle. Prints one JSON
 line: for each oracle, the best pooled recall at strict precision >= ``--precision`` (per-mode
 rules chosen jointly by a Lagrangian sweep) with its job precision, and the per-mode figures. Pooled weights are each mode's share of the failures
 with a phase in the bench database given by ``--pg-dir`` (see ``bench.predict``), else equal.
@@ -31,7 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.device import PHASE_REGULARITY, PHASE_SPREAD, VISIBLE_AT
+from simulators.device import (
+    EFFECT_SPREAD,
+    FAINT_SCALE,
+    FAINT_SHARE,
+    PHASE_REGULARITY,
+    PHASE_SPREAD,
+    VISIBLE_AT,
+)
 from simulators.models import MODEL_SPECS
 
 STEP_H = 1.0 / 6.0  # the backfill's 10-minute resolution
@@ -106,6 +119,37 @@ def mode_weights(pg_dir: Path | None, fault_codes: list[str]) -> dict[str, float
 
 
 LEVELS = np.linspace(VISIBLE_AT, 1.0, 41)  # health levels of the health oracle's rules; last: failure
+ESTIMATE_LEVELS = np.linspace(0.0, 1.0, 21)  # progress estimates of the signature oracle's rules
+
+
+def strength_factor(rng: np.random.Generator, powers: np.ndarray, n: int) -> np.ndarray:
+    """``[n]`` factors ``k`` by which a unit's effect strengths scale the signature oracle's
+    progress estimate: each effect gives ``s * a ** (1 / power)`` for its strength ``a``, and the
+    estimates are combined in logs with weights ``power ** 2`` (their inverse variances)."""
+    a = rng.lognormal(0.0, EFFECT_SPREAD, (n, len(powers)))
+    a *= np.where(rng.random((n, len(powers))) < FAINT_SHARE, FAINT_SCALE, 1.0)
+    return np.exp((np.log(a) * powers).sum(axis=1) / (powers**2).sum())
+
+
+def time_at_progress(paths: np.ndarray, progress: np.ndarray) -> np.ndarray:
+    """Hours from the phase start until the hidden progress first reaches ``progress`` (one per
+    phase; linear between the ``LEVELS`` of ``paths``), after the failure where it exceeds 1."""
+    u = np.clip(progress, 0.0, 1.0) * (len(LEVELS) - 1)
+    i = np.minimum(u.astype(int), len(LEVELS) - 2)
+    cols = np.arange(paths.shape[1])
+    lo = np.where(i == 0, 0.0, paths[i, cols])  # the phase starts at VISIBLE_AT, time 0
+    t = lo + (u - i) * (paths[i + 1, cols] - lo)
+    return np.where(progress > 1.0, paths[-1] + 1.0, t)
+
+
+def signature_figures(rng: np.random.Generator, paths: np.ndarray, powers: np.ndarray,
+                      delays: np.ndarray, horizon: float) -> dict[str, np.ndarray]:
+    """Rule figures of the signature oracle: per estimate level (outer) and delay (inner), alert
+    from ``max(delay, time the estimate reaches the level)``."""
+    k = strength_factor(rng, powers, paths.shape[1])
+    parts = [rule_figures(paths[-1], np.maximum(delays[:, None], time_at_progress(paths, level / k)[None, :]),
+                          horizon) for level in ESTIMATE_LEVELS]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def best_per_mode(f: dict[str, np.ndarray], target: float) -> tuple[int, float, float]:
@@ -130,7 +174,7 @@ def main() -> int:
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     delays = np.arange(0.0, 4.0 * args.warning_h * 1.5, 1.0)
-    oracles: dict[str, dict[str, dict]] = {"onset": {}, "health": {}}
+    oracles: dict[str, dict[str, dict]] = {"onset": {}, "health": {}, "signature": {}}
     codes: dict[str, str] = {}  # mode key -> its fault code (unique per device model and mode)
     per_mode: dict[str, dict] = {}
     for spec in MODEL_SPECS.values():
@@ -142,14 +186,18 @@ def main() -> int:
             fail_h = paths[-1]
             oracles["onset"][key] = onset = rule_figures(fail_h, delays, args.horizon_h)
             oracles["health"][key] = health = rule_figures(fail_h, paths[:-1], args.horizon_h)
+            powers = np.array([eff.power for eff in ms.effects])
+            oracles["signature"][key] = sig = signature_figures(rng, paths, powers, delays, args.horizon_h)
             k, rec, prec = best_per_mode(onset, args.precision)
             kh, rec_h, prec_h = best_per_mode(health, args.precision)
+            _, rec_s, prec_s = best_per_mode(sig, args.precision)
             per_mode[key] = {"median_phase_h": round(float(np.median(fail_h)), 1),
                              "p90_phase_h": round(float(np.quantile(fail_h, 0.9)), 1),
                              "onset_recall": round(rec, 3), "onset_precision": round(prec, 3),
                              "onset_delay_h": float(delays[k]) if k >= 0 else None,
                              "health_recall": round(rec_h, 3), "health_precision": round(prec_h, 3),
-                             "health_level": round(float(LEVELS[kh]), 3) if kh >= 0 else None}
+                             "health_level": round(float(LEVELS[kh]), 3) if kh >= 0 else None,
+                             "signature_recall": round(rec_s, 3), "signature_precision": round(prec_s, 3)}
     by_code = mode_weights(args.pg_dir, list(codes.values()))
     w = {k: by_code[codes[k]] for k in codes}
     out: dict = {"warning_h": args.warning_h, "horizon_h": args.horizon_h, "target_precision": args.precision,

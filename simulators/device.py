@@ -28,6 +28,8 @@ LOAD_NOISE_SD = 0.05
 VISIBLE_AT = 0.8  # health at which the degradation phase starts
 PHASE_REGULARITY = 12.0  # gamma shape over the degradation phase
 PHASE_SPREAD = 0.25  # unit-to-unit log-sd of the phase length
+EFFECT_SPREAD = 0.3  # unit-to-unit log-sd of each effect's strength
+FAINT_SHARE, FAINT_SCALE = 0.15, 0.35  # share of effects that show faintly on a unit, and how faintly
 DEFAULT_WARNING_H = 72.0
 
 
@@ -98,7 +100,8 @@ class DeviceSim:
         self.rate = rng.lognormal(0.0, 0.3, n_modes)  # per-mode progression speed of this unit
         # How strongly each effect shows on this unit; about one in six is subtle.
         self.effect_scale = [
-            rng.lognormal(0.0, 0.3, len(ms.effects)) * np.where(rng.random(len(ms.effects)) < 0.15, 0.35, 1.0)
+            rng.lognormal(0.0, EFFECT_SPREAD, len(ms.effects))
+            * np.where(rng.random(len(ms.effects)) < FAINT_SHARE, FAINT_SCALE, 1.0)
             for ms in spec.modes
         ]
         if nominal:

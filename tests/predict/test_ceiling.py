@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.predict_ceiling import best_pooled, phase_paths, rule_figures
+import bench.predict_ceiling as ceiling
+from bench.predict_ceiling import (
+    LEVELS,
+    best_pooled,
+    phase_paths,
+    rule_figures,
+    strength_factor,
+    time_at_progress,
+)
 
 W = 12.0  # catch window [f - 12, f - 2]
 
@@ -46,3 +54,48 @@ def test_phases_end_about_their_drawn_length():
     hours = phase_paths(rng, np.full(4000, 72.0), np.array([1.0]))[0]  # hours to failure
     assert np.median(hours) == pytest.approx(72.0, rel=0.08)
     assert (hours > 0).all()
+
+
+def test_progress_time_is_interpolated_between_health_levels():
+    paths = np.zeros((len(LEVELS), 1))
+    paths[:, 0] = np.arange(len(LEVELS)) * 2.0  # 2 h per level; the failure (1.0) at 80 h
+    got = time_at_progress(paths, np.array([0.5]))  # health 0.9: level 20
+    assert got[0] == pytest.approx(40.0)
+    got = time_at_progress(paths, np.array([0.5125]))  # half way between levels 20 and 21
+    assert got[0] == pytest.approx(41.0)
+
+
+def test_progress_beyond_one_is_reached_only_after_the_failure():
+    paths = np.arange(len(LEVELS), dtype=float)[:, None]
+    assert time_at_progress(paths, np.array([1.4]))[0] > paths[-1, 0]
+
+
+def test_the_strength_factor_is_the_power_weighted_log_mean(monkeypatch):
+    monkeypatch.setattr(ceiling, "EFFECT_SPREAD", 0.0)
+    monkeypatch.setattr(ceiling, "FAINT_SHARE", 1.0)  # every effect at FAINT_SCALE
+    k = strength_factor(np.random.default_rng(0), np.array([2.0]), 3)
+    assert k == pytest.approx(np.full(3, ceiling.FAINT_SCALE ** 0.5))
+    k = strength_factor(np.random.default_rng(0), np.array([1.0, 2.0]), 1)  # (1 + 2) / (1 + 4) of the log
+    assert k[0] == pytest.approx(ceiling.FAINT_SCALE ** 0.6)
+
+
+def test_the_signature_oracle_without_strength_spread_is_the_health_oracle(monkeypatch):
+    monkeypatch.setattr(ceiling, "EFFECT_SPREAD", 0.0)
+    monkeypatch.setattr(ceiling, "FAINT_SHARE", 0.0)
+    rng = np.random.default_rng(0)
+    paths = phase_paths(rng, np.full(500, 72.0), LEVELS)
+    sig = ceiling.signature_figures(rng, paths, np.array([1.0, 2.0]), np.array([0.0]), 72.0)
+    health = rule_figures(paths[-1], paths[:-1], 72.0)
+    # estimate level 0.5 at delay 0 (rule 10 of 21 levels x 1 delay) alerts from health 0.9 (level 20)
+    for name in ("tp", "episodes", "caught", "job_tp"):
+        assert sig[name][10] == pytest.approx(health[name][20])
+
+
+def test_the_signature_oracle_does_at_least_as_well_as_the_onset_oracle():
+    rng = np.random.default_rng(0)
+    paths = phase_paths(rng, 72.0 * rng.lognormal(0.0, 0.25, 2000), LEVELS)
+    delays = np.arange(0.0, 200.0, 2.0)
+    onset = rule_figures(paths[-1], delays, 72.0)
+    sig = ceiling.signature_figures(rng, paths, np.array([1.0]), delays, 72.0)
+    # estimate level 0 is the onset oracle's rules, so its best is never worse
+    assert ceiling.best_per_mode(sig, 0.8)[1] >= ceiling.best_per_mode(onset, 0.8)[1]
