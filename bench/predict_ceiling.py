@@ -20,7 +20,7 @@ of the mode's effects without noise, at the unit's strength (drawn as the simula
 lognormal, some faint), but not that strength: from the levels it estimates the progress (each
 effect's level over its nominal magnitude, to the power 1/power, combined in logs with weights
 power squared) and alerts from ``e`` hours after the start once the estimate reaches a level,
-both chosen per mode. It bounds what the readings' levels can add to the phase start. None of them
+both chosen per mode. It estimates what noise-free levels can add to knowing the phase start. None of them
 has false alarms on healthy devices or missed detections: real models do worse than the onset
 oracle on both counts, and cannot beat the health oracle. Prints one JSON
 line: for each oracle, the best pooled recall at strict precision >= ``--precision`` (per-mode
