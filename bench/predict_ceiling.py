@@ -37,14 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.device import (
-    EFFECT_SPREAD,
-    FAINT_SCALE,
-    FAINT_SHARE,
-    PHASE_REGULARITY,
-    PHASE_SPREAD,
-    VISIBLE_AT,
-)
+from simulators.device import PHASE_REGULARITY, PHASE_SPREAD, VISIBLE_AT, effect_strengths
 from simulators.models import MODEL_SPECS
 
 STEP_H = 1.0 / 6.0  # the backfill's 10-minute resolution
@@ -126,8 +119,7 @@ def strength_factor(rng: np.random.Generator, powers: np.ndarray, n: int) -> np.
     """``[n]`` factors ``k`` by which a unit's effect strengths scale the signature oracle's
     progress estimate: each effect gives ``s * a ** (1 / power)`` for its strength ``a``, and the
     estimates are combined in logs with weights ``power ** 2`` (their inverse variances)."""
-    a = rng.lognormal(0.0, EFFECT_SPREAD, (n, len(powers)))
-    a *= np.where(rng.random((n, len(powers))) < FAINT_SHARE, FAINT_SCALE, 1.0)
+    a = effect_strengths(rng, (n, len(powers)))
     return np.exp((np.log(a) * powers).sum(axis=1) / (powers**2).sum())
 
 

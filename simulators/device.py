@@ -33,6 +33,11 @@ FAINT_SHARE, FAINT_SCALE = 0.15, 0.35  # share of effects that show faintly on a
 DEFAULT_WARNING_H = 72.0
 
 
+def effect_strengths(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+    """How strongly each effect shows on a unit: lognormal, some faint."""
+    return rng.lognormal(0.0, EFFECT_SPREAD, size) * np.where(rng.random(size) < FAINT_SHARE, FAINT_SCALE, 1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     mode: str
@@ -99,11 +104,7 @@ class DeviceSim:
         self.load_scale = rng.uniform(0.75, 1.15)
         self.rate = rng.lognormal(0.0, 0.3, n_modes)  # per-mode progression speed of this unit
         # How strongly each effect shows on this unit; about one in six is subtle.
-        self.effect_scale = [
-            rng.lognormal(0.0, EFFECT_SPREAD, len(ms.effects))
-            * np.where(rng.random(len(ms.effects)) < FAINT_SHARE, FAINT_SCALE, 1.0)
-            for ms in spec.modes
-        ]
+        self.effect_scale = [effect_strengths(rng, len(ms.effects)) for ms in spec.modes]
         if nominal:
             self.rate = np.ones(n_modes)
             self.effect_scale = [np.ones(len(ms.effects)) for ms in spec.modes]

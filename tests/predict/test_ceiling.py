@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import bench.predict_ceiling as ceiling
+import simulators.device as device
 from bench.predict_ceiling import (
     LEVELS,
     best_pooled,
@@ -71,17 +72,17 @@ def test_progress_beyond_one_is_reached_only_after_the_failure():
 
 
 def test_the_strength_factor_is_the_power_weighted_log_mean(monkeypatch):
-    monkeypatch.setattr(ceiling, "EFFECT_SPREAD", 0.0)
-    monkeypatch.setattr(ceiling, "FAINT_SHARE", 1.0)  # every effect at FAINT_SCALE
+    monkeypatch.setattr(device, "EFFECT_SPREAD", 0.0)
+    monkeypatch.setattr(device, "FAINT_SHARE", 1.0)  # every effect at FAINT_SCALE
     k = strength_factor(np.random.default_rng(0), np.array([2.0]), 3)
-    assert k == pytest.approx(np.full(3, ceiling.FAINT_SCALE ** 0.5))
+    assert k == pytest.approx(np.full(3, device.FAINT_SCALE ** 0.5))
     k = strength_factor(np.random.default_rng(0), np.array([1.0, 2.0]), 1)  # (1 + 2) / (1 + 4) of the log
-    assert k[0] == pytest.approx(ceiling.FAINT_SCALE ** 0.6)
+    assert k[0] == pytest.approx(device.FAINT_SCALE ** 0.6)
 
 
 def test_the_signature_oracle_without_strength_spread_is_the_health_oracle(monkeypatch):
-    monkeypatch.setattr(ceiling, "EFFECT_SPREAD", 0.0)
-    monkeypatch.setattr(ceiling, "FAINT_SHARE", 0.0)
+    monkeypatch.setattr(device, "EFFECT_SPREAD", 0.0)
+    monkeypatch.setattr(device, "FAINT_SHARE", 0.0)
     rng = np.random.default_rng(0)
     paths = phase_paths(rng, np.full(500, 72.0), LEVELS)
     sig = ceiling.signature_figures(rng, paths, np.array([1.0, 2.0]), np.array([0.0]), 72.0)
