@@ -16,7 +16,8 @@ hour after the previous pass: the median of 4 hourly passes (``_range``: the slo
 ``oof_*`` are out of fold over the training devices before the time cut (``--folds``, about 2.5
 times the test set's failures, no threshold to fix): PR-AUC and the highest recall at any threshold
 whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``.
-``python -m bench.predict_ceiling`` gives the ceiling of these figures on simulator data.
+``python -m bench.predict_ceiling`` gives the ceiling of these figures on noise-free simulator data,
+``python -m bench.predict_visibility`` how visible each failure mode is in the features.
 """
 
 from __future__ import annotations
