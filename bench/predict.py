@@ -145,7 +145,7 @@ def main() -> int:
                     t_done = time.perf_counter()
                 bulk_s, features_s = t_done - t, t_features - t
             entry = registry.load(conn, version)[0]
-            truth = _truth(conn)
+            truth = ground_truth(conn)
             oof = {}
             if args.folds > 1:  # the chosen estimator's out-of-fold scores from training, if it compared
                 scores = run.result.oof_scores.get(model.estimator) if args.folds == M.OOF_FOLDS else None
@@ -241,7 +241,7 @@ def _drop_copies(conn: psycopg.Connection, copies: list[int]) -> None:
     conn.commit()
 
 
-def _truth(conn: psycopg.Connection) -> dict[tuple[int, int], store.FailureTruth]:
+def ground_truth(conn: psycopg.Connection) -> dict[tuple[int, int], store.FailureTruth]:
     """The simulator's ground truth per (device id, failure minute); evaluation only, the model
     never sees it. A failure whose phase start equals its time was sudden."""
     return {(f.device_id, round(f.failed_at.timestamp() / 60)): f for f in store.failures(conn)}

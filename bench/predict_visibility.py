@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import psycopg
 
+from bench.predict import DB, ground_truth
 from fieldops.runtime.postgres import LocalPostgres
 from predict import features as F
 from predict import model as M
 from predict import pipeline
-from simulators import store
 
-DB = "bench_predict"  # the database bench.predict backfills
 QUANTILES = (0.999, 0.9999)
 
 
@@ -116,8 +115,7 @@ def visibility(ds: M.Dataset, x: np.ndarray, names: list[str], warned: dict[str,
         g = int(ds.grid.group[failures[0].device_index])
         rows = group == g
         xs, healthy = x[rows], healthy_all[rows]
-        sub = M.Dataset(ds.grid, ds.dev[rows], ds.step[rows], ds.time[rows],
-                        F.Labels(lab.keep[rows], lab.y[rows], lab.ttf[rows], lab.mode[rows]), failures, W)
+        sub = replace(ds.subset(rows), failures=failures)
         win = catch_windows(sub, failures, W * M.MIN_LEAD_FRACTION)
         n = len(np.unique(win[win >= 0]))  # failures with a kept sample in their catch window
         total += n
@@ -151,7 +149,7 @@ def main() -> int:
         with psycopg.connect(cluster.url_for(DB)) as conn:
             ds, spec, _, _ = pipeline.load_dataset(conn, days=args.days, horizon_h=args.horizon_h,
                                                    settle_h=pipeline.DEFAULT_SETTLE_H, every=args.every)
-            truth = {(f.device_id, round(f.failed_at.timestamp() / 60)): f for f in store.failures(conn)}
+            truth = ground_truth(conn)
     finally:
         cluster.stop("fast")
     train, _, t_cut = M.split(ds, 0.3, 0.5)
