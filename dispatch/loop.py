@@ -87,6 +87,9 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
                 try:
                     plan_once(work, now(), params, provider, trigger=trigger)
                     runs += 1
+                except ConflictError as exc:  # jobs kept changing: their events trigger the next run
+                    work.rollback()
+                    log.warning("re-plan deferred (%s): %s", trigger, exc)
                 except Exception:  # one failed run must not stop the loop
                     work.rollback()
                     log.exception("re-plan failed (%s)", trigger)

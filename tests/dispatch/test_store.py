@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import psycopg
 import pytest
 
-from dispatch import overrides
+from dispatch import loop, overrides
 from dispatch.loop import plan_once, run_loop
 from dispatch.problem import Params
 from dispatch.travel import GeodesicProvider
@@ -16,6 +17,7 @@ from fieldops import events
 from fieldops.db.repo import catalog
 from fieldops.domain import GeoPoint, JobSource, JobStatus, StockKind
 from fieldops.service import jobs, parts
+from fieldops.service.errors import ConflictError
 from tests import factories
 from tests.factories import T0
 
@@ -87,6 +89,27 @@ def test_loop_plans_at_start_and_periodically(db_url: str, db: psycopg.Connectio
     assert runs == 2
     assert db.execute("SELECT count(*) FROM plans").fetchone()[0] == 2
     assert jobs.get_job(db, job_id).technician_id == ada
+
+
+def test_a_run_outpaced_by_job_changes_is_deferred_without_a_traceback(
+        db_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _day(db)
+    real, calls = loop.plan_once, []
+
+    def outpaced_once(*args, **kwargs):
+        calls.append(kwargs["trigger"])
+        if len(calls) == 1:
+            raise ConflictError("jobs", "jobs kept changing during 3 planning attempts")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "plan_once", outpaced_once)
+    with caplog.at_level(logging.INFO, logger="dispatch.loop"):
+        runs = run_loop(db_url, lambda: T0, FAST, GeodesicProvider(), interval_s=0.2, max_runs=1)
+    assert runs == 1 and calls == ["start", "periodic"]
+    deferred = [r for r in caplog.records if "deferred" in r.getMessage()]
+    assert len(deferred) == 1 and deferred[0].levelno == logging.WARNING and deferred[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_lock_keeps_the_job_where_the_active_plan_has_it(db: psycopg.Connection) -> None:
