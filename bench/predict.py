@@ -134,7 +134,7 @@ def main() -> int:
             big = F.Grid(np.tile(grid.device_ids, reps), np.tile(grid.values, (reps, 1, 1)),
                          np.tile(grid.time, (reps, 1)), np.tile(grid.counts, (reps, 1, 1)),
                          grid.resets * reps, np.tile(grid.installed, reps), np.tile(grid.group, reps),
-                         grid.slot_names)
+                         grid.slot_names, None if grid.flat is None else np.tile(grid.flat, (reps, 1)))
             with threadpool_limits(1):
                 for _ in range(2):  # the scorer runs continuously: report the warm pass
                     t = time.perf_counter()

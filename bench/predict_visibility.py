@@ -153,6 +153,7 @@ def main() -> int:
     finally:
         cluster.stop("fast")
     train, _, t_cut = M.split(ds, 0.3, 0.5)
+    spec = F.fit_flat(spec, ds.grid, np.unique(ds.dev[train]), t_cut)
     spec = F.fit_residuals(spec, ds.grid, np.unique(ds.dev[train]), t_cut)
     x = F.compute(ds.grid, spec, ds.dev, ds.step)
     names = F.feature_names(spec)

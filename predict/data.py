@@ -1,7 +1,8 @@
 """Reads what prediction needs from the database into a :class:`~predict.features.Grid`.
 
 Hourly means come from the rollup ``telemetry_hourly`` (one row per device and hour with count and
-sum per metric slot), fetched in one query per time range. Failures are fault events and
+sum per metric slot), fetched in one query per time range, with a flag per slot whose readings
+did not vary within the hour (at least two, all equal: a stuck or saturated sensor). Failures are fault events and
 completed jobs whose finding confirmed a fault; repairs are completed jobs. Times on the grid are
 hours since 1970-01-01 UTC; step ``j`` covers hour bucket ``start + j`` and is timed at its end.
 Nothing here reads the simulator's schema.
@@ -45,8 +46,10 @@ class Fleet:
 
 
 def _read_rollup(conn: psycopg.Connection, ids: list[int], pos: dict[int, int], start: datetime,
-                 end: datetime, h0: int, values: np.ndarray) -> None:
-    """Hourly means of the rollup in ``[start, end)`` into ``values[device, hour - h0, slot]``."""
+                 end: datetime, h0: int, values: np.ndarray, flat: np.ndarray) -> None:
+    """Hourly means of the rollup in ``[start, end)`` into ``values[device, hour - h0, slot]``,
+    and into ``flat[device, hour - h0]`` a bit per slot (``1 << slot``) whose readings in that
+    hour were at least two and all equal."""
     t, n_slots = values.shape[1], values.shape[2]
     # One row per device: its hours and hourly means packed as big-endian binary (no Python
     # object per value), from one index range scan per device (rows come in bucket order: no sort
@@ -57,13 +60,20 @@ def _read_rollup(conn: psycopg.Connection, ids: list[int], pos: dict[int, int], 
             s=sql.Identifier(f"s{i}"), n=sql.Identifier(f"n{i}"))
         for i in range(1, n_slots + 1)
     )
+    flat_bits = sql.SQL(" + ").join(
+        sql.SQL("CASE WHEN {n} > 1 AND {lo} = {hi} THEN {bit} ELSE 0 END").format(
+            n=sql.Identifier(f"n{i}"), lo=sql.Identifier(f"lo{i}"), hi=sql.Identifier(f"hi{i}"),
+            bit=sql.Literal(1 << (i - 1)))
+        for i in range(1, n_slots + 1)
+    )
     query = sql.SQL(
-        "SELECT d.id, r.hours, r.vals FROM unnest(%s::int[]) AS d(id) CROSS JOIN LATERAL "
+        "SELECT d.id, r.hours, r.vals, r.flat FROM unnest(%s::int[]) AS d(id) CROSS JOIN LATERAL "
         "(SELECT string_agg(int8send(floor(extract(epoch FROM bucket) / 3600)::int8), ''::bytea "
-        "ORDER BY bucket) AS hours, string_agg({}, ''::bytea ORDER BY bucket) AS vals "
+        "ORDER BY bucket) AS hours, string_agg({}, ''::bytea ORDER BY bucket) AS vals, "
+        "string_agg(int2send(({})::int2), ''::bytea ORDER BY bucket) AS flat "
         "FROM telemetry_hourly WHERE device_id = d.id AND bucket >= %s AND bucket < %s) r "
         "WHERE r.hours IS NOT NULL"
-    ).format(packed)
+    ).format(packed, flat_bits)
     with conn.cursor(binary=True) as cur:
         cur.execute("SELECT set_config('jit', 'off', true)")
         cur.execute(query, (ids, start, end))
@@ -75,8 +85,10 @@ def _read_rollup(conn: psycopg.Connection, ids: list[int], pos: dict[int, int], 
     vals = np.frombuffer(b"".join(r[2] for r in rows), dtype=">f8").reshape(len(hour_idx), n_slots)
     per_device = np.fromiter((len(r[1]) // 8 for r in rows), dtype=np.int64, count=len(rows))
     device = np.repeat(np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows)), per_device)
+    bits = np.frombuffer(b"".join(r[3] for r in rows), dtype=">i2").astype(np.uint8)
     ok = (hour_idx >= 0) & (hour_idx < t)
     values[device[ok], hour_idx[ok]] = vals[ok]
+    flat[device[ok], hour_idx[ok]] = bits[ok]
 
 
 def _recent_resets(conn: psycopg.Connection, ids: list[int], pos: dict[int, int], since: datetime,
@@ -163,7 +175,8 @@ def _load(conn: psycopg.Connection, start: datetime, end: datetime, device_ids: 
     t = max(h1 - h0, 1)
     values = np.full((len(ids), t, n_slots), np.nan)
     counts = np.zeros((len(ids), t, len(COUNT_SEVERITIES)))
-    _read_rollup(conn, ids.tolist(), pos, start, end, h0, values)
+    flat = np.zeros((len(ids), t), dtype=np.uint8)
+    _read_rollup(conn, ids.tolist(), pos, start, end, h0, values, flat)
     grid_time = np.broadcast_to(np.arange(h0 + 1, h0 + t + 1, dtype=np.float64), (len(ids), t)).copy()
     installed = np.array([hours(r[2]) for r in devs], dtype=np.float64)
     grid_time[grid_time <= installed[:, None]] = np.nan
@@ -210,7 +223,7 @@ def _load(conn: psycopg.Connection, start: datetime, end: datetime, device_ids: 
     grid = Grid(
         device_ids=ids, values=values, time=grid_time, counts=counts, resets=resets,
         installed=installed, group=np.array([group_of[r[1]] for r in devs], dtype=np.int64),
-        slot_names=[n[:n_slots] for n in names],
+        slot_names=[n[:n_slots] for n in names], flat=flat,
     )
     return Fleet(grid, failures, repairs, [r[3] for r in devs], [r[1] for r in devs])
 
@@ -256,10 +269,13 @@ class Window:
         shift = h0 - self._h0
         values = np.full((len(self._ids), t, self.n_slots), np.nan)
         counts = np.zeros((len(self._ids), t, g.counts.shape[2]))
+        flat = np.zeros((len(self._ids), t), dtype=np.uint8)
         values[:, :keep_to] = g.values[:, shift:shift + keep_to]
         counts[:, :keep_to] = g.counts[:, shift:shift + keep_to]
+        if g.flat is not None:
+            flat[:, :keep_to] = g.flat[:, shift:shift + keep_to]
         pos = {d: i for i, d in enumerate(self._ids)}
-        _read_rollup(conn, self._ids, pos, max(from_hours(re_from), start), now, h0, values)
+        _read_rollup(conn, self._ids, pos, max(from_hours(re_from), start), now, h0, values, flat)
         new = _recent_resets(conn, self._ids, pos, from_hours(re_from), now, h0, counts)
         grid_time = np.broadcast_to(np.arange(h0 + 1, h1 + 1, dtype=np.float64), (len(self._ids), t)).copy()
         grid_time[grid_time <= g.installed[:, None]] = np.nan
@@ -271,7 +287,7 @@ class Window:
             both = np.unique(np.concatenate([resets[i], times]))
             resets[i] = np.concatenate([both[both < first][-1:], both[both >= first]])
         grid = Grid(device_ids=g.device_ids, values=values, time=grid_time, counts=counts, resets=resets,
-                    installed=g.installed, group=g.group, slot_names=g.slot_names)
+                    installed=g.installed, group=g.group, slot_names=g.slot_names, flat=flat)
         return Fleet(grid, [], [[] for _ in self._ids], old.contracts, old.model_ids)
 
 

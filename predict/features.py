@@ -44,6 +44,9 @@ class FeatureSpec:
     # that departure, which the pooled features divide by; empty: no pooled features. Fitted on
     # training devices' healthy samples by :func:`fit_pooled`.
     pooled_scale: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...] = ()
+    # Per device model, a bit ``1 << slot`` for each slot whose flat steps (see Grid.flat) make
+    # the whole step unusable; empty: none. Fitted on training devices by :func:`fit_flat`.
+    flat_slots: tuple[int, ...] = ()
 
     def __setstate__(self, state: tuple) -> None:
         """Unpickle; fields a model stored before they existed get their defaults (an older
@@ -71,6 +74,9 @@ class Grid:
     installed: np.ndarray  # [D] time of installation (or first step)
     group: np.ndarray  # [D] int: device model index (0 when unknown)
     slot_names: list[list[str]] = field(default_factory=list)  # per group: metric name per slot
+    # [D, T] bit ``1 << slot`` where that slot's readings did not vary within the step (a stuck or
+    # saturated sensor); None where unknown (a CSV row is one reading)
+    flat: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -310,7 +316,7 @@ def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float
     a calibration offset does not count as spread. A model with fewer than ``min_rows`` complete
     steps gets scale 0 (no residual features)."""
     m = spec.n_slots
-    values = _slots(grid.values, m)
+    values = usable_values(grid, spec)
     n_groups = int(grid.group.max()) + 1 if len(grid.group) else 0
     coef = np.zeros((n_groups, m, m + 1))
     scale = np.zeros((n_groups, m))
@@ -351,6 +357,53 @@ def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float
 
 def _as_tuple(a: np.ndarray) -> tuple:
     return tuple(_as_tuple(x) for x in a) if a.ndim > 1 else tuple(float(x) for x in a)
+
+
+FLAT_SHARE_MAX = 0.25  # a slot flat in more of its steps than this is constant by nature, not stuck
+
+
+def fit_flat(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float) -> FeatureSpec:
+    """``spec`` with, per device model, the slots whose flat steps mark a stuck or saturated
+    sensor: those flat in at most ``FLAT_SHARE_MAX`` of their steps with data on the devices
+    ``rows`` before time ``before``. A slot flat more often (a set point, a coarse counter) is
+    constant by nature and left alone. None without flags on the grid."""
+    if grid.flat is None:
+        return replace(spec, flat_slots=())
+    rows = np.asarray(rows, dtype=np.int64)
+    n_groups = int(grid.group.max()) + 1 if len(grid.group) else 0
+    bits = [0] * n_groups
+    for g in range(n_groups):
+        mine = rows[grid.group[rows] == g]
+        early = grid.time[mine] < before  # NaN time (padding) is not early
+        values = _slots(grid.values[mine], spec.n_slots)
+        flat = grid.flat[mine]
+        for m in range(spec.n_slots):
+            has = early & ~np.isnan(values[:, :, m])
+            if has.any() and ((flat[has] >> m) & 1).mean() <= FLAT_SHARE_MAX:
+                bits[g] |= 1 << m
+    return replace(spec, flat_slots=tuple(bits))
+
+
+def usable_values(grid: Grid, spec: FeatureSpec) -> np.ndarray:
+    """The grid's first ``spec.n_slots`` slots, NaN in every slot at the steps where a slot of
+    ``spec.flat_slots`` did not vary and at the steps right before and after them (where the
+    sensor stuck or came free within the step): a stuck sensor's value is not the machine's, and
+    the other slots of that step no longer line up with it (the residuals would see a departure)."""
+    values = _slots(grid.values, spec.n_slots)
+    if grid.flat is None or not spec.flat_slots:
+        return values
+    bits = np.asarray(spec.flat_slots, dtype=np.int64)
+    known = grid.group < len(bits)  # a device model added after training has no fit
+    mine = np.where(known, bits[np.where(known, grid.group, 0)], 0)
+    flat = (grid.flat.astype(np.int64) & mine[:, None]) != 0
+    if not flat.any():
+        return values
+    bad = flat.copy()
+    bad[:, 1:] |= flat[:, :-1]
+    bad[:, :-1] |= flat[:, 1:]
+    values = values.copy()  # the grid's own array stays as read
+    values[bad] = np.nan
+    return values
 
 
 FLEET_SAMPLE = 256  # units per model that define the fleet centre (the first in device order)
@@ -519,7 +572,7 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     """
     dev = np.asarray(dev, dtype=np.int64)
     step = np.asarray(step, dtype=np.int64)
-    values = _slots(grid.values, spec.n_slots)
+    values = usable_values(grid, spec)
     if resets is not None:
         lo_reset = resets[dev, step]
     elif len(dev) <= len(grid.device_ids):  # scoring: per sample

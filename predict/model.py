@@ -455,6 +455,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
+    spec = F.fit_flat(spec, ds.grid, np.unique(ds.dev[tr_mask]), t_cut)
     spec = F.fit_residuals(spec, ds.grid, np.unique(ds.dev[tr_mask]), t_cut)
     progress(f"features for {tr_mask.sum()} training and {te_mask.sum()} test samples")
     x_all = F.compute(ds.grid, spec, ds.dev, ds.step)

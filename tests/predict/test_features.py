@@ -318,3 +318,68 @@ def test_a_spec_pickled_before_the_newer_fields_loads_with_them_empty():
     spec = pickle.loads(buf.getvalue())
     assert spec == old
     assert not any(n.startswith(("pool:", "m0:resid")) for n in F.feature_names(spec))
+
+
+# ---------------------------------------------------------------- stuck and saturated sensors
+
+
+def flat_grid(values: np.ndarray, flat: np.ndarray, group: int = 0) -> F.Grid:
+    d, t, _ = values.shape
+    return F.Grid(device_ids=np.arange(d), values=values, time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(),
+                  counts=np.zeros((d, t, 0)), resets=[np.array([]) for _ in range(d)], installed=np.full(d, -5.0),
+                  group=np.full(d, group), flat=flat.astype(np.uint8))
+
+
+def test_a_flat_slot_blanks_its_step_and_the_steps_beside_it_in_every_slot():
+    values = np.arange(16, dtype=float).reshape(1, 8, 2)
+    flat = np.zeros((1, 8))
+    flat[0, 4] = 0b10  # slot 1 did not vary in step 4
+    usable = F.usable_values(flat_grid(values, flat), replace(RESID_SPEC, flat_slots=(0b11,)))
+    assert np.isnan(usable[0, 3:6]).all()
+    assert np.array_equal(usable[0, [0, 1, 2, 6, 7]], values[0, [0, 1, 2, 6, 7]])
+
+
+def test_a_slot_outside_the_fitted_flat_slots_blanks_nothing():
+    values = np.ones((1, 6, 2))
+    flat = np.full((1, 6), 0b01)  # slot 0 never varies: constant by nature
+    spec = replace(RESID_SPEC, flat_slots=(0b10,))
+    assert not np.isnan(F.usable_values(flat_grid(values, flat), spec)).any()
+
+
+def test_without_flags_or_a_fit_the_values_are_the_grids():
+    values = np.ones((1, 6, 2))
+    grid = flat_grid(values, np.full((1, 6), 0b11))
+    assert not np.isnan(F.usable_values(grid, RESID_SPEC)).any()  # no fit
+    assert not np.isnan(F.usable_values(flat_grid(values, np.full((1, 6), 0b11), group=1),
+                                        replace(RESID_SPEC, flat_slots=(0b11,)))).any()  # model unknown to it
+    grid.flat = None
+    assert not np.isnan(F.usable_values(grid, replace(RESID_SPEC, flat_slots=(0b11,)))).any()
+
+
+def test_the_flat_fit_keeps_the_slots_that_vary_in_nearly_every_step():
+    t = 40
+    values = np.ones((2, t, 2))
+    flat = np.zeros((2, t), dtype=np.uint8)
+    flat[:, :8] |= 0b01  # slot 0 flat in 20 % of the steps: stuck now and then
+    flat[:, :12] |= 0b10  # slot 1 flat in 30 %: a set point, constant by nature
+    spec = F.fit_flat(RESID_SPEC, flat_grid(values, flat), np.array([0, 1]), before=1e9)
+    assert spec.flat_slots == (0b01,)
+    assert F.fit_flat(RESID_SPEC, flat_grid(values, flat), np.array([0, 1]), before=10.0).flat_slots == (0b00,)
+
+
+def test_a_stuck_sensor_does_not_show_as_a_residual_departure():
+    """Slot 0 follows the load in slot 1; the load sensor sticks at 0.8 for steps 14..17 while
+    the load is 0.2: unmasked, slot 0 departs from what the stuck reading explains."""
+    t = 20
+    load = np.array([0.2, 0.8] * (t // 2))
+    load[14:18] = 0.2
+    values = np.stack([3.0 + 2.0 * load, load], axis=1).reshape(1, t, 2)
+    values[0, 14:18, 1] = 0.8
+    flat = np.zeros((1, t))
+    flat[0, 14:18] = 0b10
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.5, 0.0, -1.5)),), residual_scale=((0.5, 0.5),))
+    grid = flat_grid(values, flat)
+    blind = row(grid, 19, spec)
+    masked = row(grid, 19, replace(spec, flat_slots=(0b11,)))
+    assert blind["m0:resid_8"] == pytest.approx(-4 * 0.6 * 2.0 / 8 / 0.5)
+    assert masked["m0:resid_8"] == pytest.approx(0.0, abs=1e-9)

@@ -224,6 +224,40 @@ def test_the_grid_holds_the_hourly_means_of_the_rollup(db):
     assert np.isnan(fleet.grid.values[0, [0, 3]]).all()
 
 
+def test_the_grid_flags_the_slots_whose_readings_did_not_vary_within_the_hour(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    TelemetryWriter(db).write([(dev.id, T0 + timedelta(minutes=10), 1, [1.0, 4.0, 7.0]),
+                               (dev.id, T0 + timedelta(minutes=20), 2, [3.0, 4.0, 7.0]),  # slots 1, 2 flat
+                               (dev.id, T0 + timedelta(minutes=70), 3, [5.0, 4.0, 7.0])])  # one reading
+    db.commit()
+    fleet = data.load(db, T0, T0 + timedelta(hours=2), [dev.id], n_slots=3)
+    assert list(fleet.grid.flat[0]) == [0b110, 0]
+
+
+def test_a_rolling_window_carries_the_flat_flags_of_the_hours_it_keeps(db):
+    from fieldops.db.repo.telemetry import TelemetryWriter
+
+    dev = factories.device(db)
+    writer = TelemetryWriter(db)
+
+    def readings(first: int, last: int) -> None:  # two per hour; slot 1 sticks in hours 2 and 6
+        writer.write([(dev.id, T0 + timedelta(minutes=60 * k + m), 2 * k + m // 30,
+                       [1.0 + m, 5.0 if k in (2, 6) else 5.0 + m, 3.0 + m]) for k in range(first, last) for m in (10, 40)])
+        db.commit()
+
+    readings(0, 5)
+    window = data.Window(hours=6, n_slots=3)
+    window.fleet(db, T0 + timedelta(hours=4, minutes=50), [dev.id])
+    readings(5, 8)
+    now = T0 + timedelta(hours=7, minutes=50)
+    rolled = window.fleet(db, now, [dev.id]).grid
+    full = data.load(db, now - timedelta(hours=6), now, [dev.id], n_slots=3, history=False).grid
+    assert np.array_equal(rolled.flat, full.flat)
+    assert list(np.flatnonzero(rolled.flat[0])) == [1, 5]  # hours 2 and 6 of the window from hour 1
+
+
 def test_the_failure_mode_is_named_only_where_the_risk_is_at_least_half_the_threshold():
     from sklearn.dummy import DummyRegressor
     from sklearn.linear_model import LogisticRegression
