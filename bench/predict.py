@@ -67,8 +67,8 @@ def main() -> int:
     ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
     ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
     ap.add_argument("--precision", type=float, default=0.8, help="target precision of the out-of-fold figures")
-    ap.add_argument("--pooled", action="store_true",
-                    help="add the pooled departure features (largest departure across metrics)")
+    ap.add_argument("--pooled", action=argparse.BooleanOptionalAction, default=True,
+                    help="the pooled departure features (largest departure across metrics; default on)")
     ap.add_argument("--folds", type=int, default=4,
                     help="out-of-fold figures over the training devices with this many folds (0: none)")
     ap.add_argument("--scale-devices", type=int, default=10000,

@@ -33,7 +33,7 @@ class Run:
 
 def fit(ds: M.Dataset, spec: F.FeatureSpec, *, progress: M.Progress, plot_dir: Path | None,
         estimators: list[str] | None = None, unit: str = "h", target_precision: float = 0.8,
-        pooled: bool = False) -> Run:
+        pooled: bool = True) -> Run:
     """Train and evaluate, evaluate the raw-metric threshold rule on the same hold-out, plot."""
     with threadpool_limits(1):  # the machine is shared; one thread is also fastest at this size
         result = M.train(ds, spec, progress=progress, estimators=estimators,
@@ -79,7 +79,7 @@ def load_dataset(conn: psycopg.Connection, *, days: float, horizon_h: float, set
 def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = DEFAULT_HORIZON_H,
              settle_h: float = DEFAULT_SETTLE_H, every: int = 2, plot_dir: Path | None = None,
              estimators: list[str] | None = None, progress: M.Progress = M._quiet,
-             pooled: bool = False) -> tuple[Run, int, bool]:
+             pooled: bool = True) -> tuple[Run, int, bool]:
     """Train from the database, compare with the active model on the same hold-out, register."""
     progress("loading telemetry, events and jobs")
     ds, spec, start, end = load_dataset(conn, days=days, horizon_h=horizon_h, settle_h=settle_h, every=every)
