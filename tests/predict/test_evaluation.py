@@ -87,6 +87,26 @@ def test_a_model_trained_with_pooled_features_scores_with_the_features_it_was_tr
     assert np.allclose(x, result.test_x, equal_nan=True)
 
 
+def test_training_fits_the_flat_slots_from_the_grids_flags_and_scores_with_them(tmp_path):
+    from predict import csvio
+    from tests.predict import synth
+
+    readings, failures = synth.write_history(tmp_path)
+    r = csvio.read_readings(readings)
+    fails = csvio.read_failures(failures, r)
+    csvio.with_resets(r, fails)
+    flat = np.zeros(r.grid.time.shape, dtype=np.uint8)
+    flat[:, ::10] = 0b001  # slot 0 flat in a tenth of the steps: a sensor that sticks now and then
+    flat[:, ::2] |= 0b100  # slot 2 flat in half of them: constant by nature
+    r.grid.flat = flat
+    ds = M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+    result = M.train(ds, F.FeatureSpec(n_slots=3), estimators=["logistic_regression"])
+    spec = result.model.spec
+    assert spec.flat_slots and all(bits == 0b011 for bits in spec.flat_slots)
+    x = F.compute(ds.grid, spec, result.test.dev, result.test.step)
+    assert np.allclose(x, result.test_x, equal_nan=True)
+
+
 def test_an_early_episode_that_lasts_into_the_catch_window_counts_for_the_job_precision_only():
     ds = dataset(300, [150.0])
     ev = M.alert_events(ds, scores(300, [130, 133, 136, 139]), 0.5)  # one episode from 20 ahead (W 12)
