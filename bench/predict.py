@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--plots", type=Path, default=Path("var/predict/plots"))
     ap.add_argument("--estimators", nargs="+")
     ap.add_argument("--warning-h", type=float, default=72.0, help="simulator degradation phase (hours)")
+    ap.add_argument("--seed", type=int, default=11, help="simulator seed of the backfill (another fleet history)")
     ap.add_argument("--horizon-h", type=float, default=pipeline.DEFAULT_HORIZON_H)
     ap.add_argument("--every", type=int, default=2, help="training sample every N hours")
     ap.add_argument("--precision", type=float, default=0.8, help="target precision of the out-of-fold figures")
@@ -96,7 +97,7 @@ def main() -> int:
                 conn.commit()
                 log(f"backfilling {args.devices} devices x {args.days:g} days")
                 result = backfill(url, days=args.days, devices=args.devices, resolution_s=args.resolution_s,
-                                  seed=11, end=END, recorder=JobHistory(conn), warning_h=args.warning_h)
+                                  seed=args.seed, end=END, recorder=JobHistory(conn), warning_h=args.warning_h)
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
@@ -161,7 +162,7 @@ def main() -> int:
         m, b = model.metrics, run.baseline
         out = {
             "devices": len(run.result.test.grid.device_ids), "days": args.days, "warning_h": args.warning_h,
-            "horizon_h": args.horizon_h, "pooled": args.pooled, "failures": len(run.result.test.failures),
+            "horizon_h": args.horizon_h, "seed": args.seed, "pooled": args.pooled, "failures": len(run.result.test.failures),
             "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
             "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
             "median_lead_h": round(warned["median_lead"], 1),

@@ -13,7 +13,6 @@ never describe the repaired machine.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 
@@ -530,8 +529,7 @@ def pooled_features(x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     known = (group >= 0) & (group < len(scale))
     sc = np.where(known[:, None, None, None], scale[np.where(known, group, 0)], 0.0)  # [N, K, W, M]
     out = []
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no slot with a spread gives NaN
+    with np.errstate(invalid="ignore", divide="ignore"):  # no slot with a spread gives NaN
         for k, kind in enumerate(pooled_kinds(spec)):
             for j, w in enumerate(spec.windows):
                 s = sc[:, k, j]
@@ -542,6 +540,25 @@ def pooled_features(x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
                 out += [ranked[:, 0], ranked[:, 1],
                         np.where(np.isnan(ranked[:, 0]), np.nan, np.nansum(np.maximum(a - 1.0, 0.0), axis=1))]
     return np.column_stack(out) if out else np.zeros((len(x), 0))
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """Per row of ``[N, M]`` the largest value, NaN where a row has none. Unlike ``np.nanmax``
+    it warns about nothing, so no ``warnings`` filter is needed: those are process-wide, and the
+    scorer computes features on two threads."""
+    has = ~np.isnan(a).all(axis=1)
+    out = np.full(len(a), np.nan)
+    if has.any():
+        out[has] = np.nanmax(a[has], axis=1)
+    return out
+
+
+def _row_rms(a: np.ndarray) -> np.ndarray:
+    """Per row of ``[N, M]`` the root mean square of its values, NaN where a row has none."""
+    present = ~np.isnan(a)
+    n = present.sum(axis=1)
+    total = np.where(present, a * a, 0.0).sum(axis=1)
+    return np.where(n > 0, np.sqrt(total / np.maximum(n, 1)), np.nan)
 
 
 def _slots(values: np.ndarray, n_slots: int) -> np.ndarray:
@@ -630,14 +647,13 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
                 for w in spec.windows:  # against the fleet, relative to the device's own baseline
                     out[:, col] = fleet[w][:, m] - fleet_base[:, m]
                     col += 1
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all slots empty gives NaN, as wanted
+    with np.errstate(invalid="ignore", divide="ignore"):
         for w in spec.windows:  # across slots: any metric departing, whichever model and slot
             z = np.abs(per_window[w]["mean"] - base["mean"]) / scale
             trend = np.abs(per_window[w]["slope"]) * (w - 1) / scale
-            out[:, col] = np.nanmax(z, axis=1)
-            out[:, col + 1] = np.nanmax(trend, axis=1)
-            out[:, col + 2] = np.sqrt(np.nanmean(z * z, axis=1))
+            out[:, col] = _row_max(z)
+            out[:, col + 1] = _row_max(trend)
+            out[:, col + 2] = _row_rms(z)
             col += 3
     if spec.residual_coef:
         col = _residual_features(out, col, grid, spec, stats, dev)
@@ -684,8 +700,7 @@ def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec,
     scale = np.where(known[:, None], scale[group], 0.0)  # [N, M]
     uses = coef[group] != 0  # [N, M target, M predictor]
     base = stats["base"]["mean"]
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with np.errstate(invalid="ignore", divide="ignore"):
         rz = {}
         for w in spec.windows:
             delta = stats[w]["mean"] - base  # [N, M]
@@ -698,8 +713,8 @@ def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec,
                 out[:, col] = rz[w][:, m]
                 col += 1
         for w in spec.windows:
-            out[:, col] = np.nanmax(np.abs(rz[w]), axis=1)
-            out[:, col + 1] = np.sqrt(np.nanmean(rz[w] ** 2, axis=1))
+            out[:, col] = _row_max(np.abs(rz[w]))
+            out[:, col + 1] = _row_rms(rz[w])
             col += 2
     return col
 

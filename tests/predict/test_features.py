@@ -383,3 +383,23 @@ def test_a_stuck_sensor_does_not_show_as_a_residual_departure():
     masked = row(grid, 19, replace(spec, flat_slots=(0b11,)))
     assert blind["m0:resid_8"] == pytest.approx(-4 * 0.6 * 2.0 / 8 / 0.5)
     assert masked["m0:resid_8"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_sample_without_data_gets_nan_across_slots_and_no_warning(monkeypatch):
+    """The scorer computes features on two threads, and ``warnings`` filters are process-wide (one
+    thread leaving ``catch_warnings`` restores them under the other): the features must not warn
+    (here, on all-NaN rows), not filter the warnings."""
+    import warnings
+
+    def no_filters(*args, **kwargs):
+        raise AssertionError("features changed the process-wide warnings filters")
+
+    catch_warnings = warnings.catch_warnings
+    monkeypatch.setattr(warnings, "catch_warnings", no_filters)
+    n = 20
+    grid = two_slot_grid(np.full(n, np.nan), np.full(n, np.nan))
+    spec = replace(RESID_SPEC, residual_coef=(((0.0, 2.0, 3.0), (0.5, 0.0, -1.5)),), residual_scale=((0.5, 0.5),))
+    with catch_warnings():
+        warnings.simplefilter("error")
+        r = row(grid, n - 1, spec)
+    assert all(math.isnan(r[k]) for k in ("all:max_z_3", "all:rms_z_3", "all:max_resid_3", "all:rms_resid_3"))
