@@ -2,10 +2,10 @@
 
 Hourly means come from the rollup ``telemetry_hourly`` (one row per device and hour with count and
 sum per metric slot), fetched in one query per time range, with a flag per slot whose readings
-did not vary within the hour (at least two, all equal: a stuck or saturated sensor). Failures are fault events and
-completed jobs whose finding confirmed a fault; repairs are completed jobs. Times on the grid are
-hours since 1970-01-01 UTC; step ``j`` covers hour bucket ``start + j`` and is timed at its end.
-Nothing here reads the simulator's schema.
+did not vary within the hour (at least two, all equal: a stuck or saturated sensor). Failures are
+fault events and completed jobs whose finding confirmed a fault; repairs are completed jobs. Times
+on the grid are hours since 1970-01-01 UTC; step ``j`` covers hour bucket ``start + j`` and is
+timed at its end. Nothing here reads the simulator's schema.
 """
 
 from __future__ import annotations
@@ -281,7 +281,9 @@ class Window:
         grid_time[grid_time <= g.installed[:, None]] = np.nan
         values[np.isnan(grid_time)] = np.nan
         first = hours(start)
-        values[:, np.arange(h0, h1) < first] = np.nan  # the rollup is read from ``start`` on
+        before = np.arange(h0, h1) < first  # the rollup is read from ``start`` on
+        values[:, before] = np.nan
+        flat[:, before] = 0
         resets = list(g.resets)
         for i, times in new.items():  # only the last reset before the window matters
             both = np.unique(np.concatenate([resets[i], times]))
