@@ -2,9 +2,11 @@
 a remaining-useful-life regressor, chosen by measurement and evaluated on held-out devices.
 
 The split is by device and by time: test samples come from held-out devices after ``t_cut``,
-training samples from the other devices before it. The estimator is chosen out of fold over all
-training devices (event recall at the target precision); a validation share of the training
-devices calibrates it and fixes the operating threshold, so the test set is touched once.
+training samples from the other devices before it. Out of fold over all training devices, the
+estimator is chosen (event recall at the target precision), its scores calibrated (Platt) and the
+operating threshold fixed; the chosen estimator is then fitted on every training device. Data too
+small for folds falls back to a validation share of the training devices. The test set is touched
+once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 import joblib
 import numpy as np
 from joblib import Parallel, delayed
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -100,6 +104,50 @@ def validation_devices(ds: Dataset, share: float) -> np.ndarray:
         k = min(max(k, 1), len(group) - 1) if len(group) >= 2 else 0
         out[ordered[:k]] = True
     return out
+
+
+# ---------------------------------------------------------------- calibration
+
+
+SCORE_CLIP = 1e-12  # probabilities are clipped this far from 0 and 1 before their log-odds
+
+
+class CrossFitCalibrated(ClassifierMixin, BaseEstimator):
+    """A binary classifier whose probabilities pass through a sigmoid of their log-odds
+    (``slope * logit(p) + intercept``) fitted on out-of-fold scores of the same estimator: Platt
+    scaling without setting devices aside (scikit-learn's ``CalibratedClassifierCV`` with
+    ``ensemble=False`` does the same with folds by row, not by device)."""
+
+    def __init__(self, estimator: object = None, slope: float = 1.0, intercept: float = 0.0):
+        self.estimator = estimator
+        self.slope = slope
+        self.intercept = intercept
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.estimator.classes_
+
+    def fit_scores(self, scores: np.ndarray, y: np.ndarray) -> CrossFitCalibrated:
+        """Fit the sigmoid on out-of-fold ``scores`` (P(positive)) and labels ``y``."""
+        lr = LogisticRegression(C=1e6, max_iter=1000)
+        lr.fit(self._log_odds(scores)[:, None], np.asarray(y, dtype=int))
+        self.slope, self.intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        return self
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated P(positive) for raw scores of the estimator."""
+        return expit(self.slope * self._log_odds(scores) + self.intercept)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        q = self.calibrate(self.estimator.predict_proba(x)[:, 1])
+        return np.column_stack([1.0 - q, q])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.predict_proba(x)[:, 1] >= 0.5).astype(int)]
+
+    @staticmethod
+    def _log_odds(p: np.ndarray) -> np.ndarray:
+        return logit(np.clip(np.asarray(p, dtype=np.float64), SCORE_CLIP, 1.0 - SCORE_CLIP))
 
 
 # ---------------------------------------------------------------- the artifact
@@ -331,7 +379,7 @@ def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) ->
 @dataclass(slots=True)
 class TrainResult:
     model: FailureModel
-    comparison: dict[str, float]
+    comparison: dict[str, float]  # PR-AUC per candidate: out of fold, or on the validation devices
     test: Dataset
     test_x: np.ndarray
     train_s: float
@@ -447,11 +495,14 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     ``pooled``, the features include the pooled departures (:func:`F.pooled_features`), their
     healthy spreads fitted on the training samples.
 
-    With several candidates, the estimator is the one with the best out-of-fold event recall at
-    ``target_precision`` over all training devices (``folds`` folds by device; see
-    :func:`compare_out_of_fold`), else the best validation PR-AUC (one candidate, ``folds`` < 2,
-    or too few failures to fill the folds). Calibration and threshold come from the validation
-    devices either way. ``workers``: folds fitted at a time, in worker processes."""
+    Out of fold over all training devices (``folds`` folds by device; see
+    :func:`compare_out_of_fold`): the estimator is the candidate with the best event recall at
+    ``target_precision``; a sigmoid fitted on its out-of-fold scores calibrates it
+    (:class:`CrossFitCalibrated`) and the threshold is the lowest reaching ``target_precision`` on
+    them; then it is fitted on every training device. With ``folds`` < 2 or too few failures to
+    fill the folds, a quarter of the training devices is set aside instead: the best validation
+    PR-AUC chooses, and calibration and threshold come from those devices. ``workers``: folds
+    fitted at a time, in worker processes."""
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
@@ -467,36 +518,45 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     x_tr = x_tr_full[:, columns]
     keep = train_ds.labels.keep
     y = train_ds.labels.y
-    val = validation_devices(train_ds, share=0.25)[train_ds.dev]
     sampled = fit_sample(train_ds, seed)
-    fit_rows, val_rows = keep & ~val & sampled, keep & val
-    if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
-        raise ValueError(
-            f"too few failures to train: {int(y[keep].sum())} positive samples "
-            f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
     pool = candidates(seed)
     names = list(estimators or pool)
     selection: dict[str, dict] = {}
     oof_scores: dict[str, np.ndarray] = {}
-    if len(names) > 1 and folds_usable(train_ds, folds, seed):
+    comparison: dict[str, float] = {}
+    if folds_usable(train_ds, folds, seed):  # out of fold: choose, calibrate, threshold
         selection, oof_scores = compare_out_of_fold(train_ds, x_tr, names, target_precision,
                                                     folds=folds, seed=seed, progress=progress, workers=workers)
-    comparison: dict[str, float] = {}
-    fitted: dict[str, object] = {}
-    for name in [choose_estimator({}, selection)] if selection else names:  # chosen: fit it alone
+        comparison = {name: fig["pr_auc"] for name, fig in selection.items()}
+        best = choose_estimator({}, selection)
         t0 = time.perf_counter()
-        est = pool[name]()
-        est.fit(x_tr[fit_rows], y[fit_rows])
-        p = est.predict_proba(x_tr[val_rows])[:, 1]
-        comparison[name] = float(average_precision_score(y[val_rows], p))
-        fitted[name] = est
-        progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
-    best = choose_estimator(comparison, selection)
-    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
-    calibrated.fit(x_tr[val_rows], y[val_rows])
-    val_ds = train_ds.subset(val)
-    val_score = calibrated.predict_proba(x_tr[val])[:, 1]
-    threshold = choose_threshold(val_ds, val_score, target_precision)
+        est = pool[best]()
+        est.fit(x_tr[keep & sampled], y[keep & sampled])
+        calibrated = CrossFitCalibrated(est).fit_scores(oof_scores[best][keep], y[keep])
+        threshold = choose_threshold(train_ds, calibrated.calibrate(oof_scores[best]), target_precision)
+        progress(f"{best} fitted on all {len(np.unique(train_ds.dev))} training devices "
+                 f"({time.perf_counter() - t0:.1f} s)")
+    else:  # too few failures for folds: a validation share of the training devices
+        val = validation_devices(train_ds, share=0.25)[train_ds.dev]
+        fit_rows, val_rows = keep & ~val & sampled, keep & val
+        if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
+            raise ValueError(
+                f"too few failures to train: {int(y[keep].sum())} positive samples "
+                f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
+        fitted: dict[str, object] = {}
+        for name in names:
+            t0 = time.perf_counter()
+            est = pool[name]()
+            est.fit(x_tr[fit_rows], y[fit_rows])
+            p = est.predict_proba(x_tr[val_rows])[:, 1]
+            comparison[name] = float(average_precision_score(y[val_rows], p))
+            fitted[name] = est
+            progress(f"{name}: validation PR-AUC {comparison[name]:.3f} ({time.perf_counter() - t0:.1f} s)")
+        best = choose_estimator(comparison, {})
+        calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[best]), method="sigmoid")
+        calibrated.fit(x_tr[val_rows], y[val_rows])
+        val_score = calibrated.predict_proba(x_tr[val])[:, 1]
+        threshold = choose_threshold(train_ds.subset(val), val_score, target_precision)
     progress(f"chose {best}; operating threshold {threshold:.3f}")
 
     ttf = train_ds.labels.ttf

@@ -189,7 +189,77 @@ def test_training_with_several_candidates_compares_them_out_of_fold(tmp_path):
     oof = result.oof_scores[result.model.estimator]
     assert oof.shape == result.train.dev.shape and not np.isnan(oof).any()
     assert result.model.metrics["selection"] == result.selection
-    assert set(result.comparison) == {result.model.estimator}  # only the chosen one fitted again
+    assert result.comparison == {n: fig["pr_auc"] for n, fig in result.selection.items()}
+
+
+def _synth_dataset(tmp_path, devices: int = 24) -> M.Dataset:
+    from predict import csvio
+    from tests.predict import synth
+
+    readings, failures = synth.write_history(tmp_path, devices=devices)
+    r = csvio.read_readings(readings)
+    fails = csvio.read_failures(failures, r)
+    csvio.with_resets(r, fails)
+    return M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+
+
+def test_with_folds_the_threshold_reaches_the_target_on_the_calibrated_out_of_fold_scores(tmp_path):
+    result = M.train(_synth_dataset(tmp_path), F.FeatureSpec(n_slots=3), estimators=["logistic_regression"],
+                     folds=3)
+    clf = result.model.classifier
+    assert isinstance(clf, M.CrossFitCalibrated)
+    oof = clf.calibrate(result.oof_scores["logistic_regression"])
+    assert result.model.threshold == M.choose_threshold(result.train, oof, 0.8)
+
+
+class _RowCounter:
+    """Estimator double: records how many rows each instance was fitted on."""
+
+    fitted: list[int] = []
+
+    def fit(self, x, y):
+        _RowCounter.fitted.append(len(x))
+        self.classes_ = np.array([False, True])
+        return self
+
+    def predict_proba(self, x):
+        p = np.clip(np.nan_to_num(x[:, -1], nan=0.5), 0.01, 0.99)
+        return np.column_stack([1 - p, p])
+
+
+def test_with_folds_the_chosen_estimator_is_fitted_on_every_training_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(M, "candidates", lambda seed=0: {"counter": _RowCounter})
+    monkeypatch.setattr(_RowCounter, "fitted", [])
+    result = M.train(_synth_dataset(tmp_path), F.FeatureSpec(n_slots=3), folds=3)
+    rows = result.train.labels.keep & M.fit_sample(result.train)
+    assert len(_RowCounter.fitted) == 4 and _RowCounter.fitted[-1] == rows.sum()  # 3 folds, then all
+
+
+def test_without_folds_a_validation_share_calibrates_and_sets_the_threshold(tmp_path):
+    from sklearn.calibration import CalibratedClassifierCV
+
+    result = M.train(_synth_dataset(tmp_path), F.FeatureSpec(n_slots=3), estimators=["logistic_regression"],
+                     folds=1)
+    assert isinstance(result.model.classifier, CalibratedClassifierCV)
+    assert not result.selection and not result.oof_scores
+    assert set(result.comparison) == {"logistic_regression"}
+
+
+def test_cross_fit_calibration_recovers_the_sigmoid_of_the_log_odds():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.01, 0.99, 40000)
+    y = rng.random(len(raw)) < M.expit(2.0 * M.logit(raw) - 1.0)
+    cal = M.CrossFitCalibrated(None).fit_scores(raw, y)
+    assert cal.slope == pytest.approx(2.0, abs=0.1) and cal.intercept == pytest.approx(-1.0, abs=0.1)
+
+
+def test_cross_fit_calibration_maps_the_estimators_probabilities():
+    est = _RowCounter().fit(np.zeros((1, 1)), np.zeros(1))
+    cal = M.CrossFitCalibrated(est, slope=2.0, intercept=-1.0)
+    x = np.array([[0.2], [0.5], [0.9]])
+    q = M.expit(2.0 * M.logit(x[:, 0]) - 1.0)
+    assert np.allclose(cal.predict_proba(x), np.column_stack([1 - q, q]))
+    assert list(cal.predict(x)) == [False, False, True]
 
 
 def test_a_threshold_that_only_the_top_few_scores_pass_is_still_found():
