@@ -56,8 +56,11 @@ def _plots(plot_dir: Path, model: M.FailureModel, test: M.Dataset, x: np.ndarray
     names = np.array(F.feature_names(model.spec))
     cols = np.arange(len(names)) if model.columns is None else model.columns
     metrics = metrics if metrics is not None else model.metrics
+    ranker = model.classifier  # importance by PR-AUC, which a monotone calibration leaves as it is
+    if isinstance(ranker, M.CrossFitCalibrated):
+        ranker = ranker.estimator
     return plots.save_all(plot_dir, test.labels.y[keep], p[keep], metrics["leads"], baseline, metrics,
-                          model.classifier, x[keep][:, cols], list(names[cols]), unit=unit)
+                          ranker, x[keep][:, cols], list(names[cols]), unit=unit)
 
 
 # ---------------------------------------------------------------- database

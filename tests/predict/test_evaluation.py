@@ -270,3 +270,13 @@ def test_a_threshold_that_only_the_top_few_scores_pass_is_still_found():
     th = M.choose_threshold(ds, s, target_precision=0.8)
     assert 0.5 < th <= 0.9
     assert M.alert_events(ds, s, th)["precision"] == 1.0
+
+
+def test_training_with_folds_saves_the_three_plots(tmp_path):
+    from predict import pipeline
+
+    run = pipeline.fit(_synth_dataset(tmp_path), F.FeatureSpec(n_slots=3), progress=M._quiet,
+                       plot_dir=tmp_path / "plots", estimators=["logistic_regression"])
+    assert isinstance(run.result.model.classifier, M.CrossFitCalibrated)
+    assert sorted(p.name for p in run.plot_paths) == ["feature_importance.png", "lead_times.png", "pr_curve.png"]
+    assert all(p.stat().st_size > 1000 for p in run.plot_paths)
