@@ -231,9 +231,10 @@ OOF_FOLDS = 4  # folds by device for choosing the estimator out of fold
 
 
 def candidates(seed: int = 0) -> dict[str, Callable[[], object]]:
-    """Estimators compared on the validation devices; class imbalance handled by class weights."""
+    """Candidate estimators, compared out of fold (see :func:`train`); class imbalance handled by
+    class weights. Gradient boosting is regularised: large leaves (>= 80 samples), an L2 penalty."""
     return {
-        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(  # leaves of >= 80 samples
+        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(
             max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=1.0,
             class_weight="balanced", early_stopping=False, random_state=seed),
         "logistic_regression": lambda: make_pipeline(
