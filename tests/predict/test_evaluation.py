@@ -71,15 +71,19 @@ def test_the_threshold_is_the_lowest_score_value_reaching_the_target_precision()
     assert M.choose_threshold(ds, s, target_precision=0.8) == pytest.approx(0.848)
 
 
-def test_a_model_trained_with_pooled_features_scores_with_the_features_it_was_trained_on(tmp_path):
+def _synth_dataset(tmp_path, devices: int = 24) -> M.Dataset:
     from predict import csvio
     from tests.predict import synth
 
-    readings, failures = synth.write_history(tmp_path)
+    readings, failures = synth.write_history(tmp_path, devices=devices)
     r = csvio.read_readings(readings)
     fails = csvio.read_failures(failures, r)
     csvio.with_resets(r, fails)
-    ds = M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+    return M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+
+
+def test_a_model_trained_with_pooled_features_scores_with_the_features_it_was_trained_on(tmp_path):
+    ds = _synth_dataset(tmp_path, devices=12)
     result = M.train(ds, F.FeatureSpec(n_slots=3), estimators=["logistic_regression"], pooled=True)
     spec = result.model.spec
     assert spec.pooled_scale and "pool:z_max_6" in F.feature_names(spec)
@@ -174,14 +178,7 @@ def test_folds_are_not_used_when_one_would_lack_a_failure():
 
 
 def test_training_with_several_candidates_compares_them_out_of_fold(tmp_path):
-    from predict import csvio
-    from tests.predict import synth
-
-    readings, failures = synth.write_history(tmp_path, devices=24)
-    r = csvio.read_readings(readings)
-    fails = csvio.read_failures(failures, r)
-    csvio.with_resets(r, fails)
-    ds = M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
+    ds = _synth_dataset(tmp_path)
     result = M.train(ds, F.FeatureSpec(n_slots=3), estimators=["logistic_regression", "random_forest"],
                      folds=3)
     assert set(result.selection) == {"logistic_regression", "random_forest"}
@@ -190,17 +187,6 @@ def test_training_with_several_candidates_compares_them_out_of_fold(tmp_path):
     assert oof.shape == result.train.dev.shape and not np.isnan(oof).any()
     assert result.model.metrics["selection"] == result.selection
     assert result.comparison == {n: fig["pr_auc"] for n, fig in result.selection.items()}
-
-
-def _synth_dataset(tmp_path, devices: int = 24) -> M.Dataset:
-    from predict import csvio
-    from tests.predict import synth
-
-    readings, failures = synth.write_history(tmp_path, devices=devices)
-    r = csvio.read_readings(readings)
-    fails = csvio.read_failures(failures, r)
-    csvio.with_resets(r, fails)
-    return M.build_dataset(r.grid, fails, [[] for _ in r.device_ids], 60.0, 20.0)
 
 
 def test_with_folds_the_threshold_reaches_the_target_on_the_calibrated_out_of_fold_scores(tmp_path):
