@@ -2,7 +2,7 @@
 
 ``python -m bench.predict_visibility --pg-dir DIR`` reads the backfill that ``python -m
 bench.predict --pg-dir DIR`` left there and computes the model's features for every device (the
-residual model fitted as training fits it). Per failure mode and device model, over the failures
+flat slots and residual models fitted as training fits them). Per failure mode and device model, over the failures
 with a degradation phase (simulator ground truth), and per quantile ``q``: for every feature and sign, the threshold
 that leaves the share ``1 - q`` of the healthy samples of the same device model beyond it (healthy:
 no failure within three horizons), and how many of the mode's failures have a sample beyond it in
@@ -153,8 +153,7 @@ def main() -> int:
     finally:
         cluster.stop("fast")
     train, _, t_cut = M.split(ds, 0.3, 0.5)
-    spec = F.fit_flat(spec, ds.grid, np.unique(ds.dev[train]), t_cut)
-    spec = F.fit_residuals(spec, ds.grid, np.unique(ds.dev[train]), t_cut)
+    spec = F.fit_on_training(spec, ds.grid, np.unique(ds.dev[train]), t_cut)
     x = F.compute(ds.grid, spec, ds.dev, ds.step)
     names = F.feature_names(spec)
     warned: dict[str, list[F.Failure]] = {}

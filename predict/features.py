@@ -46,6 +46,11 @@ class FeatureSpec:
     # Per device model, a bit ``1 << slot`` for each slot whose flat steps (see Grid.flat) make
     # the whole step unusable; empty: none. Fitted on training devices by :func:`fit_flat`.
     flat_slots: tuple[int, ...] = ()
+    # Per device model and slot, like ``residual_coef`` and ``residual_scale``, a second residual
+    # model fitted on the readings less the model's fleet centre (see :func:`fit_fleet_residuals`);
+    # empty: no fleet residual features.
+    fleet_residual_coef: tuple[tuple[tuple[float, ...], ...], ...] = ()
+    fleet_residual_scale: tuple[tuple[float, ...], ...] = ()
 
     def __setstate__(self, state: tuple) -> None:
         """Unpickle; fields a model stored before they existed get their defaults (an older
@@ -305,6 +310,16 @@ def _robust_sd(r: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
 
 
+def fit_on_training(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float) -> FeatureSpec:
+    """``spec`` with what the features learn from the training devices ``rows`` at steps before
+    ``before``: the flat slots (:func:`fit_flat`), then the residual models on the usable
+    readings (:func:`fit_residuals`, :func:`fit_fleet_residuals`). The pooled spreads come later,
+    from these features (:func:`fit_pooled`)."""
+    spec = fit_flat(spec, grid, rows, before)
+    spec = fit_residuals(spec, grid, rows, before)
+    return fit_fleet_residuals(spec, grid, rows, before)
+
+
 def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float,
                   min_rows: int = 50) -> FeatureSpec:
     """``spec`` with a residual model per device model, fitted on the devices ``rows`` at steps
@@ -314,8 +329,31 @@ def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float
     sensors). The scale is the robust spread of the residual around each device's own median, so
     a calibration offset does not count as spread. A model with fewer than ``min_rows`` complete
     steps gets scale 0 (no residual features)."""
-    m = spec.n_slots
+    coef, scale = _fit_linear(usable_values(grid, spec), grid, rows, before, spec.n_slots, min_rows)
+    return replace(spec, residual_coef=_as_tuple(coef), residual_scale=_as_tuple(scale))
+
+
+def fit_fleet_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float,
+                        min_rows: int = 50) -> FeatureSpec:
+    """``spec`` with a second residual model (as :func:`fit_residuals`) fitted on each reading
+    less its model's fleet centre at that step (:func:`fleet_centre`). The centre carries what
+    all units share, weather above all, so this fit need not read the weather from the unit's own
+    slots: a fault that moves several slots at once (a fouled condenser raises its pressure, the
+    current and the oil temperature) no longer looks like a warm day. Without fleet features
+    ``spec`` comes back unchanged."""
+    if not spec.fleet:
+        return spec
     values = usable_values(grid, spec)
+    centre, _ = fleet_centre(values, grid.group, spec.fleet_min_devices)
+    adjusted = values - centre[grid.group] if len(centre) else values
+    coef, scale = _fit_linear(adjusted, grid, rows, before, spec.n_slots, min_rows)
+    return replace(spec, fleet_residual_coef=_as_tuple(coef), fleet_residual_scale=_as_tuple(scale))
+
+
+def _fit_linear(values: np.ndarray, grid: Grid, rows: np.ndarray, before: float, m: int,
+                min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per device model: coefficients ``[G, M, M + 1]`` predicting each slot of ``values`` from the
+    others (intercept last) and the residual scales ``[G, M]`` (see :func:`fit_residuals`)."""
     n_groups = int(grid.group.max()) + 1 if len(grid.group) else 0
     coef = np.zeros((n_groups, m, m + 1))
     scale = np.zeros((n_groups, m))
@@ -351,7 +389,7 @@ def fit_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before: float
                 sel = dev_of == d
                 centred[sel] -= np.median(r[sel])
             scale[g, target] = max(_robust_sd(centred[keep]), EPS)
-    return replace(spec, residual_coef=_as_tuple(coef), residual_scale=_as_tuple(scale))
+    return coef, scale
 
 
 def _as_tuple(a: np.ndarray) -> tuple:
@@ -466,6 +504,11 @@ def feature_names(spec: FeatureSpec) -> list[str]:
             names += [f"m{m}:resid_{w}" for w in spec.windows]
         for w in spec.windows:
             names += [f"all:max_resid_{w}", f"all:rms_resid_{w}"]
+    if spec.fleet_residual_coef and spec.fleet:
+        for m in range(spec.n_slots):
+            names += [f"m{m}:fresid_{w}" for w in spec.windows]
+        for w in spec.windows:
+            names += [f"all:max_fresid_{w}", f"all:rms_fresid_{w}"]
     for k in range(spec.n_counts):
         names += [f"c{k}:count_{w}" for w in spec.count_windows]
     for kind in pooled_kinds(spec) if spec.pooled_scale else ():
@@ -583,7 +626,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     same figure for the baseline. Across slots per
     window: the largest |z|, the largest |trend| and the root mean square of z. With a residual
     model in ``spec`` (see :func:`fit_residuals`), per slot and window the departure of what the
-    other slots do not explain (:func:`_residual_features`). Then event counts
+    other slots do not explain (:func:`_residual_features`), and with a fleet residual model the
+    same for the readings less the fleet centre. Then event counts
     per window, the device's age, the time since its last reset and the share of the last 24
     steps with data.
     """
@@ -656,7 +700,16 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
             out[:, col + 2] = _row_rms(z)
             col += 3
     if spec.residual_coef:
-        col = _residual_features(out, col, grid, spec, stats, dev)
+        delta = {w: stats[w]["mean"] - base["mean"] for w in spec.windows}
+        col = _residual_features(out, col, grid, spec.residual_coef, spec.residual_scale, delta, dev)
+    if spec.fleet_residual_coef and spec.fleet:  # the same, on the readings less the fleet centre
+        # at the device's own steps: its blanked hours (a condenser pinned on cold nights) would
+        # otherwise leave the centre's cold hours in and the device's out
+        adjusted = window_stats(values - centre[grid.group], dev, step,
+                                {k: bounds[k] for k in ["base", *spec.windows]}, span, lo_reset)
+        delta = {w: adjusted[w]["mean"] - adjusted["base"]["mean"] for w in spec.windows}
+        col = _residual_features(out, col, grid, spec.fleet_residual_coef, spec.fleet_residual_scale,
+                                 delta, dev)
     if spec.n_counts:
         sums = _count_sums(grid.counts[:, :, : spec.n_counts], dev, hi, spec.count_windows)
         for k in range(spec.n_counts):
@@ -683,36 +736,35 @@ def _count_sums(a: np.ndarray, dev: np.ndarray, hi: np.ndarray, windows) -> dict
     return out
 
 
-def _residual_features(out: np.ndarray, col: int, grid: Grid, spec: FeatureSpec, stats: dict,
-                       dev: np.ndarray) -> int:
+def _residual_features(out: np.ndarray, col: int, grid: Grid, residual_coef: tuple, residual_scale: tuple,
+                       delta: dict[int, np.ndarray], dev: np.ndarray) -> int:
     """Per slot and window: the residual's departure from its baseline, in the model's residual
-    scale; across slots the largest |departure| and its root mean square. Fills ``out`` from
+    scale; across slots the largest |departure| and its root mean square. ``delta``: per window,
+    each slot's departure (window mean minus baseline mean, ``[N, M]``). Fills ``out`` from
     column ``col``; returns the next column.
 
     The residual is linear in the readings, so its window mean minus its baseline mean is each
-    slot's departure (window mean minus baseline mean) minus the departure the other slots'
-    departures predict; the intercept cancels. NaN where the slot, one of its predictors or the
-    residual model is missing."""
-    coef = np.asarray(spec.residual_coef, dtype=np.float64)[:, :, : spec.n_slots]  # [G, M, M]
-    scale = np.asarray(spec.residual_scale, dtype=np.float64)  # [G, M]
+    slot's departure minus the departure the other slots' departures predict; the intercept
+    cancels. NaN where the slot, one of its predictors or the residual model is missing."""
+    n_slots = next(iter(delta.values())).shape[1]
+    coef = np.asarray(residual_coef, dtype=np.float64)[:, :, :n_slots]  # [G, M, M]
+    scale = np.asarray(residual_scale, dtype=np.float64)  # [G, M]
     known = grid.group[dev] < len(coef)  # a device model added after training has no fit
     group = np.where(known, grid.group[dev], 0)
     scale = np.where(known[:, None], scale[group], 0.0)  # [N, M]
     uses = coef[group] != 0  # [N, M target, M predictor]
-    base = stats["base"]["mean"]
     with np.errstate(invalid="ignore", divide="ignore"):
         rz = {}
-        for w in spec.windows:
-            delta = stats[w]["mean"] - base  # [N, M]
-            missing = np.isnan(delta)
-            explained = np.einsum("nmk,nk->nm", coef[group], np.where(missing, 0.0, delta))
+        for w, d in delta.items():
+            missing = np.isnan(d)
+            explained = np.einsum("nmk,nk->nm", coef[group], np.where(missing, 0.0, d))
             lacking = missing | (uses & missing[:, None, :]).any(axis=2) | (scale <= 0)
-            rz[w] = np.where(lacking, np.nan, (delta - explained) / np.where(scale > 0, scale, 1.0))
-        for m in range(spec.n_slots):
-            for w in spec.windows:
+            rz[w] = np.where(lacking, np.nan, (d - explained) / np.where(scale > 0, scale, 1.0))
+        for m in range(n_slots):
+            for w in delta:
                 out[:, col] = rz[w][:, m]
                 col += 1
-        for w in spec.windows:
+        for w in delta:
             out[:, col] = _row_max(np.abs(rz[w]))
             out[:, col + 1] = _row_rms(rz[w])
             col += 2

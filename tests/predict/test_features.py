@@ -199,6 +199,48 @@ def test_a_block_of_consecutive_devices_at_one_step_gets_the_features_of_its_sam
     np.testing.assert_allclose(block, apart, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
+def weather_grid(d: int = 6, t: int = 60, seed: int = 3, noise: float = 0.0) -> F.Grid:
+    """``d`` units of one model sharing the weather ``w``: slot 0 = 3 + 2 load + w, slot 1 = 1 +
+    load + 0.5 w, each unit at its own load, plus ``noise`` (standard deviation)."""
+    rng = np.random.default_rng(seed)
+    load = rng.uniform(0.0, 1.0, (d, t))
+    w = 4.0 * np.sin(np.arange(t) / 5.0)
+    values = np.stack([3.0 + 2.0 * load + w, 1.0 + load + 0.5 * w], axis=2) + rng.normal(0.0, noise, (d, t, 2))
+    return F.Grid(device_ids=np.arange(d), values=values,
+                  time=np.broadcast_to(np.arange(t, dtype=float), (d, t)).copy(), counts=np.zeros((d, t, 0)),
+                  resets=[np.array([])] * d, installed=np.full(d, -5.0), group=np.zeros(d, dtype=np.int64))
+
+
+FLEET_RESID_SPEC = replace(RESID_SPEC, fleet=True, fleet_min_devices=5)
+
+
+def test_the_fleet_residual_model_leaves_the_weather_to_the_fleet_centre():
+    grid = weather_grid()
+    spec = F.fit_fleet_residuals(FLEET_RESID_SPEC, grid, np.arange(6), before=1e9)
+    coef = np.asarray(spec.fleet_residual_coef)
+    # less the centre: slot 0 - c0 = 2 (load - mean load) = 2 (slot 1 - c1), whatever the weather
+    assert np.allclose(coef[0, 0], [0.0, 2.0, 0.0], atol=1e-9) and np.allclose(coef[0, 1], [0.5, 0.0, 0.0], atol=1e-9)
+
+
+def test_fit_fleet_residuals_needs_the_fleet_features():
+    grid = weather_grid()
+    assert F.fit_fleet_residuals(RESID_SPEC, grid, np.arange(6), before=1e9) == RESID_SPEC
+
+
+def test_fleet_residual_features_are_the_departure_against_the_fleet_centre_in_residual_scale():
+    grid = weather_grid()
+    grid.values[0, -3:, 0] += 1.2  # unit 0's slot 0 reads 1.2 high in the last three steps
+    spec = replace(FLEET_RESID_SPEC, fleet_residual_coef=(((0.0, 2.0, 0.0), (0.5, 0.0, 0.0)),),
+                   fleet_residual_scale=((0.4, 0.4),))
+    r = row(grid, 59, spec)
+    # Less the centre (the six units' mean) the fault reads 1.2 * 5/6 = 1.0 on slot 0; the loads
+    # cancel in the residual (slot 0 - 2 slot 1) and the weather in the centre.
+    assert r["m0:fresid_3"] == pytest.approx(1.0 / 0.4)
+    assert r["m0:fresid_8"] == pytest.approx(3.0 / 8.0 / 0.4)  # steps 52..59 against the base 48..52
+    assert r["m1:fresid_3"] == pytest.approx(-0.5 * 1.0 / 0.4)  # slot 1 less half of slot 0
+    assert r["all:max_fresid_3"] == pytest.approx(1.0 / 0.4)
+
+
 def loaded_grid(seed: int, resets: list[list[float]], d: int = 3, t: int = 40) -> F.Grid:
     """``d`` devices whose slot 0 follows the load in slot 1; device 1's slot 0 reads 2.0 high
     from step 30 on."""
@@ -221,6 +263,20 @@ def test_scoring_gives_the_training_residual_features():
     trained = F.compute(grid, spec, dev, step)[step == t - 1]
     assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
     assert scored[1, F.feature_names(spec).index("m0:resid_3")] > 5
+
+
+def test_scoring_gives_the_training_fleet_residual_features():
+    d, t = 6, 60
+    grid = weather_grid(d, t, noise=0.05)
+    grid.values[2, 50:, 0] += 1.5
+    grid.resets[4] = np.array([30.0])
+    spec = F.fit_fleet_residuals(F.fit_residuals(FLEET_RESID_SPEC, grid, np.arange(d), before=45.0),
+                                 grid, np.arange(d), before=45.0)
+    scored = F.compute(grid, spec, np.arange(d), np.full(d, t - 1))
+    dev, step = np.repeat(np.arange(d), t), np.tile(np.arange(t), d)
+    trained = F.compute(grid, spec, dev, step)[step == t - 1]
+    assert np.allclose(scored, trained, rtol=1e-4, atol=1e-4, equal_nan=True)
+    assert scored[2, F.feature_names(spec).index("m0:fresid_8")] > 5
 
 
 def test_a_device_model_unknown_to_the_residual_fit_gets_no_residual_features():
@@ -317,7 +373,7 @@ def test_a_spec_pickled_before_the_newer_fields_loads_with_them_empty():
     OldPickler(buf).dump(replace(old, residual_scale=((1.0, 1.0),)))
     spec = pickle.loads(buf.getvalue())
     assert spec == old
-    assert not any(n.startswith(("pool:", "m0:resid")) for n in F.feature_names(spec))
+    assert not any(n.startswith(("pool:", "m0:resid", "m0:fresid")) for n in F.feature_names(spec))
 
 
 # ---------------------------------------------------------------- stuck and saturated sensors
