@@ -473,17 +473,47 @@ def fleet_centre(values: np.ndarray, group: np.ndarray, min_devices: int) -> tup
     return centre, scale
 
 
-def _centre_means(centre: np.ndarray, group: np.ndarray, bounds: dict) -> dict:
-    """Mean of each sample's model centre over each window ``[lo, hi)`` (NaN steps skipped)."""
+def _centre_means(centre: np.ndarray, group: np.ndarray, bounds: dict) -> tuple[dict, dict]:
+    """Mean of each sample's model centre over each window ``[lo, hi)`` (NaN steps skipped), and
+    the number of steps with a centre."""
     present = ~np.isnan(centre)
     n = _cumsum(present.astype(np.float64))
     s = _cumsum(np.where(present, centre, 0.0))
-    out = {}
+    out, counts = {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for key, (lo, hi) in bounds.items():
             cnt = n[group, hi] - n[group, lo]
             out[key] = np.where(cnt > 0, (s[group, hi] - s[group, lo]) / np.maximum(cnt, 1), np.nan)
-    return out
+            counts[key] = cnt
+    return out, counts
+
+
+def _fleet_departures(values: np.ndarray, centre: np.ndarray, group: np.ndarray, dev: np.ndarray,
+                      step: np.ndarray, bounds: dict, stats: dict, cm: dict, counts: dict, span: int,
+                      lo_reset: np.ndarray, windows: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Per window ``[N, M]``: each slot's departure from its baseline in the readings less the
+    fleet centre, taken at the device's own steps (its blanked hours, a condenser pinned on cold
+    nights, would otherwise leave the centre's cold hours in and the device's out). Where the
+    device and the centre have every step of the baseline and the window, that is the device's
+    window means less the centre's, at hand; the other samples are recomputed from the adjusted
+    readings."""
+    full = np.ones(len(dev), dtype=bool)
+    for key in ["base", *windows]:
+        lo, hi = bounds[key]
+        length = (hi - lo)[:, None].astype(np.float64)
+        n = stats[key]["n"]
+        full &= ((n == 0) | ((n == length) & (counts[key] == length))).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        delta = {w: (stats[w]["mean"] - cm[w]) - (stats["base"]["mean"] - cm["base"]) for w in windows}
+    sel = np.flatnonzero(~full)
+    if len(sel):
+        rows, local = np.unique(dev[sel], return_inverse=True)
+        adjusted = window_stats(values[rows] - centre[group[rows]], local, step[sel],
+                                {k: (bounds[k][0][sel], bounds[k][1][sel]) for k in ["base", *windows]},
+                                span, lo_reset[sel])
+        for w in windows:
+            delta[w][sel] = adjusted[w]["mean"] - adjusted["base"]["mean"]
+    return delta
 
 
 def feature_names(spec: FeatureSpec) -> list[str]:
@@ -660,7 +690,7 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
     if spec.fleet:  # the device's window mean against its model's fleet centre, in fleet scale
         centre, fscale = fleet_centre(values, grid.group, spec.fleet_min_devices)
         g = grid.group[dev]
-        cm = _centre_means(centre, g, {k: bounds[k] for k in ["base", *spec.windows]})
+        cm, centre_n = _centre_means(centre, g, {k: bounds[k] for k in ["base", *spec.windows]})
         with np.errstate(invalid="ignore"):
             fleet = {w: (stats[w]["mean"] - cm[w]) / fscale[g] for w in spec.windows}
             fleet_base = (base["mean"] - cm["base"]) / fscale[g]
@@ -703,11 +733,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
         delta = {w: stats[w]["mean"] - base["mean"] for w in spec.windows}
         col = _residual_features(out, col, grid, spec.residual_coef, spec.residual_scale, delta, dev)
     if spec.fleet_residual_coef and spec.fleet:  # the same, on the readings less the fleet centre
-        # at the device's own steps: its blanked hours (a condenser pinned on cold nights) would
-        # otherwise leave the centre's cold hours in and the device's out
-        adjusted = window_stats(values - centre[grid.group], dev, step,
-                                {k: bounds[k] for k in ["base", *spec.windows]}, span, lo_reset)
-        delta = {w: adjusted[w]["mean"] - adjusted["base"]["mean"] for w in spec.windows}
+        delta = _fleet_departures(values, centre, grid.group, dev, step, bounds, stats, cm, centre_n,
+                                  span, lo_reset, spec.windows)
         col = _residual_features(out, col, grid, spec.fleet_residual_coef, spec.fleet_residual_scale,
                                  delta, dev)
     if spec.n_counts:

@@ -265,6 +265,17 @@ def test_scoring_gives_the_training_residual_features():
     assert scored[1, F.feature_names(spec).index("m0:resid_3")] > 5
 
 
+def test_fleet_residual_departures_are_taken_at_the_units_own_steps():
+    grid = weather_grid(noise=0.05)
+    grid.values[0, [50, 55, 58], :] = np.nan  # hours the unit did not report (or were blanked)
+    spec = replace(FLEET_RESID_SPEC, fleet_residual_coef=(((0.0, 2.0, 0.0), (0.5, 0.0, 0.0)),),
+                   fleet_residual_scale=((0.4, 0.4),))
+    r = row(grid, 59, spec)
+    adj = grid.values[0] - np.nanmean(grid.values, axis=0)  # the centre: units reporting at that step
+    dep = np.nanmean(adj[57:], axis=0) - np.nanmean(adj[48:53], axis=0)
+    assert r["m0:fresid_3"] == pytest.approx((dep[0] - 2.0 * dep[1]) / 0.4, rel=1e-5)
+
+
 def test_scoring_gives_the_training_fleet_residual_features():
     d, t = 6, 60
     grid = weather_grid(d, t, noise=0.05)
