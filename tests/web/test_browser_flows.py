@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Iterator
@@ -35,7 +36,10 @@ pytestmark = [
 
 @contextmanager
 def serving(app) -> Iterator[str]:
-    """``app`` on a threaded werkzeug server; yields its base URL."""
+    """``app`` on a threaded werkzeug server; yields its base URL. Its access log stays off for
+    the session: a page's poll still being answered after its test ended would log into
+    pytest's closed capture stream."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
