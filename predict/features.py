@@ -345,7 +345,7 @@ def fit_fleet_residuals(spec: FeatureSpec, grid: Grid, rows: np.ndarray, before:
         return spec
     values = usable_values(grid, spec)
     centre, _ = fleet_centre(values, grid.group, spec.fleet_min_devices)
-    adjusted = values - centre[grid.group] if len(centre) else values
+    adjusted = values - centre[grid.group]
     coef, scale = _fit_linear(adjusted, grid, rows, before, spec.n_slots, min_rows)
     return replace(spec, fleet_residual_coef=_as_tuple(coef), fleet_residual_scale=_as_tuple(scale))
 
