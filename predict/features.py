@@ -180,9 +180,11 @@ class _Sums:
         has_lo = (lo > 0)[:, None]
         last, before = hi - 1, np.maximum(lo - 1, 0)
 
+        some = (hi > lo)[:, None]  # an empty window sums to 0 (C[hi-1] would wrap at hi = 0)
+
         def take(c: np.ndarray) -> np.ndarray:  # sum over [lo, hi) = C[hi-1] - C[lo-1]
-            return (c[dev, :, last].astype(np.float64)
-                    - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64))
+            return np.where(some, c[dev, :, last].astype(np.float64)
+                            - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64), 0.0)
 
         n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
         return _moments(n, s, q, t, tt, tx, self.ref[dev])

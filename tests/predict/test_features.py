@@ -76,6 +76,15 @@ def test_each_sample_only_sees_its_past():
     assert row(grid, 2)["m0:mean_3"] == pytest.approx(2.0)
 
 
+def test_an_empty_window_at_the_first_step_has_no_readings():
+    values = np.arange(12, dtype=float).reshape(1, 6, 2)
+    zero, two = np.array([0]), np.array([2])
+    stats = F.window_stats(values, np.array([0]), np.array([5]), {"none": (zero, zero), "two": (zero, two)},
+                           span=1000, lo_reset=zero)  # prefix sums: the span is longer than the grid
+    assert (stats["none"]["n"] == 0).all() and np.isnan(stats["none"]["mean"]).all()
+    assert stats["two"]["mean"].tolist() == [[1.0, 2.0]]
+
+
 def test_the_fleet_centre_carries_what_all_units_share():
     # five units of one model; at step 1 all rise by 10 (weather), unit 4 stands out by 3 at step 2
     base = np.array([[1.0, 11.0, 1.0]] * 5)
