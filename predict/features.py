@@ -177,14 +177,12 @@ class _Sums:
     def window(self, dev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
         """Mean, std and slope per step over steps ``[lo, hi)`` of each sample; NaN where empty."""
 
-        has_lo = (lo > 0)[:, None]
-        last, before = hi - 1, np.maximum(lo - 1, 0)
-
-        some = (hi > lo)[:, None]  # an empty window sums to 0 (C[hi-1] would wrap at hi = 0)
+        has_lo, has_hi = (lo > 0)[:, None], (hi > 0)[:, None]  # C[-1] is 0, not the last column
+        last, before = np.maximum(hi - 1, 0), np.maximum(lo - 1, 0)
 
         def take(c: np.ndarray) -> np.ndarray:  # sum over [lo, hi) = C[hi-1] - C[lo-1]
-            return np.where(some, c[dev, :, last].astype(np.float64)
-                            - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64), 0.0)
+            return (np.where(has_hi, c[dev, :, last], 0.0).astype(np.float64)
+                    - np.where(has_lo, c[dev, :, before], 0.0).astype(np.float64))
 
         n, s, q, t, tt, tx = (take(c) for c in (self.n, self.s, self.q, self.t, self.tt, self.tx))
         return _moments(n, s, q, t, tt, tx, self.ref[dev])
