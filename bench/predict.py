@@ -15,7 +15,8 @@ hour after the previous pass: the median of 4 hourly passes (``_range``: the slo
 ``job_precision`` counts as true (the job the episode opens meets the failure developing).
 ``oof_*`` are out of fold over the training devices before the time cut (``--folds``, about 2.5
 times the test set's failures, no threshold to fix): PR-AUC and the highest recall at any threshold
-whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``.
+whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``;
+``oof_caught_by_mode`` the failures with a phase caught per mode at the threshold of ``oof_recall``.
 ``python -m bench.predict_ceiling`` gives the ceiling of these figures on noise-free simulator data,
 ``python -m bench.predict_visibility`` how visible each failure mode is in the features.
 """
@@ -266,7 +267,7 @@ def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
 def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: float) -> dict:
     """Threshold-free figures of out-of-fold scores: PR-AUC, and the highest recall (failures with
     a degradation phase) at any threshold whose precision, and whose job precision, reach
-    ``target``."""
+    ``target``; per failure mode, what the first of those thresholds catches."""
     keep = ds.labels.keep
     kept = scores[keep]
     out = {"oof_failures_warned": 0, "oof_pr_auc": round(float(M.average_precision_score(ds.labels.y[keep], kept)), 3)}
@@ -279,6 +280,8 @@ def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: 
         for key, (recall, _, _) in best.items():
             if ev[key] >= target and warned["recall"] > recall:
                 best[key] = (warned["recall"], ev[key], warned["median_lead"])
+                if key == "precision":
+                    out["oof_caught_by_mode"] = by_mode(ev["outcomes"], ds.grid.device_ids, truth)
     for key, (recall, prec, lead) in best.items():
         name = "oof" if key == "precision" else "oof_job"
         out[f"{name}_recall"], out[f"{name}_precision"] = round(recall, 3), round(prec, 3)
