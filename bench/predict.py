@@ -267,7 +267,7 @@ def split_outcomes(outcomes: list[M.FailureOutcome], device_ids: np.ndarray,
 def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: float) -> dict:
     """Threshold-free figures of out-of-fold scores: PR-AUC, and the highest recall (failures with
     a degradation phase) at any threshold whose precision, and whose job precision, reach
-    ``target``; per failure mode, what the first of those thresholds catches."""
+    ``target``; per failure mode, the catches at the threshold of that highest recall (by precision)."""
     keep = ds.labels.keep
     kept = scores[keep]
     out = {"oof_failures_warned": 0, "oof_pr_auc": round(float(M.average_precision_score(ds.labels.y[keep], kept)), 3)}
