@@ -273,6 +273,7 @@ def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: 
     out = {"oof_failures_warned": 0, "oof_pr_auc": round(float(M.average_precision_score(ds.labels.y[keep], kept)), 3)}
     best: dict[str, tuple] = {"precision": (0.0, float("nan"), float("nan")),
                               "job_precision": (0.0, float("nan"), float("nan"))}
+    best_outcomes = None  # the failures' outcomes at the threshold of the best recall by precision
     for th in np.unique(np.quantile(kept, 1 - np.logspace(-4, -1, 100))):
         ev = M.alert_events(ds, scores, float(th))
         warned, _ = split_outcomes(ev["outcomes"], ds.grid.device_ids, truth)
@@ -281,7 +282,9 @@ def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: 
             if ev[key] >= target and warned["recall"] > recall:
                 best[key] = (warned["recall"], ev[key], warned["median_lead"])
                 if key == "precision":
-                    out["oof_caught_by_mode"] = by_mode(ev["outcomes"], ds.grid.device_ids, truth)
+                    best_outcomes = ev["outcomes"]
+    if best_outcomes is not None:
+        out["oof_caught_by_mode"] = by_mode(best_outcomes, ds.grid.device_ids, truth)
     for key, (recall, prec, lead) in best.items():
         name = "oof" if key == "precision" else "oof_job"
         out[f"{name}_recall"], out[f"{name}_precision"] = round(recall, 3), round(prec, 3)
