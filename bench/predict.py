@@ -17,6 +17,9 @@ hour after the previous pass: the median of 4 hourly passes (``_range``: the slo
 times the test set's failures, no threshold to fix): PR-AUC and the highest recall at any threshold
 whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``;
 ``oof_caught_by_mode`` the failures with a phase caught per mode at the threshold of ``oof_recall``.
+``readings_per_device_hour`` is the history's data rate, the median readings of a device in an hour
+of the rollup (``--resolution-s`` sets it for a fresh backfill; the live fleet reports every 10 s, 360
+an hour): the figures depend on it.
 ``python -m bench.predict_ceiling`` gives the ceiling of these figures on noise-free simulator data,
 ``python -m bench.predict_visibility`` how visible each failure mode is in the features.
 """
@@ -102,6 +105,8 @@ def main() -> int:
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
+            per_hour = conn.execute(
+                "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM telemetry_hourly").fetchone()[0]
             conn.execute("DELETE FROM predictions")
             conn.execute("DELETE FROM model_registry")
             conn.commit()
@@ -164,6 +169,7 @@ def main() -> int:
         out = {
             "devices": len(run.result.test.grid.device_ids), "days": args.days, "warning_h": args.warning_h,
             "horizon_h": args.horizon_h, "seed": args.seed, "pooled": args.pooled, "failures": len(run.result.test.failures),
+            "readings_per_device_hour": per_hour,
             "estimator": model.estimator, "pr_auc": round(m["pr_auc"], 3),
             "precision": round(m["precision"], 3), "recall": round(warned["recall"], 3),
             "median_lead_h": round(warned["median_lead"], 1),
