@@ -4,9 +4,9 @@ a remaining-useful-life regressor, chosen by measurement and evaluated on held-o
 The split is by device and by time: test samples come from held-out devices after ``t_cut``,
 training samples from the other devices before it. Out of fold over all training devices, the
 estimator is chosen (event recall at the target precision), its scores calibrated (Platt) and the
-operating threshold fixed; the chosen estimator is then fitted on every training device. Data too
-small for folds falls back to a validation share of the training devices. The test set is touched
-once.
+operating threshold fixed; the chosen estimator is then fitted on every training device. Every
+fit weighs each failure's catch window as one bag (:func:`bag_weights`). Data too small for folds
+falls back to a validation share of the training devices. The test set is touched once.
 """
 
 from __future__ import annotations
@@ -418,10 +418,78 @@ def folds_usable(ds: Dataset, folds: int, seed: int = 0) -> bool:
                and y[ds.labels.keep & (fold == k)].any() for k in range(folds))
 
 
-def _fold_scores(estimator: str, seed: int, x_fit: np.ndarray, y_fit: np.ndarray,
-                 x_score: np.ndarray) -> np.ndarray:
-    est = candidates(seed)[estimator]()
-    est.fit(x_fit, y_fit)
+# ---------------------------------------------------------------- bag weights
+
+
+BAG_TEMPERATURE = 1.0  # softmax temperature over a bag's log-odds (small: weight on the top few)
+
+
+def bag_ids(ds: Dataset) -> np.ndarray:
+    """Per sample, the bag of the failure it could catch, -1 for none: a failure's bag holds its
+    positive samples whose time to failure lies in the catch window ``[min lead, horizon]`` (see
+    :func:`alert_events`), numbered 0.. over ``ds``."""
+    ttf = ds.labels.ttf
+    with np.errstate(invalid="ignore"):
+        inside = ds.labels.y & (ttf >= ds.horizon * MIN_LEAD_FRACTION) & (ttf <= ds.horizon)
+    out = np.full(len(ttf), -1, dtype=np.int64)
+    if inside.any():
+        failure = np.column_stack([ds.dev[inside].astype(np.float64), np.round(ds.time[inside] + ttf[inside], 6)])
+        out[inside] = np.unique(failure, axis=0, return_inverse=True)[1].ravel()
+    return out
+
+
+def bag_weights(bags: np.ndarray, scores: np.ndarray, temperature: float = BAG_TEMPERATURE) -> np.ndarray:
+    """Sample weights that treat each failure's catch window as one bag (multiple-instance style):
+    one alert in the window catches the failure, so its samples need not all score high. A bag
+    keeps its size as its total weight, spread over its samples by a softmax of their scores'
+    log-odds over ``temperature``: the samples a model already ranks high carry the bag, and the
+    weak early ones, which look like the negatives just before the window, weigh little. Samples
+    outside bags (``bags`` -1) weigh 1."""
+    w = np.ones(len(bags))
+    inside = np.flatnonzero(bags >= 0)
+    if len(inside) == 0:
+        return w
+    b = np.unique(bags[inside], return_inverse=True)[1].ravel()
+    z = logit(np.clip(scores[inside], SCORE_CLIP, 1.0 - SCORE_CLIP)) / temperature
+    top = np.full(b.max() + 1, -np.inf)
+    np.maximum.at(top, b, z)
+    e = np.exp(z - top[b])
+    w[inside] = np.bincount(b)[b] * e / np.bincount(b, weights=e)[b]
+    return w
+
+
+def inner_halves(ds: Dataset) -> np.ndarray:
+    """Per sample, 0 or 1: its device's half for the inner scores of :func:`fit_bagged`."""
+    return (device_hash(ds.grid.device_ids, "inner") % 2)[ds.dev]
+
+
+def fit_weighted(est: object, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> object:
+    """``est`` fitted with sample weights (a pipeline passes them to its last step)."""
+    steps = getattr(est, "steps", None)
+    est.fit(x, y, **({f"{steps[-1][0]}__sample_weight": weight} if steps else {"sample_weight": weight}))
+    return est
+
+
+def fit_bagged(estimator: str, seed: int, x: np.ndarray, y: np.ndarray, bags: np.ndarray,
+               halves: np.ndarray) -> object:
+    """The candidate ``estimator`` fitted on ``x, y`` with :func:`bag_weights` from its own scores
+    out of fold over two halves of the devices (``halves``, 0 or 1 per row), so that no row is
+    weighted by a model that saw it. Unit weights where a half lacks two positives and two
+    negatives to fit on, or no row is in a bag."""
+    weight = np.ones(len(y))
+    if (bags >= 0).any() and all(y[halves != k].sum() >= 2 and (~y[halves != k]).sum() >= 2 for k in (0, 1)):
+        scores = np.empty(len(y))
+        for k in (0, 1):
+            inner = candidates(seed)[estimator]()
+            inner.fit(x[halves != k], y[halves != k])
+            scores[halves == k] = inner.predict_proba(x[halves == k])[:, 1]
+        weight = bag_weights(bags, scores)
+    return fit_weighted(candidates(seed)[estimator](), x, y, weight)
+
+
+def _fold_scores(estimator: str, seed: int, x_fit: np.ndarray, y_fit: np.ndarray, bags_fit: np.ndarray,
+                 halves_fit: np.ndarray, x_score: np.ndarray) -> np.ndarray:
+    est = fit_bagged(estimator, seed, x_fit, y_fit, bags_fit, halves_fit)
     return est.predict_proba(x_score)[:, 1]
 
 
@@ -434,10 +502,10 @@ def out_of_fold(ds: Dataset, x: np.ndarray, estimator: str, *, folds: int = 4, s
     more failures than the validation devices hold."""
     fold = fold_of(ds, folds)
     rows = ds.labels.keep & fit_sample(ds, seed)
-    y = ds.labels.y
+    y, bags, halves = ds.labels.y, bag_ids(ds), inner_halves(ds)
     out = np.full(len(ds.dev), np.nan)
-    tasks = (delayed(_fold_scores)(estimator, seed, x[rows & (fold != k)], y[rows & (fold != k)], x[fold == k])
-             for k in range(folds))
+    tasks = (delayed(_fold_scores)(estimator, seed, x[fit], y[fit], bags[fit], halves[fit], x[fold == k])
+             for k in range(folds) for fit in [rows & (fold != k)])
     for k, scores in enumerate(Parallel(n_jobs=max(1, workers), return_as="generator")(tasks)):
         out[fold == k] = scores
         progress(f"{estimator} out of fold: fold {k + 1} of {folds} done")
@@ -519,8 +587,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     sampled = fit_sample(train_ds, seed)
-    pool = candidates(seed)
-    names = list(estimators or pool)
+    names = list(estimators or candidates(seed))
     selection: dict[str, dict] = {}
     oof_scores: dict[str, np.ndarray] = {}
     comparison: dict[str, float] = {}
@@ -530,8 +597,8 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         comparison = {name: fig["pr_auc"] for name, fig in selection.items()}
         best = choose_estimator({}, selection)
         t0 = time.perf_counter()
-        est = pool[best]()
-        est.fit(x_tr[keep & sampled], y[keep & sampled])
+        rows = keep & sampled
+        est = fit_bagged(best, seed, x_tr[rows], y[rows], bag_ids(train_ds)[rows], inner_halves(train_ds)[rows])
         calibrated = CrossFitCalibrated(est).fit_scores(oof_scores[best][keep], y[keep])
         threshold = choose_threshold(train_ds, calibrated.calibrate(oof_scores[best]), target_precision)
         progress(f"{best} fitted on all {len(np.unique(train_ds.dev))} training devices "
@@ -546,8 +613,8 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         fitted: dict[str, object] = {}
         for name in names:
             t0 = time.perf_counter()
-            est = pool[name]()
-            est.fit(x_tr[fit_rows], y[fit_rows])
+            est = fit_bagged(name, seed, x_tr[fit_rows], y[fit_rows], bag_ids(train_ds)[fit_rows],
+                             inner_halves(train_ds)[fit_rows])
             p = est.predict_proba(x_tr[val_rows])[:, 1]
             comparison[name] = float(average_precision_score(y[val_rows], p))
             fitted[name] = est
