@@ -587,6 +587,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     keep = train_ds.labels.keep
     y = train_ds.labels.y
     sampled = fit_sample(train_ds, seed)
+    bags, halves = bag_ids(train_ds), inner_halves(train_ds)
     names = list(estimators or candidates(seed))
     selection: dict[str, dict] = {}
     oof_scores: dict[str, np.ndarray] = {}
@@ -598,7 +599,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         best = choose_estimator({}, selection)
         t0 = time.perf_counter()
         rows = keep & sampled
-        est = fit_bagged(best, seed, x_tr[rows], y[rows], bag_ids(train_ds)[rows], inner_halves(train_ds)[rows])
+        est = fit_bagged(best, seed, x_tr[rows], y[rows], bags[rows], halves[rows])
         calibrated = CrossFitCalibrated(est).fit_scores(oof_scores[best][keep], y[keep])
         threshold = choose_threshold(train_ds, calibrated.calibrate(oof_scores[best]), target_precision)
         progress(f"{best} fitted on all {len(np.unique(train_ds.dev))} training devices "
@@ -613,8 +614,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         fitted: dict[str, object] = {}
         for name in names:
             t0 = time.perf_counter()
-            est = fit_bagged(name, seed, x_tr[fit_rows], y[fit_rows], bag_ids(train_ds)[fit_rows],
-                             inner_halves(train_ds)[fit_rows])
+            est = fit_bagged(name, seed, x_tr[fit_rows], y[fit_rows], bags[fit_rows], halves[fit_rows])
             p = est.predict_proba(x_tr[val_rows])[:, 1]
             comparison[name] = float(average_precision_score(y[val_rows], p))
             fitted[name] = est
