@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from predict.kernels import window_extremes, window_sums, window_totals
+
 EPS = 1e-9
 
 
@@ -199,107 +201,36 @@ def _moments(n, s, q, t, tt, tx, ref) -> dict[str, np.ndarray]:
     return {"n": n, "mean": mean, "std": std, "slope": slope}
 
 
-def _tail_windows(values: np.ndarray, dev: np.ndarray, step: np.ndarray, span: int,
-                  bounds: dict) -> dict:
-    """The statistics of :meth:`_Sums.window` for samples whose windows all lie at the same place
-    in their last ``span`` steps (no reset inside): every window is a fixed set of columns of the
-    gathered tails, so all sums are one matrix product. This is the scoring path."""
-    n_s, m = len(dev), values.shape[2]
-    first = step - span + 1
-    if n_s and (first == first[0]).all() and (np.diff(dev) == 1).all():
-        tail = values[dev[0]:dev[-1] + 1, first[0]:first[0] + span]  # a view: the scoring grid
-    else:
-        tail = values[dev[:, None], first[:, None] + np.arange(span)]  # [N, span, M]
-    # float32 is exact enough for centred sums of <= span values and halves the memory traffic
-    tail = np.ascontiguousarray(tail.transpose(0, 2, 1), dtype=np.float32).reshape(n_s * m, span)
-    missing = np.isnan(tail)
-    ref = np.take_along_axis(tail, np.argmin(missing, axis=1)[:, None], axis=1)  # the first reading
-    ref[np.isnan(ref)] = 0.0
-    x = np.subtract(tail, ref, out=tail)  # in place: the tail is a fresh copy
-    np.copyto(x, 0.0, where=missing)
-    p = np.logical_not(missing, out=missing).view(np.uint8).astype(np.float32)
-    keys = list(bounds)
-    cols = np.arange(span, dtype=np.float32)
-    w = np.zeros((span, len(keys)), dtype=np.float32)
-    for k, key in enumerate(keys):
-        lo, hi = bounds[key]
-        w[int(lo[0] - first[0]):int(hi[0] - first[0]), k] = 1.0
-    centre = (w * cols[:, None]).sum(axis=0) / np.maximum(w.sum(axis=0), 1.0)
-    wt = w * (cols[:, None] - centre)  # time centred per window: no cancellation in the slope
-    k_n = len(keys)
-    pw = p @ np.hstack([w, wt, wt * (cols[:, None] - centre)])
-    xw = x @ np.hstack([w, wt])
-    qw = (x * x) @ w
-    ref = ref.reshape(n_s, m).astype(np.float64)
-    out = {}
-    for k, key in enumerate(keys):
-        def col(a: np.ndarray, j: int) -> np.ndarray:
-            return a[:, j].reshape(n_s, m).astype(np.float64)
-        out[key] = _moments(col(pw, k), col(xw, k), col(qw, k), col(pw, k_n + k), col(pw, 2 * k_n + k),
-                            col(xw, k_n + k), ref)
-    return out
-
-
-TAIL_CHUNK = 4096  # samples per matrix product (bounds memory: chunk * span * slots floats)
-
-
-def window_stats(values: np.ndarray, dev: np.ndarray, step: np.ndarray, bounds: dict,
-                 span: int, lo_reset: np.ndarray) -> dict:
+def window_stats(values: np.ndarray, dev: np.ndarray, bounds: dict, span: int) -> dict:
     """Statistics per window key of ``bounds`` (key -> (lo, hi) step arrays) for each sample.
 
-    Samples whose windows are fixed offsets in their last ``span`` steps take the matrix-product
-    path (:func:`_tail_windows`); the others (a reset or the grid start inside the span) take
-    prefix sums over their devices' rows. Both give the same numbers."""
-    tail = (step - span + 1 >= 0) & (lo_reset <= step - span + 1)
-    if tail.sum() * span > 2 * values.shape[0] * values.shape[1]:
-        tail[:] = False  # dense samples (training): prefix sums over the grid are cheaper
-    parts = []
-    for a in range(0, int(tail.sum()), TAIL_CHUNK):
-        sel = np.flatnonzero(tail)[a:a + TAIL_CHUNK]
-        parts.append((sel, _tail_windows(values, dev[sel], step[sel], span,
-                                         {k: (lo[sel], hi[sel]) for k, (lo, hi) in bounds.items()})))
-    if (~tail).any():
-        sel = np.flatnonzero(~tail)
-        rows, local = np.unique(dev[sel], return_inverse=True)
-        sums = _Sums(values[rows])
-        parts.append((sel, {k: sums.window(local, lo[sel], hi[sel]) for k, (lo, hi) in bounds.items()}))
-    if len(parts) == 1 and len(parts[0][0]) == len(dev):
-        return parts[0][1]
-    m = values.shape[2]
-    out = {k: {s: np.full((len(dev), m), np.nan) for s in ("n", "mean", "std", "slope")} for k in bounds}
-    for sel, stats in parts:
-        for k, st in stats.items():
-            for name, arr in st.items():
-                out[k][name][sel] = arr
-    return out
+    Few samples for the grid (scoring: one per device) are summed window by window in one
+    compiled pass (:func:`predict.kernels.window_sums`); dense samples (training: every few
+    steps of every device, windows up to ``span`` long) take prefix sums over their devices'
+    rows. Both give the same numbers to rounding."""
+    dev = np.asarray(dev, dtype=np.int64)
+    if len(dev) * span <= 2 * values.shape[0] * values.shape[1]:
+        keys = list(bounds)
+        lo = np.array([bounds[k][0] for k in keys], dtype=np.int64).reshape(len(keys), len(dev))
+        hi = np.array([bounds[k][1] for k in keys], dtype=np.int64).reshape(len(keys), len(dev))
+        sums = np.empty((len(keys), 6, len(dev), values.shape[2]))
+        ref = np.empty((len(dev), values.shape[2]))
+        window_sums(np.asarray(values, dtype=np.float64), dev, lo, np.maximum(hi, lo), sums, ref)
+        return {key: _moments(*sums[k], ref) for k, key in enumerate(keys)}
+    rows, local = np.unique(dev, return_inverse=True)
+    sums = _Sums(values[rows])
+    return {k: sums.window(local, lo, hi) for k, (lo, hi) in bounds.items()}
 
 
-def _block(dev: np.ndarray, first: np.ndarray) -> bool:
-    """Whether samples ``dev`` (device rows) starting at steps ``first`` form one block of the grid:
-    consecutive rows, the same step (the scoring grid), so a window of them is a view."""
-    return bool(len(dev)) and bool((first == first[0]).all()) and bool((np.diff(dev) == 1).all())
-
-
-def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndarray, w: int,
-              chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+def _extremes(values: np.ndarray, dev: np.ndarray, step: np.ndarray, lo: np.ndarray,
+              w: int) -> tuple[np.ndarray, np.ndarray]:
     """Min and max per metric over the window ``[max(lo, step-w+1), step]`` of each sample (NaN
     where it has no reading)."""
-    m = values.shape[2]
-    first = step - w + 1
-    if _block(dev, first) and first[0] >= 0:  # a view of the grid; windows cut by a reset below
-        block = values[dev[0]:dev[-1] + 1, first[0]:first[0] + w]
-        mins, maxs = np.fmin.reduce(block, axis=1), np.fmax.reduce(block, axis=1)
-        todo = np.flatnonzero(lo > first)
-    else:
-        mins, maxs = np.full((len(dev), m), np.nan), np.full((len(dev), m), np.nan)
-        todo = np.arange(len(dev))
-    offsets = np.arange(w)[None, :]
-    for a in range(0, len(todo), chunk):
-        sel = todo[a:a + chunk]
-        idx = step[sel, None] - offsets
-        gathered = values[dev[sel, None], np.maximum(idx, 0)]
-        gathered = np.where((idx >= lo[sel, None])[:, :, None], gathered, np.nan)
-        mins[sel], maxs[sel] = np.fmin.reduce(gathered, axis=1), np.fmax.reduce(gathered, axis=1)
+    n, m = len(dev), values.shape[2]
+    mins, maxs = np.empty((n, m)), np.empty((n, m))
+    start = np.maximum(np.asarray(lo, dtype=np.int64), step - w + 1)
+    window_extremes(np.asarray(values, dtype=np.float64), np.asarray(dev, dtype=np.int64), start,
+                    np.asarray(step, dtype=np.int64) + 1, mins, maxs)
     return mins, maxs
 
 
@@ -489,8 +420,8 @@ def _centre_means(centre: np.ndarray, group: np.ndarray, bounds: dict) -> tuple[
 
 
 def _fleet_departures(values: np.ndarray, centre: np.ndarray, group: np.ndarray, dev: np.ndarray,
-                      step: np.ndarray, bounds: dict, stats: dict, cm: dict, counts: dict, span: int,
-                      lo_reset: np.ndarray, windows: tuple[int, ...]) -> dict[int, np.ndarray]:
+                      bounds: dict, stats: dict, cm: dict, counts: dict, span: int,
+                      windows: tuple[int, ...]) -> dict[int, np.ndarray]:
     """Per window ``[N, M]``: each slot's departure from its baseline in the readings less the
     fleet centre, taken at the device's own steps (its blanked hours, a condenser pinned on cold
     nights, would otherwise leave the centre's cold hours in and the device's out). Where the
@@ -508,9 +439,8 @@ def _fleet_departures(values: np.ndarray, centre: np.ndarray, group: np.ndarray,
     sel = np.flatnonzero(~full)
     if len(sel):
         rows, local = np.unique(dev[sel], return_inverse=True)
-        adjusted = window_stats(values[rows] - centre[group[rows]], local, step[sel],
-                                {k: (bounds[k][0][sel], bounds[k][1][sel]) for k in ["base", *windows]},
-                                span, lo_reset[sel])
+        adjusted = window_stats(values[rows] - centre[group[rows]], local,
+                                {k: (bounds[k][0][sel], bounds[k][1][sel]) for k in ["base", *windows]}, span)
         for w in windows:
             delta[w][sel] = adjusted[w]["mean"] - adjusted["base"]["mean"]
     return delta
@@ -676,7 +606,7 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
               "cover": (np.maximum(lo_reset, hi - 24), hi)}
     bounds.update({w: (np.maximum(lo_reset, hi - w), hi) for w in spec.windows})
     span = max(max(spec.windows), spec.baseline_lookback, 24)
-    stats = window_stats(values, dev, step, bounds, span, lo_reset)
+    stats = window_stats(values, dev, bounds, span)
     base = stats["base"]
     scale = base["std"] + 1e-3 * np.abs(base["mean"]) + EPS
     n_feat = len(feature_names(spec))
@@ -733,8 +663,8 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
         delta = {w: stats[w]["mean"] - base["mean"] for w in spec.windows}
         col = _residual_features(out, col, grid, spec.residual_coef, spec.residual_scale, delta, dev)
     if spec.fleet_residual_coef and spec.fleet:  # the same, on the readings less the fleet centre
-        delta = _fleet_departures(values, centre, grid.group, dev, step, bounds, stats, cm, centre_n,
-                                  span, lo_reset, spec.windows)
+        delta = _fleet_departures(values, centre, grid.group, dev, bounds, stats, cm, centre_n, span,
+                                  spec.windows)
         col = _residual_features(out, col, grid, spec.fleet_residual_coef, spec.fleet_residual_scale,
                                  delta, dev)
     if spec.n_counts:
@@ -749,17 +679,13 @@ def compute(grid: Grid, spec: FeatureSpec, dev: np.ndarray, step: np.ndarray,
 
 
 def _count_sums(a: np.ndarray, dev: np.ndarray, hi: np.ndarray, windows) -> dict[int, np.ndarray]:
-    """Per window ``w``: ``a[dev, max(0, hi-w):hi].sum()`` per sample (``[N, K]``), over a view of
-    the grid when the samples form one block, else from cumulative sums (computed once)."""
-    csum = None
+    """Per window ``w``: ``a[dev, max(0, hi-w):hi].sum()`` per sample (``[N, K]``)."""
+    a = np.asarray(a, dtype=np.float64)
+    dev, hi = np.asarray(dev, dtype=np.int64), np.asarray(hi, dtype=np.int64)
     out = {}
     for w in windows:
-        lo = np.maximum(0, hi - w)
-        if _block(dev, lo) and (hi == hi[0]).all():
-            out[w] = a[dev[0]:dev[-1] + 1, lo[0]:hi[0]].sum(axis=1)
-        else:
-            csum = _cumsum(a) if csum is None else csum
-            out[w] = csum[dev, hi] - csum[dev, lo]
+        out[w] = np.empty((len(dev), a.shape[2]))
+        window_totals(a, dev, np.maximum(0, hi - w), hi, out[w])
     return out
 
 

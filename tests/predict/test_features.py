@@ -79,10 +79,34 @@ def test_each_sample_only_sees_its_past():
 def test_an_empty_window_at_the_first_step_has_no_readings():
     values = np.arange(12, dtype=float).reshape(1, 6, 2)
     zero, two = np.array([0]), np.array([2])
-    stats = F.window_stats(values, np.array([0]), np.array([5]), {"none": (zero, zero), "two": (zero, two)},
-                           span=1000, lo_reset=zero)  # prefix sums: the span is longer than the grid
-    assert (stats["none"]["n"] == 0).all() and np.isnan(stats["none"]["mean"]).all()
-    assert stats["two"]["mean"].tolist() == [[1.0, 2.0]]
+    for span in (1, 1000):  # compiled window sums, prefix sums (the span is longer than the grid)
+        stats = F.window_stats(values, np.array([0]), {"none": (zero, zero), "two": (zero, two)}, span=span)
+        assert (stats["none"]["n"] == 0).all() and np.isnan(stats["none"]["mean"]).all()
+        assert stats["two"]["mean"].tolist() == [[1.0, 2.0]]
+
+
+def test_compiled_window_sums_give_the_prefix_sums_statistics():
+    rng = np.random.default_rng(7)
+    values = rng.normal(50.0, 5.0, (4, 30, 3))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    dev = rng.integers(0, 4, 12)
+    lo = rng.integers(0, 20, 12)
+    bounds = {"a": (lo, lo + rng.integers(0, 11, 12)), "b": (np.zeros(12, dtype=int), lo)}
+    direct = F.window_stats(values, dev, bounds, span=1)  # few samples: compiled sums
+    prefix = F.window_stats(values, dev, bounds, span=1000)  # dense: prefix sums
+    for key in bounds:
+        for stat in ("n", "mean", "std", "slope"):
+            np.testing.assert_allclose(direct[key][stat], prefix[key][stat], rtol=1e-9, atol=1e-9)
+
+
+def test_window_extremes_skip_missing_readings_and_are_nan_without_any():
+    nan = float("nan")
+    seen = row(one_metric_grid([1, 2, nan, 9, nan, 7]), 5)
+    scale = math.sqrt(0.5) + 1e-3 * 1.5
+    assert seen["m0:zmin_3"] == pytest.approx((7 - 1.5) / scale, rel=1e-6)
+    assert seen["m0:zmax_3"] == pytest.approx((9 - 1.5) / scale, rel=1e-6)
+    empty = row(one_metric_grid([1, 2, 3, nan, nan, nan]), 5)
+    assert math.isnan(empty["m0:zmin_3"]) and math.isnan(empty["m0:zmax_3"])
 
 
 def test_the_fleet_centre_carries_what_all_units_share():
@@ -187,8 +211,8 @@ def test_residual_features_are_the_departure_from_the_baseline_residual_in_resid
 
 
 def test_a_block_of_consecutive_devices_at_one_step_gets_the_features_of_its_samples_taken_apart():
-    """Scoring reads windows of one block of the grid as views; gathered sample by sample (the
-    devices in reverse order) they are the same, with a reset cutting some windows."""
+    """Scoring one block of consecutive devices at one step and the same samples in another order
+    (the devices reversed) give the same features, with a reset cutting some windows."""
     rng = np.random.default_rng(4)
     d, t = 5, 40
     values = rng.normal(10.0, 2.0, (d, t, 2))
@@ -203,9 +227,7 @@ def test_a_block_of_consecutive_devices_at_one_step_gets_the_features_of_its_sam
                          count_windows=(4, 20), n_slots=2, n_counts=2)
     block = F.compute(grid, spec, np.arange(d), np.full(d, t - 1))
     apart = F.compute(grid, spec, np.arange(d)[::-1], np.full(d, t - 1))[::-1]
-    # the window sums are float32 matrix products, and BLAS may round a row differently by where
-    # it falls in the matrix (OpenBLAS 0.3.31 edge kernels): equal to float32 precision
-    np.testing.assert_allclose(block, apart, rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(block, apart)  # NaN where NaN
 
 
 def weather_grid(d: int = 6, t: int = 60, seed: int = 3, noise: float = 0.0) -> F.Grid:
