@@ -215,7 +215,7 @@ def window_stats(values: np.ndarray, dev: np.ndarray, bounds: dict, span: int) -
         hi = np.array([bounds[k][1] for k in keys], dtype=np.int64).reshape(len(keys), len(dev))
         sums = np.empty((len(keys), 6, len(dev), values.shape[2]))
         ref = np.empty((len(dev), values.shape[2]))
-        window_sums(np.asarray(values, dtype=np.float64), dev, lo, np.maximum(hi, lo), sums, ref)
+        window_sums(np.asarray(values, dtype=np.float64), dev, lo, hi, sums, ref)
         return {key: _moments(*sums[k], ref) for k, key in enumerate(keys)}
     rows, local = np.unique(dev, return_inverse=True)
     sums = _Sums(values[rows])

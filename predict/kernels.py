@@ -1,4 +1,5 @@
-"""Compiled loops of the scoring path's features (numba): window sums, extremes and counts.
+"""Compiled loops of the window features (numba): window sums (the scoring path), extremes and
+event counts (both paths).
 
 Pure numeric code on the arrays of :mod:`predict.features`, one pass over each sample's own
 steps, no temporaries. The scorer's threads run batches in parallel, so every kernel releases
