@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -171,14 +171,20 @@ def cmd_score_loop(args: argparse.Namespace, settings: Settings) -> int:
     _, _, registry, scorer = _modelling()
     clock = Clock.from_settings(settings.clock_speed, settings.clock_anchor)
     windows: dict = {}  # each batch's rolling window, kept across passes
+    rate_checked: tuple[int, datetime] | None = None  # model version and service time of the last check
     while True:
         with connect(settings.require_database_url()) as conn:
             current = registry.active(conn)
             if current is None:
                 log.warning("no active model yet; waiting")
             else:
+                now = clock.now()
                 try:
-                    result = scorer.score_pass(conn, current[1], current[0].version, clock.now(),
+                    if (rate_checked is None or rate_checked[0] != current[0].version
+                            or now - rate_checked[1] >= timedelta(hours=scorer.RATE_CHECK_H)):
+                        scorer.check_data_rate(conn, current[1], now)
+                        rate_checked = (current[0].version, now)
+                    result = scorer.score_pass(conn, current[1], current[0].version, now,
                                                batch=scorer.BATCH if args.batch is None else args.batch,
                                                windows=windows, compute_threads=scorer.COMPUTE_THREADS
                                                if args.threads is None else args.threads)

@@ -331,6 +331,14 @@ def time_range(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
     return row[0], row[1] + timedelta(hours=1)
 
 
+def readings_per_hour(conn: psycopg.Connection, start: datetime, end: datetime) -> float | None:
+    """The data rate in ``[start, end)``: the median readings of a device in an hour of the rollup
+    (what its hourly means average over); None without telemetry there."""
+    row = conn.execute("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM telemetry_hourly "
+                       "WHERE bucket >= %s AND bucket < %s", (start, end)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def active_device_ids(conn: psycopg.Connection, since: datetime) -> list[int]:
     """Devices that reported since ``since``."""
     rows = conn.execute(

@@ -16,7 +16,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 import joblib
 import numpy as np
@@ -170,6 +170,19 @@ class FailureModel:
     metrics: dict = field(default_factory=dict)
     columns: np.ndarray | None = None  # the feature columns the estimators use
     group_modes: dict[int, list[str]] = field(default_factory=dict)  # modes seen per device model
+    # the training history's data rate (median readings per device-hour of the rollup); None:
+    # unknown (trained from CSV, or stored before it was recorded)
+    readings_per_hour: float | None = None
+
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        """Unpickle (the state is ``(None, {slot: value})``); fields an artifact stored before
+        they existed get their defaults."""
+        values = state[1]
+        for f in fields(self):
+            if f.name in values:
+                setattr(self, f.name, values[f.name])
+            else:
+                setattr(self, f.name, f.default_factory() if f.default_factory is not MISSING else f.default)
 
     def select(self, x: np.ndarray) -> np.ndarray:
         return x if self.columns is None else x[:, self.columns]

@@ -88,6 +88,7 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     ds, spec, start, end = load_dataset(conn, days=days, horizon_h=horizon_h, settle_h=settle_h, every=every)
     progress(f"{len(ds.grid.device_ids)} devices, {len(ds.failures)} failures, {start:%Y-%m-%d} to {end:%Y-%m-%d}")
     run = fit(ds, spec, progress=progress, plot_dir=plot_dir, estimators=estimators, pooled=pooled)
+    run.result.model.readings_per_hour = data.readings_per_hour(conn, start, end)
     current = registry.active(conn)
     active_version = active_metrics = None
     if current is not None:
@@ -103,6 +104,7 @@ def train_db(conn: psycopg.Connection, *, days: float = 90, horizon_h: float = D
     params = {"spec": asdict(spec),
               "horizon_h": horizon_h, "settle_h": settle_h, "every": every, "days": days, "pooled": pooled,
               "estimator": run.result.model.estimator, "threshold": run.result.model.threshold,
+              "readings_per_hour": run.result.model.readings_per_hour,
               "comparison": run.result.comparison, "selection": run.result.selection}
     version, promoted = registry.register(
         conn, run.result.model, params=params, train_start=start, train_end=end,

@@ -43,6 +43,11 @@ URGENT_RUL_H = 24.0
 # Devices per batch and batches scored at a time. Measured on 2 cores over 10,200 devices (bench):
 # 2,000 on one thread gave 8,000-10,500 devices/s; 4,000 on two threads 13,500-15,000.
 BATCH, COMPUTE_THREADS = 4000, 2
+# The fleet's data rate against the training history's: hourly means of many more (or fewer)
+# readings carry less (more) reading noise than the model learned from.
+RATE_TOLERANCE = 2.0  # times, either way
+RATE_WINDOW_H = 6  # complete hours the fleet's rate is taken over
+RATE_CHECK_H = 24.0  # the score loop checks on a new model and then this often (service hours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +276,30 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
     log.info("scored %d devices in %.2f s: %d above threshold, %d proactive jobs",
              result.devices, result.seconds, result.alerts, result.jobs)
     return result
+
+
+def rate_mismatch(trained: float | None, live: float | None, tolerance: float = RATE_TOLERANCE) -> float | None:
+    """How many times (>= 1, either way) the live data rate differs from the training history's
+    when that is more than ``tolerance``; None within it, or when either rate is unknown."""
+    if not trained or not live:
+        return None
+    factor = max(live / trained, trained / live)
+    return factor if factor > tolerance else None
+
+
+def check_data_rate(conn: psycopg.Connection, model: FailureModel, now: datetime) -> float | None:
+    """The fleet's data rate (median readings per device-hour) over the last ``RATE_WINDOW_H``
+    complete hours before ``now``; logs a warning when it differs from the rate the model was
+    trained on by more than ``RATE_TOLERANCE`` times (retrain on recent history)."""
+    end = now.replace(minute=0, second=0, microsecond=0)
+    live = data.readings_per_hour(conn, end - timedelta(hours=RATE_WINDOW_H), end)
+    factor = rate_mismatch(model.readings_per_hour, live)
+    if factor is not None:
+        log.warning("the fleet reports %g readings per device-hour, the model was trained on %g (%.1f times "
+                    "%s): its hourly means carry another amount of reading noise than the model learned from; "
+                    "retrain on recent history", live, model.readings_per_hour, factor,
+                    "more" if live > model.readings_per_hour else "fewer")
+    return live
 
 
 def summary(p: Pass) -> str:

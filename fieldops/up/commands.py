@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 INGEST_USER = "ingest"
 OPERATOR_USER = "operator"
 METRICS_PORT = 9108
+READING_INTERVAL_S = 600  # simulated seconds between a device's readings, history and live
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--technicians", type=int, default=20, help="technicians in the seeded region")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     p.add_argument("--history-days", type=float, default=30.0, help="days of backfilled history")
+    p.add_argument("--reading-interval-s", type=int, default=READING_INTERVAL_S,
+                   help="simulated seconds between a device's readings, in the history and live "
+                        "(one rate, so the first model scores data like what it learned from)")
     p.add_argument("--no-simulators", action="store_true", help="do not run the fleet and technicians")
     p.add_argument("--prepare-only", action="store_true", help="prepare, print the URLs, and stop")
     p.add_argument("--web-port", type=int, default=None, help="override FIELDOPS_WEB_PORT")
@@ -130,9 +134,15 @@ class World:
     devices: int = 500
     technicians: int = 20
     history_days: float = 30.0
-    history_resolution_s: int = 600
+    history_resolution_s: int = READING_INTERVAL_S  # the live fleet's too (see live_fleet_args)
     warning_h: float = 72.0  # nominal degradation phase before a failure in the history
     horizon_h: float = 72.0  # the first model's failure horizon
+
+
+def live_fleet_args(world: World) -> list[str]:
+    """The live fleet reads at the history's interval: the first model learned from hourly means
+    of that many readings, and scoring means of many more would shift its features."""
+    return ["--interval-s", str(world.history_resolution_s)]
 
 
 def seed_if_empty(db_url: str, env: Mapping[str, str], world: World) -> None:
@@ -166,7 +176,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     data.mkdir(parents=True, exist_ok=True)
     secrets_ = services.load_secrets(data)
     web_port = args.web_port or settings.web_port
-    world = World(args.devices, args.technicians, args.history_days)
+    world = World(args.devices, args.technicians, args.history_days, args.reading_interval_s)
 
     _say(f"data directory {data}")
     pg = services.start_postgres(settings)
@@ -216,7 +226,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         env["FIELDOPS_CLOCK_ANCHOR"] = clock.anchor_string()
         sup.base_env = env
         for spec in process_specs(web_host=settings.web_host, web_port=web_port, metrics_port=METRICS_PORT,
-                                  demo_password=secrets_["demo_password"], simulators=not args.no_simulators):
+                                  demo_password=secrets_["demo_password"], simulators=not args.no_simulators,
+                                  fleet_args=live_fleet_args(world)):
             sup.start(spec)
         _say("running; press Ctrl-C to stop everything")
         return sup.run_until_signal()

@@ -164,6 +164,14 @@ def test_predicted_fault_is_fixed_before_it_fails_and_counts_in_the_kpis(system:
         f"(first {scored[0][:2]}, at job {job['id']} {scored[-1][:2]}; model {model})")
 
 
+def test_the_first_model_records_the_data_rate_of_the_history_it_learned_from(system: System) -> None:
+    from predict import registry
+
+    with psycopg.connect(system.url) as conn:
+        entry, model = registry.active(conn)
+    assert model.readings_per_hour == 1.0, f"model v{entry.version}: {model.readings_per_hour}"  # hourly history
+
+
 def test_every_reading_the_broker_acknowledged_is_stored(system: System) -> None:
     assert system.supervisor.stop_process("fleet") == 0, system.log_tail()
     lines = [line.split("] ", 1)[1] for line in system.log_path.read_text().splitlines()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
+from fieldops.cli import build_parser
+from fieldops.up.commands import World, live_fleet_args
 from fieldops.up.services import settle_shutdown_offline
 from tests import factories
 from tests.factories import T0
@@ -19,3 +21,11 @@ def test_restart_settles_the_last_shutdowns_offline_events_but_not_faults(
     assert settle_shutdown_offline(db_url, T0) == 1
     unhandled = db.execute("SELECT code FROM device_events WHERE handled_at IS NULL").fetchall()
     assert unhandled == [("CH-E05",)]
+
+
+def test_the_demo_fleet_reads_at_the_interval_of_the_history_the_first_model_learned_from() -> None:
+    args = build_parser().parse_args(["up", "--reading-interval-s", "300"])
+    world = World(args.devices, args.technicians, args.history_days, args.reading_interval_s)
+    assert world.history_resolution_s == 300
+    assert live_fleet_args(world) == ["--interval-s", "300"]
+    assert build_parser().parse_args(["up"]).reading_interval_s == World().history_resolution_s

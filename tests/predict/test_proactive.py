@@ -370,3 +370,56 @@ def test_the_score_loop_command_fails_the_pass_on_an_empty_batch(db, scorer_cli,
 
     assert main(["predict", "score-loop", "--once", "--batch", "0"]) == 1
     assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------- the data rate against training
+
+
+def test_the_data_rate_is_the_median_readings_of_a_device_in_an_hour(db):
+    reporting_pumps(db, 2)  # a reading every 10 minutes
+    assert data.readings_per_hour(db, T0 - timedelta(hours=24), T0) == 6.0
+    assert data.readings_per_hour(db, T0 + timedelta(hours=1), T0 + timedelta(hours=2)) is None
+
+
+@pytest.mark.parametrize(("trained", "live", "factor"), [
+    (6.0, 360.0, 60.0), (360.0, 6.0, 60.0), (6.0, 12.0, None), (6.0, 3.0, None), (None, 6.0, None), (6.0, None, None)])
+def test_a_data_rate_more_than_twice_or_half_the_trainings_is_a_mismatch(trained, live, factor):
+    assert scorer.rate_mismatch(trained, live) == factor
+
+
+@pytest.mark.parametrize(("trained", "warned"), [(360.0, True), (6.0, False)])
+def test_the_score_loop_warns_when_the_fleet_reports_at_another_rate_than_the_model_learned_from(
+        db, scorer_cli, capsys, trained, warned):
+    from fieldops.cli import main
+    from predict import registry
+
+    model = registry.active(db)[1]
+    model.readings_per_hour = trained
+    registry.register(db, model, params={}, train_start=None, train_end=None)  # as good: it replaces
+    db.commit()
+    assert main(["predict", "score-loop", "--once"]) == 0
+    err = capsys.readouterr().err  # the command's log
+    assert ("the fleet reports 6 readings per device-hour, the model was trained on 360" in err) is warned
+
+
+def test_a_model_stored_before_the_data_rate_was_recorded_loads_without_one():
+    import copyreg
+    import io
+    import pickle
+
+    from predict.model import FailureModel
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, FailureModel):
+                _, values = obj.__getstate__()
+                return copyreg.__newobj__, (FailureModel,), (None, {k: v for k, v in values.items()
+                                                                   if k != "readings_per_hour"})
+            return NotImplemented
+
+    model = FailureModel(spec=None, classifier=None, regressor=None, mode_classifier=None, modes=[], threshold=0.5,
+                         horizon=72.0, rul_cap=144.0, estimator="dummy", readings_per_hour=6.0)
+    buf = io.BytesIO()
+    Pickler(buf).dump(model)
+    old = FailureModel.from_bytes(buf.getvalue())
+    assert old.readings_per_hour is None and old.threshold == 0.5 and old.group_modes == {}
