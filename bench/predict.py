@@ -105,8 +105,9 @@ def main() -> int:
                 backfill_s = time.perf_counter() - t
                 log(f"backfill: {result.readings} readings, {result.failures} failures, "
                     f"{result.visits} visits in {backfill_s:.0f} s")
-            per_hour = conn.execute(
-                "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM telemetry_hourly").fetchone()[0]
+            span = data.time_range(conn)  # the whole history's data rate, as an integer count
+            rate = data.readings_per_hour(conn, *span) if span is not None else None
+            per_hour = None if rate is None else int(rate)
             conn.execute("DELETE FROM predictions")
             conn.execute("DELETE FROM model_registry")
             conn.commit()
