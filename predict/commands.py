@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -17,6 +18,9 @@ from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
 from predict import csvio, data
+
+if TYPE_CHECKING:
+    from predict.registry import Entry
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +209,17 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     _, _, registry, _ = _modelling()
     with connect(settings.require_database_url()) as conn:
         for e in registry.entries(conn):
-            m = e.metrics
-            sys.stdout.write(
-                f"v{e.version}{' *' if e.active else '  '} {e.created_at:%Y-%m-%d %H:%M} {e.estimator:24s} "
-                f"pr_auc={m.get('pr_auc')} precision={m.get('precision')} recall={m.get('recall')} "
-                f"sha256={e.sha256[:12]}\n")
+            sys.stdout.write(model_line(e) + "\n")
     return 0
+
+
+def model_line(e: Entry) -> str:
+    """One registry entry on one line: version (* active), when, estimator, hold-out figures,
+    the training window and its data rate, the artifact's hash."""
+    m = e.metrics
+    window = ("-" if e.train_start is None or e.train_end is None
+              else f"{e.train_start:%Y-%m-%d}..{e.train_end:%Y-%m-%d}")
+    rate = "-" if e.readings_per_hour is None else f"{e.readings_per_hour:g}"
+    return (f"v{e.version}{' *' if e.active else '  '} {e.created_at:%Y-%m-%d %H:%M} {e.estimator:24s} "
+            f"pr_auc={m.get('pr_auc')} precision={m.get('precision')} recall={m.get('recall')} "
+            f"trained={window} readings_per_hour={rate} sha256={e.sha256[:12]}")

@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 from predict.model import FailureModel, at_least_as_good, public
 
@@ -26,12 +27,25 @@ class ArtifactMismatch(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One registry row without its artifact; its fields are the columns it is read from."""
+
     version: int
     estimator: str
     metrics: dict
     sha256: str
     active: bool
     created_at: datetime
+    params: dict
+    train_start: datetime | None
+    train_end: datetime | None
+
+    @property
+    def readings_per_hour(self) -> float | None:
+        """The data rate of the history it learned from (None: not recorded)."""
+        return self.params.get("readings_per_hour")
+
+
+ENTRY_COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(Entry))
 
 
 def json_safe(obj: object) -> object:
@@ -48,22 +62,20 @@ def json_safe(obj: object) -> object:
 
 def active(conn: psycopg.Connection) -> tuple[Entry, FailureModel] | None:
     row = conn.execute(
-        "SELECT version, estimator, metrics, sha256, active, created_at, artifact "
-        "FROM model_registry WHERE active"
+        sql.SQL("SELECT {}, artifact FROM model_registry WHERE active").format(ENTRY_COLUMNS)
     ).fetchone()
     if row is None:
         return None
-    return Entry(*row[:6]), _load(row[6], row[3], row[0])
+    return Entry(*row[:-1]), _load(row[-1], row[3], row[0])
 
 
 def load(conn: psycopg.Connection, version: int) -> tuple[Entry, FailureModel]:
     row = conn.execute(
-        "SELECT version, estimator, metrics, sha256, active, created_at, artifact "
-        "FROM model_registry WHERE version = %s", (version,)
+        sql.SQL("SELECT {}, artifact FROM model_registry WHERE version = %s").format(ENTRY_COLUMNS), (version,)
     ).fetchone()
     if row is None:
         raise LookupError(f"model version {version} is not in the registry")
-    return Entry(*row[:6]), _load(row[6], row[3], row[0])
+    return Entry(*row[:-1]), _load(row[-1], row[3], row[0])
 
 
 def _load(artifact: bytes, sha: str, version: int) -> FailureModel:
@@ -100,6 +112,6 @@ def register(conn: psycopg.Connection, model: FailureModel, *, params: dict,
 
 def entries(conn: psycopg.Connection) -> list[Entry]:
     rows = conn.execute(
-        "SELECT version, estimator, metrics, sha256, active, created_at FROM model_registry ORDER BY version"
+        sql.SQL("SELECT {} FROM model_registry ORDER BY version").format(ENTRY_COLUMNS)
     ).fetchall()
     return [Entry(*r) for r in rows]

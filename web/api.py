@@ -528,4 +528,5 @@ def models() -> Any:
     with db() as conn:
         found = registry.entries(conn)
     return jsonify([{"version": e.version, "estimator": e.estimator, "metrics": e.metrics,
-                     "active": e.active, "created_at": e.created_at} for e in found])
+                     "active": e.active, "created_at": e.created_at, "train_start": e.train_start,
+                     "train_end": e.train_end, "readings_per_hour": e.readings_per_hour} for e in found])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -65,3 +66,33 @@ def test_a_tampered_artifact_is_refused(db):
     db.execute("UPDATE model_registry SET artifact = artifact || '\\x00'::bytea WHERE version = %s", (version,))
     with pytest.raises(registry.ArtifactMismatch):
         registry.load(db, version)
+
+
+def test_an_entry_carries_its_training_window_and_data_rate(db):
+    start, end = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    registry.register(db, tiny_model(0.8), params={"readings_per_hour": 6.0}, train_start=start, train_end=end)
+    (entry,) = registry.entries(db)
+    assert (entry.train_start, entry.train_end, entry.readings_per_hour) == (start, end, 6.0)
+    assert registry.active(db)[0] == entry
+
+
+def test_an_entry_without_a_recorded_data_rate_has_none(db):
+    registry.register(db, tiny_model(0.8), params={}, train_start=None, train_end=None)
+    assert registry.entries(db)[0].readings_per_hour is None
+
+
+def test_the_models_command_lists_each_version_with_its_window_and_data_rate(db, db_url, monkeypatch, capsys):
+    from fieldops.cli import main
+
+    start, end = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    first, _ = registry.register(db, tiny_model(0.8), params={"readings_per_hour": 6.0},
+                                 train_start=start, train_end=end)
+    second, _ = registry.register(db, tiny_model(0.7), params={}, train_start=None, train_end=None,
+                                  active_version=first, active_metrics={"pr_auc": 0.8, "recall": 0.9, "precision": 0.85})
+    db.commit()
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setenv("FIELDOPS_ENV", "test")
+    assert main(["predict", "models"]) == 0
+    active_line, other_line = capsys.readouterr().out.splitlines()
+    assert active_line.startswith(f"v{first} * ") and "trained=2026-09-01..2026-11-30 readings_per_hour=6 " in active_line
+    assert other_line.startswith(f"v{second}   ") and "trained=- readings_per_hour=- " in other_line

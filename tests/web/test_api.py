@@ -191,6 +191,16 @@ def test_latest_predictions_keep_the_newest_per_device(signed_in, work, db):
     assert [p["p_fail"] for p in client.get("/api/predictions").get_json()] == [0.9]
 
 
+def test_models_give_each_versions_training_window_and_data_rate(signed_in, db):
+    db.execute("INSERT INTO model_registry (estimator, horizon_h, params, train_start, train_end, artifact, sha256) "
+               "VALUES ('gb', 72, '{\"readings_per_hour\": 6.0}', '2026-09-01Z', '2026-11-30Z', 'x', %s)", ("0" * 64,))
+    db.commit()
+    client, _ = signed_in("dora")
+    (model,) = client.get("/api/models").get_json()
+    assert (model["readings_per_hour"], model["train_start"][:10], model["train_end"][:10]) == (
+        6.0, "2026-09-01", "2026-11-30")
+
+
 def test_device_telemetry_comes_from_the_hourly_rollup(signed_in, work, db):
     from datetime import timedelta
 
