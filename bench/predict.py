@@ -17,6 +17,9 @@ hour after the previous pass: the median of 4 hourly passes (``_range``: the slo
 times the test set's failures, no threshold to fix): PR-AUC and the highest recall at any threshold
 whose precision (``oof_``) or job precision (``oof_job_``) reaches ``--precision``;
 ``oof_caught_by_mode`` the failures with a phase caught per mode at the threshold of ``oof_recall``.
+``job_threshold_*`` are the test set's figures at the threshold the operating rule would choose by
+job precision instead of precision (the lowest at which the out-of-fold scores reach ``--precision``
+job precision).
 ``readings_per_device_hour`` is the history's data rate, the median readings of a device in an hour
 of the rollup (``--resolution-s`` sets it for a fresh backfill; the live fleet reports every 10 s, 360
 an hour): the figures depend on it.
@@ -162,6 +165,7 @@ def main() -> int:
                         scores = M.out_of_fold(run.result.train, run.result.train_x, model.estimator,
                                                folds=args.folds, progress=log, workers=2)
                 oof = out_of_fold_figures(run.result.train, scores, truth, args.precision)
+                oof |= job_operating_point(run.result, model, scores, truth, args.precision)
             ids_of = run.result.test.grid.device_ids
             warned, abrupt = split_outcomes(model.metrics["outcomes"], ids_of, truth)
             b_warned, _ = split_outcomes(run.baseline["outcomes"], ids_of, truth)
@@ -297,6 +301,21 @@ def out_of_fold_figures(ds: M.Dataset, scores: np.ndarray, truth: dict, target: 
         out[f"{name}_recall"], out[f"{name}_precision"] = round(recall, 3), round(prec, 3)
         out[f"{name}_median_lead_h"] = round(lead, 1)
     return out
+
+
+def job_operating_point(result: M.TrainResult, model: M.FailureModel, scores: np.ndarray, truth: dict,
+                        target: float) -> dict:
+    """The test set at the threshold the operating rule would choose by job precision instead of
+    precision: the lowest at which the calibrated out-of-fold ``scores`` reach ``target`` job
+    precision (an early episode that lasts into its catch window counts as true)."""
+    threshold = M.choose_threshold(result.train, model.classifier.calibrate(scores), target, key="job_precision")
+    with threadpool_limits(1):
+        ev = M.alert_events(result.test, model.predict(result.test_x)[0], threshold)
+    warned, _ = split_outcomes(ev["outcomes"], result.test.grid.device_ids, truth)
+    return {"job_threshold": round(threshold, 3), "job_threshold_precision": round(ev["precision"], 3),
+            "job_threshold_job_precision": round(ev["job_precision"], 3),
+            "job_threshold_recall": round(warned["recall"], 3),
+            "job_threshold_median_lead_h": round(warned["median_lead"], 1)}
 
 
 def by_mode(outcomes: list[M.FailureOutcome], device_ids: np.ndarray, truth: dict) -> dict[str, str]:

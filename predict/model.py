@@ -369,9 +369,10 @@ def public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in PRIVATE_KEYS}
 
 
-def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) -> float:
+def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float, key: str = "precision") -> float:
     """Lowest threshold whose alert precision reaches the target (the highest recall that keeps
-    precision); the threshold with the best precision when none does."""
+    precision); the threshold with the best precision when none does. ``key`` names the precision
+    of ``alert_events``: ``precision`` (the operating rule) or ``job_precision``."""
     kept = score[ds.labels.keep]
     qs = np.unique(kept)  # a calibrated (isotonic) score has few distinct values: try each
     if len(qs) > 200:  # quantiles from the median up, denser towards the top where alerts are
@@ -379,7 +380,7 @@ def choose_threshold(ds: Dataset, score: np.ndarray, target_precision: float) ->
     best, best_prec = float(qs[-1]), -1.0
     for th in qs:  # ascending: the first that reaches the target has the highest recall
         ev = alert_events(ds, score, float(th))
-        prec = ev["precision"]
+        prec = ev[key]
         if not np.isnan(prec) and prec >= target_precision and ev["recall"] > 0:
             return float(th)
         if not np.isnan(prec) and prec > best_prec:

@@ -71,6 +71,15 @@ def test_the_threshold_is_the_lowest_score_value_reaching_the_target_precision()
     assert M.choose_threshold(ds, s, target_precision=0.8) == pytest.approx(0.848)
 
 
+def test_the_threshold_by_job_precision_counts_an_early_episode_that_lasts_into_its_catch_window():
+    ds = dataset(400, [150.0])
+    s = np.zeros(400)
+    s[130:147] = 0.5  # from 20 h ahead (W 12) into the catch window: early, held
+    s[140:147] = 0.9  # within the horizon
+    assert M.choose_threshold(ds, s, target_precision=0.8) == pytest.approx(0.9)
+    assert M.choose_threshold(ds, s, target_precision=0.8, key="job_precision") == pytest.approx(0.5)
+
+
 def _synth_dataset(tmp_path, devices: int = 24) -> M.Dataset:
     from predict import csvio
     from tests.predict import synth
