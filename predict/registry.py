@@ -61,27 +61,27 @@ def json_safe(obj: object) -> object:
 
 
 def active(conn: psycopg.Connection) -> tuple[Entry, FailureModel] | None:
-    row = conn.execute(
-        sql.SQL("SELECT {}, artifact FROM model_registry WHERE active").format(ENTRY_COLUMNS)
-    ).fetchone()
-    if row is None:
-        return None
-    return Entry(*row[:-1]), _load(row[-1], row[3], row[0])
+    return _fetch(conn, sql.SQL("active"), ())
 
 
 def load(conn: psycopg.Connection, version: int) -> tuple[Entry, FailureModel]:
+    found = _fetch(conn, sql.SQL("version = %s"), (version,))
+    if found is None:
+        raise LookupError(f"model version {version} is not in the registry")
+    return found
+
+
+def _fetch(conn: psycopg.Connection, where: sql.Composable, params: tuple) -> tuple[Entry, FailureModel] | None:
+    """The entry matching ``where`` with its model, the artifact checked against its hash."""
     row = conn.execute(
-        sql.SQL("SELECT {}, artifact FROM model_registry WHERE version = %s").format(ENTRY_COLUMNS), (version,)
+        sql.SQL("SELECT {}, artifact FROM model_registry WHERE {}").format(ENTRY_COLUMNS, where), params
     ).fetchone()
     if row is None:
-        raise LookupError(f"model version {version} is not in the registry")
-    return Entry(*row[:-1]), _load(row[-1], row[3], row[0])
-
-
-def _load(artifact: bytes, sha: str, version: int) -> FailureModel:
-    if hashlib.sha256(artifact).hexdigest() != sha:
-        raise ArtifactMismatch(f"model version {version}: artifact hash does not match")
-    return FailureModel.from_bytes(bytes(artifact))
+        return None
+    entry, artifact = Entry(*row[:-1]), row[-1]
+    if hashlib.sha256(artifact).hexdigest() != entry.sha256:
+        raise ArtifactMismatch(f"model version {entry.version}: artifact hash does not match")
+    return entry, FailureModel.from_bytes(bytes(artifact))
 
 
 def register(conn: psycopg.Connection, model: FailureModel, *, params: dict,
