@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,8 @@ class Readings:
     metric_names: list[str]
     grid: Grid
     iso_time: bool
+    ignored: list[str] = field(default_factory=list)  # columns not read: no number at all, or not the model's
+    missing: list[str] = field(default_factory=list)  # the model's metrics without a column (empty slots)
 
 
 def _parse_time(raw: str, where: str) -> tuple[float, bool]:
@@ -81,8 +83,9 @@ def _records(path: Path, header: list[str], rows: list[list[str]]):
 
 def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings:
     """Load readings into a grid. With ``metric_names`` (a trained model's), columns map by name
-    and missing ones become empty slots; otherwise every column but device_id and ts is a metric
-    (non-numeric cells count as missing values; a column with no number at all is dropped)."""
+    and missing ones become empty slots (an error when none is there); otherwise every column but
+    device_id and ts is a metric (non-numeric cells count as missing values; a column with no
+    number at all is dropped). ``ignored`` and ``missing`` on the result name what was left out."""
     header, rows = _open_rows(path)
     lowered = [h.lower() for h in header]
     di, ti = lowered.index("device_id"), lowered.index("ts")
@@ -112,6 +115,11 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
     else:
         chosen = list(metric_names)
         pick = [names.index(n) if n in names else -1 for n in chosen]
+        if chosen and all(j < 0 for j in pick):
+            raise CsvError(f"{path}: none of the model's metrics is a column (the model reads "
+                           f"{', '.join(chosen)}; found {', '.join(names) or 'no metric column'})")
+    ignored = [names[j] for j in range(len(names)) if j not in pick]
+    missing = [n for n, j in zip(chosen, pick, strict=True) if j < 0]
     ids = sorted(per_dev)
     t_max = max(len(per_dev[d]) for d in ids)
     m = max(len(chosen), 1)
@@ -132,7 +140,7 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
         installed=time[:, 0].copy(), group=np.zeros(len(ids), dtype=np.int64),
         slot_names=[chosen],
     )
-    return Readings(ids, chosen, grid, iso_time=iso_seen == {True})
+    return Readings(ids, chosen, grid, iso_time=iso_seen == {True}, ignored=ignored, missing=missing)
 
 
 def read_failures(path: Path, readings: Readings) -> list[Failure]:

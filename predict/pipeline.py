@@ -159,7 +159,8 @@ def train_csv(telemetry: Path, failures_path: Path, out: Path, *, horizon: float
     failures = csvio.read_failures(failures_path, readings)
     csvio.with_resets(readings, failures)
     h = horizon if horizon is not None else default_horizon(readings, failures)
-    progress(f"{len(readings.device_ids)} devices, metrics {', '.join(readings.metric_names) or '-'}, "
+    ignored = f" (ignored, no numbers: {', '.join(readings.ignored)})" if readings.ignored else ""
+    progress(f"{len(readings.device_ids)} devices, metrics {', '.join(readings.metric_names) or '-'}{ignored}, "
              f"{len(failures)} failures, horizon {h:g}")
     spec = F.FeatureSpec(n_slots=max(len(readings.metric_names), 1), n_counts=0)
     ds = M.build_dataset(readings.grid, failures, [[] for _ in readings.device_ids], h, h / 3.0)
@@ -182,10 +183,18 @@ def load_model_file(path: Path) -> M.FailureModel:
     return obj
 
 
+def _read_for_model(model: M.FailureModel, telemetry: Path) -> csvio.Readings:
+    """``telemetry`` read in the columns ``model`` was trained on; warns of the ones it lacks."""
+    names = model.metric_names[0] if model.metric_names else None
+    readings = csvio.read_readings(telemetry, metric_names=names)
+    if readings.missing:
+        log.warning("%s has no column for %s: scored as not reported", telemetry, ", ".join(readings.missing))
+    return readings
+
+
 def score_csv(model: M.FailureModel, telemetry: Path) -> list[tuple[str, float, float]]:
     """(device_id, p_fail, rul) at each device's last reading of ``telemetry``."""
-    names = model.metric_names[0] if model.metric_names else []
-    readings = csvio.read_readings(telemetry, metric_names=names)
+    readings = _read_for_model(model, telemetry)
     grid = readings.grid
     dev = np.arange(len(readings.device_ids))
     step = grid.last_steps()
@@ -198,8 +207,7 @@ def score_csv(model: M.FailureModel, telemetry: Path) -> list[tuple[str, float, 
 def evaluate_csv(model: M.FailureModel, telemetry: Path, failures_path: Path,
                  plot_dir: Path | None = None, progress: M.Progress = M._quiet) -> dict:
     """A model file on the held-out devices of a CSV file set."""
-    names = model.metric_names[0] if model.metric_names else None
-    readings = csvio.read_readings(telemetry, metric_names=names)
+    readings = _read_for_model(model, telemetry)
     failures = csvio.read_failures(failures_path, readings)
     csvio.with_resets(readings, failures)
     ds = M.build_dataset(readings.grid, failures, [[] for _ in readings.device_ids], model.horizon,

@@ -106,3 +106,41 @@ def test_failures_of_unknown_devices_are_an_error(trained, tmp_path, capsys, mon
     code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
                        str(failures), "--out", str(tmp_path / "m.joblib"))
     assert code == 2 and "'nobody' has no readings" in err
+
+
+def test_scoring_a_file_without_any_of_the_models_metrics_is_an_error(trained, capsys, monkeypatch, tmp_path):
+    _, readings, failures, out = trained
+    if not out.exists():
+        train(capsys, monkeypatch, tmp_path, readings, failures, out)
+    other = tmp_path / "other.csv"
+    other.write_text("device_id,ts,pressure\nx,1,1.0\nx,2,1.1\n")
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "score", "--model", str(out), "--telemetry", str(other))
+    assert code == 2 and stdout == ""
+    assert "none of the model's metrics is a column (the model reads temp, vib" in err and "found pressure" in err
+
+
+def test_scoring_a_file_that_lacks_some_of_the_models_metrics_warns(trained, capsys, monkeypatch, tmp_path):
+    _, readings, failures, out = trained
+    if not out.exists():
+        train(capsys, monkeypatch, tmp_path, readings, failures, out)
+    other = tmp_path / "other.csv"
+    other.write_text("device_id,ts,vib\nx,1,1.0\nx,2,1.1\n")
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "rul", "--model", str(out), "--telemetry", str(other))
+    assert code == 0, err
+    assert stdout.splitlines()[1].startswith("x,")
+    assert f"WARNING predict.pipeline: {other} has no column for temp, const: scored as not reported" in err
+
+
+def test_a_column_without_numbers_is_left_out_of_training_and_named(tmp_path, capsys, monkeypatch):
+    readings, failures = write_history(tmp_path, devices=16, steps=500)
+    with_text = tmp_path / "with_text.csv"
+    rows = list(csv.reader(readings.open()))
+    with with_text.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*rows[0], "Type [class]"])
+        w.writerows([*r, "L"] for r in rows[1:])
+    out = tmp_path / "text.joblib"
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(with_text),
+                       "--failures", str(failures), "--out", str(out))
+    assert code == 0, err
+    assert "metrics temp, vib, const (ignored, no numbers: Type [class])" in err
