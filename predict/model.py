@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
@@ -68,7 +69,9 @@ class Dataset:
 
 def build_dataset(grid: F.Grid, failures: Sequence[F.Failure], repairs: Sequence[Sequence[float]],
                   horizon: float, settle: float, every: int = 1) -> Dataset:
-    """Samples every ``every`` steps of every device, labelled."""
+    """Samples every ``every`` steps of every device, labelled. ``horizon`` must be a positive number."""
+    if not (math.isfinite(horizon) and horizon > 0):
+        raise ValueError(f"the horizon must be a positive number, not {horizon:g}")
     d, t = grid.time.shape
     dev, step = np.meshgrid(np.arange(d), np.arange(0, t, every), indexing="ij")
     dev, step = dev.ravel(), step.ravel()
@@ -570,6 +573,18 @@ def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdou
     return train, test, t_cut
 
 
+def _check_learnable(train_ds: Dataset) -> None:
+    """Refuse training data with too few failure or healthy samples, before any feature work."""
+    keep, y = train_ds.labels.keep, train_ds.labels.y
+    if y[keep].sum() < 2:
+        raise ValueError(f"too few failures to train: {int(y[keep].sum())} positive samples "
+                         f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
+    if (~y[keep]).sum() < 2:
+        raise ValueError(f"too few healthy samples to train: {int((~y[keep]).sum())} samples without a failure "
+                         f"within the horizon ({train_ds.horizon:g}) in the training devices; a shorter "
+                         "horizon leaves more")
+
+
 def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
           test_share: float = 0.3, time_share: float = 0.5, rul_cap: float | None = None,
           estimators: Sequence[str] | None = None, progress: Progress = _quiet,
@@ -589,6 +604,7 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
     started = time.perf_counter()
     tr_mask, te_mask, t_cut = split(ds, test_share, time_share)
     train_ds, test_ds = ds.subset(tr_mask), ds.subset(te_mask)
+    _check_learnable(train_ds)
     spec = F.fit_on_training(spec, ds.grid, np.unique(ds.dev[tr_mask]), t_cut)
     progress(f"features for {tr_mask.sum()} training and {te_mask.sum()} test samples")
     x_all = F.compute(ds.grid, spec, ds.dev, ds.step)

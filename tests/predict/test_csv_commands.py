@@ -144,3 +144,19 @@ def test_a_column_without_numbers_is_left_out_of_training_and_named(tmp_path, ca
                        "--failures", str(failures), "--out", str(out))
     assert code == 0, err
     assert "metrics temp, vib, const (ignored, no numbers: Type [class])" in err
+
+
+@pytest.mark.parametrize("horizon", ["0", "-5", "nan", "inf"])
+def test_a_horizon_that_is_not_a_positive_number_is_refused(trained, tmp_path, capsys, monkeypatch, horizon):
+    _, readings, failures, _ = trained
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"), f"--horizon={horizon}")
+    assert code == 2 and f"the horizon must be a positive number, not {float(horizon):g}" in err
+
+
+def test_a_horizon_longer_than_the_histories_leaves_no_healthy_samples_and_is_refused(trained, tmp_path, capsys,
+                                                                                      monkeypatch):
+    _, readings, failures, _ = trained
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"), "--horizon=1e6")
+    assert code == 2 and "too few healthy samples to train: 0 samples" in err
