@@ -112,6 +112,9 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
                   if any(not math.isnan(vals[j]) for series in per_dev.values() for _, vals in series)]
         chosen = [names[j] for j in usable]
         pick = usable
+        if not chosen:
+            raise CsvError(f"{path}: no metric column with a number besides device_id and ts "
+                           f"(found {', '.join(header)})")
     else:
         chosen = list(metric_names)
         pick = [names.index(n) if n in names else -1 for n in chosen]

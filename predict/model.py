@@ -576,6 +576,10 @@ def split(ds: Dataset, test_share: float, time_share: float, salt: str = "holdou
 def _check_learnable(train_ds: Dataset) -> None:
     """Refuse training data with too few failure or healthy samples, before any feature work."""
     keep, y = train_ds.labels.keep, train_ds.labels.y
+    if not y[keep].any():
+        raise ValueError(f"too few failures to train: no training sample lies within the horizon "
+                         f"({train_ds.horizon:g}) before a failure (are the failures' times within their "
+                         "devices' readings, in the same unit?)")
     if y[keep].sum() < 2:
         raise ValueError(f"too few failures to train: {int(y[keep].sum())} positive samples "
                          f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
@@ -640,7 +644,8 @@ def train(ds: Dataset, spec: F.FeatureSpec, *, target_precision: float = 0.8,
         if y[fit_rows].sum() < 2 or y[val_rows].sum() < 1 or (~y[fit_rows]).sum() < 2:
             raise ValueError(
                 f"too few failures to train: {int(y[keep].sum())} positive samples "
-                f"in {len(np.unique(train_ds.dev[keep & y]))} training devices")
+                f"in {len(np.unique(train_ds.dev[keep & y]))} training devices (a model is fitted on some "
+                "devices and checked on others, so it needs failures on several devices)")
         fitted: dict[str, object] = {}
         for name in names:
             t0 = time.perf_counter()

@@ -160,3 +160,35 @@ def test_a_horizon_longer_than_the_histories_leaves_no_healthy_samples_and_is_re
     code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
                        str(failures), "--out", str(tmp_path / "m.joblib"), "--horizon=1e6")
     assert code == 2 and "too few healthy samples to train: 0 samples" in err
+
+
+def test_readings_without_a_metric_column_are_refused(trained, tmp_path, capsys, monkeypatch):
+    _, _, failures, _ = trained
+    bare = tmp_path / "readings.csv"
+    bare.write_text("device_id,ts,note\ndev-1,1,ok\ndev-1,2,ok\n")
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bare), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2 and "readings.csv: no metric column with a number besides device_id and ts" in err
+
+
+def test_failures_outside_the_readings_are_named_as_the_likely_cause(trained, tmp_path, capsys, monkeypatch):
+    _, readings, failures, _ = trained
+    later = tmp_path / "failures.csv"
+    rows = list(csv.reader(failures.open()))
+    with later.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *([d, str(float(t) * 3600), m] for d, t, m in rows[1:])])
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(later), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2
+    assert "no training sample lies within the horizon" in err and "in the same unit?" in err
+
+
+def test_failures_on_one_device_only_say_why_they_are_too_few(trained, tmp_path, capsys, monkeypatch):
+    _, readings, failures, _ = trained
+    rows = list(csv.reader(failures.open()))
+    one = tmp_path / "failures.csv"
+    with one.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *(r for r in rows[1:] if r[0] == rows[1][0])])
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(one), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2 and "training devices (a model is fitted on some devices and checked on others" in err
