@@ -174,10 +174,15 @@ def train_csv(telemetry: Path, failures_path: Path, out: Path, *, horizon: float
 
 
 def load_model_file(path: Path) -> M.FailureModel:
+    """The model in a file written by :func:`train_csv` (joblib runs the file's code: trusted files
+    only). Anything else is a ValueError naming the file."""
     try:
         obj = joblib.load(path)
-    except (OSError, EOFError, ValueError) as exc:
+    except OSError as exc:
         raise ValueError(f"{path}: cannot load model ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - unpickling other bytes fails in any number of ways
+        raise ValueError(f"{path}: not a model file written by `fieldops predict train` "
+                         f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, M.FailureModel):
         raise ValueError(f"{path}: not a fieldops failure model")
     return obj

@@ -192,3 +192,13 @@ def test_failures_on_one_device_only_say_why_they_are_too_few(trained, tmp_path,
     code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
                        str(one), "--out", str(tmp_path / "m.joblib"))
     assert code == 2 and "training devices (a model is fitted on some devices and checked on others" in err
+
+
+@pytest.mark.parametrize("content", [b"hello\n", bytes(range(256)), b"device_id,ts,vib\nx,1,2\n"])
+def test_a_file_that_is_not_a_model_is_refused_with_its_name(trained, tmp_path, capsys, monkeypatch, content):
+    _, readings, _, _ = trained
+    bad = tmp_path / "model.joblib"
+    bad.write_bytes(content)
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "score", "--model", str(bad), "--telemetry", str(readings))
+    assert code == 2 and stdout == ""
+    assert f"{bad}: not a model file written by `fieldops predict train`" in err
