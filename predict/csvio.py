@@ -16,6 +16,8 @@ import numpy as np
 
 from predict.features import Failure, Grid
 
+MAX_MAGNITUDE = 1e15  # readings and numeric times beyond this are export errors (the models compute in float32)
+
 
 class CsvError(ValueError):
     """A CSV file cannot be used; the message names the file, line and field."""
@@ -34,9 +36,13 @@ class Readings:
 def _parse_time(raw: str, where: str) -> tuple[float, bool]:
     text = raw.strip()
     try:
-        return float(text), False
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+            raise CsvError(f"{where}: ts {raw!r} is not a finite number of at most {MAX_MAGNITUDE:g}")
+        return value, False
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -92,7 +98,7 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
     others = [i for i in range(len(header)) if i not in (di, ti)]
     per_dev: dict[str, list[tuple[float, list[float]]]] = {}
     iso_seen: set[bool] = set()
-    for _line, row, device, t, iso in _records(path, header, rows):
+    for line, row, device, t, iso in _records(path, header, rows):
         iso_seen.add(iso)
         vals = []
         for i in others:
@@ -100,6 +106,9 @@ def read_readings(path: Path, metric_names: list[str] | None = None) -> Readings
                 v = float(row[i])
             except ValueError:
                 v = math.nan
+            if abs(v) > MAX_MAGNITUDE and math.isfinite(v):
+                raise CsvError(f"{path}:{line}: {header[i]} {row[i].strip()!r} is out of range "
+                               f"(at most {MAX_MAGNITUDE:g} in magnitude)")
             vals.append(v if math.isfinite(v) else math.nan)
         per_dev.setdefault(device, []).append((t, vals))
     if not per_dev:

@@ -153,8 +153,11 @@ def default_horizon(readings: csvio.Readings, failures: list[F.Failure]) -> floa
 
 
 def train_csv(telemetry: Path, failures_path: Path, out: Path, *, horizon: float | None = None,
-              plot_dir: Path | None = None, progress: M.Progress = M._quiet) -> Run:
-    """Cold start: train from exported CSV history and write the model with joblib."""
+              plot_dir: Path | None = None, progress: M.Progress = M._quiet,
+              estimators: list[str] | None = None) -> Run:
+    """Cold start: train from exported CSV history (``estimators``: the candidates to compare, by
+    default all) and write the model with joblib."""
+    _check_writable(out)
     readings = csvio.read_readings(telemetry)
     failures = csvio.read_failures(failures_path, readings)
     csvio.with_resets(readings, failures)
@@ -164,13 +167,25 @@ def train_csv(telemetry: Path, failures_path: Path, out: Path, *, horizon: float
              f"{len(failures)} failures, horizon {h:g}")
     spec = F.FeatureSpec(n_slots=max(len(readings.metric_names), 1), n_counts=0)
     ds = M.build_dataset(readings.grid, failures, [[] for _ in readings.device_ids], h, h / 3.0)
-    run = fit(ds, spec, progress=progress, plot_dir=plot_dir,
+    run = fit(ds, spec, progress=progress, plot_dir=plot_dir, estimators=estimators,
               unit="h" if readings.iso_time else "ts units")
     run.result.model.metric_names = [readings.metric_names]
     out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(run.result.model, out, compress=3)
     progress(f"model written to {out} (sha256 {hashlib.sha256(out.read_bytes()).hexdigest()[:12]})")
     return run
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse a model path that cannot be written, before the training run rather than after it."""
+    if out.is_dir():
+        raise ValueError(f"{out}: is a directory, not a model file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{out}: cannot create its directory ({exc.strerror})") from exc
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"{out}: not writable")
 
 
 def load_model_file(path: Path) -> M.FailureModel:

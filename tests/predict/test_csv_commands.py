@@ -9,6 +9,7 @@ import json
 import pytest
 
 from fieldops.cli import main
+from predict import pipeline
 from tests.predict.synth import write_history
 
 
@@ -146,12 +147,11 @@ def test_a_column_without_numbers_is_left_out_of_training_and_named(tmp_path, ca
     assert "metrics temp, vib, const (ignored, no numbers: Type [class])" in err
 
 
-@pytest.mark.parametrize("horizon", ["0", "-5", "nan", "inf"])
-def test_a_horizon_that_is_not_a_positive_number_is_refused(trained, tmp_path, capsys, monkeypatch, horizon):
+@pytest.mark.parametrize("horizon", [0.0, -5.0, float("nan"), float("inf")])
+def test_a_horizon_that_is_not_a_positive_number_is_refused_by_training(trained, tmp_path, horizon):
     _, readings, failures, _ = trained
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"), f"--horizon={horizon}")
-    assert code == 2 and f"the horizon must be a positive number, not {float(horizon):g}" in err
+    with pytest.raises(ValueError, match=f"the horizon must be a positive number, not {horizon:g}"):
+        pipeline.train_csv(readings, failures, tmp_path / "m.joblib", horizon=horizon)
 
 
 def test_a_horizon_longer_than_the_histories_leaves_no_healthy_samples_and_is_refused(trained, tmp_path, capsys,
@@ -202,3 +202,35 @@ def test_a_file_that_is_not_a_model_is_refused_with_its_name(trained, tmp_path, 
     code, stdout, err = run(capsys, monkeypatch, tmp_path, "score", "--model", str(bad), "--telemetry", str(readings))
     assert code == 2 and stdout == ""
     assert f"{bad}: not a model file written by `fieldops predict train`" in err
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ("a,nan,2", "readings.csv:2: ts 'nan' is not a finite number"),
+    ("a,1e300,2", "readings.csv:2: ts '1e300' is not a finite number"),
+    ("a,1,1e39", "readings.csv:2: x '1e39' is out of range"),
+])
+def test_numbers_out_of_any_range_are_named_with_their_line(tmp_path, capsys, monkeypatch, row, message):
+    bad = tmp_path / "readings.csv"
+    bad.write_text(f"device_id,ts,x\n{row}\n")
+    failures = tmp_path / "failures.csv"
+    failures.write_text("device_id,ts\na,1\n")
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bad), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"))
+    assert code == 2 and message in err
+
+
+def test_an_unwritable_model_path_is_refused_before_training(trained, tmp_path, capsys, monkeypatch):
+    _, readings, failures, _ = trained
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(failures), "--out", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: is a directory, not a model file" in err
+    assert "features for" not in err
+
+
+def test_csv_training_compares_only_the_estimators_asked_for(trained, tmp_path, capsys, monkeypatch):
+    _, readings, failures, _ = trained
+    code, stdout, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                            str(failures), "--out", str(tmp_path / "lr.joblib"),
+                            "--estimators", "logistic_regression")
+    assert code == 0, err
+    assert set(json.loads(stdout)["comparison"]) == {"logistic_regression"}
