@@ -55,6 +55,7 @@ FINDINGS = ("fault_confirmed", "no_fault_found", "other")
 DEFAULT_DURATION_S = 3600
 SITE_OFFLINE_MODE = "site_offline"
 OFFLINE_CODE = "offline"
+PM_PREFIX = "pm:"  # preventive plans' jobs carry "pm:<plan code>" as their failure mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,8 @@ def _resolve(conn: psycopg.Connection, req: JobRequest) -> _Resolved:
                     "SELECT part_id, quantity FROM failure_mode_parts WHERE failure_mode_id = %s ORDER BY part_id",
                     (fm[0],),
                 ).fetchall()
+            elif not _system_code(req.failure_mode):
+                raise ServiceError("failure_mode", _unknown_mode(conn, req.device_id, req.failure_mode))
     if site_id is None:
         raise ServiceError("site_id", "a job needs a device or a site")
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (site_id,)).fetchone() is None:
@@ -426,6 +429,23 @@ def _lock(conn: psycopg.Connection, job_id: int, expected_version: int | None) -
     return get_job(conn, job_id)
 
 
+def device_modes(conn: psycopg.Connection, device_id: int) -> list[str]:
+    """The failure mode codes of ``device_id``'s model."""
+    return [r[0] for r in conn.execute(
+        "SELECT f.code FROM failure_modes f JOIN devices d ON d.model_id = f.model_id WHERE d.id = %s "
+        "ORDER BY f.code", (device_id,)).fetchall()]
+
+
+def _system_code(code: str) -> bool:
+    """A job key fieldops sets itself rather than a failure mode: offline devices, preventive plans."""
+    return code == OFFLINE_CODE or code.startswith(PM_PREFIX)
+
+
+def _unknown_mode(conn: psycopg.Connection, device_id: int, mode: str) -> str:
+    return (f"device {device_id}'s model has no failure mode {mode!r} "
+            f"(it has {', '.join(device_modes(conn, device_id)) or 'none'})")
+
+
 def transition(
     conn: psycopg.Connection, job_id: int, to_status: JobStatus | str, *, expected_version: int | None,
     actor: str, now: datetime, lat: float | None = None, lon: float | None = None, note: str | None = None,
@@ -451,6 +471,8 @@ def transition(
             raise ServiceError("parts_used", f"part {p.sku}: quantity must be positive")
     if finding is not None and finding not in FINDINGS:
         raise ServiceError("finding", f"must be one of {', '.join(FINDINGS)}")
+    if finding_mode and job.device_id is not None and finding_mode not in device_modes(conn, job.device_id):
+        raise ServiceError("finding_mode", _unknown_mode(conn, job.device_id, finding_mode))
     if target is S.COMPLETED and finding is None:
         raise ServiceError("finding", "completion needs a finding")
     if used and target not in (S.COMPLETED, S.UNRESOLVED):
@@ -695,6 +717,7 @@ def process_device_events(
     storms: list[int] = []
     failed: list[int] = []
     offline_by_site: dict[int, list[tuple]] = {}
+    unknown_modes = 0
     for row in rows:
         if row[4] == OFFLINE_CODE:
             offline_by_site.setdefault(row[2], []).append(row)
@@ -741,16 +764,22 @@ def process_device_events(
         if severity != "fault":
             _mark_handled(conn, event_id, now)
             continue
-        mode = payload.get("mode") if isinstance(payload, dict) else None
+        mode = raw = payload.get("mode") if isinstance(payload, dict) else None
+        if raw is not None and (not isinstance(raw, str) or raw not in device_modes(conn, device_id)):
+            log.warning("device event %d: unknown failure mode %r; the job names none", event_id, raw)
+            unknown_modes += 1
+            mode = None
+        said = f" ({mode})" if mode else (f" (unknown mode {raw!r})" if raw not in (None, "") else "")
         open_for(JobRequest(
             source=JobSource.FAULT_EVENT, type=JobType.REPAIR, device_id=device_id,
-            failure_mode=str(mode) if mode else None, priority=_event_priority(payload),
-            explanation=f"device fault {code}" + (f" ({mode})" if mode else "") + f" at {ts.isoformat()}",
+            failure_mode=mode or None, priority=_event_priority(payload),
+            explanation=f"device fault {code}{said} at {ts.isoformat()}",
             evidence={"event_id": event_id, "code": code, "ts": ts.isoformat(), "payload": payload},
         ), [event_id])
     if rows:
-        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms, %d refused",
-                 len(rows), len(created), len(merged), len(storms), len(failed))
+        log.info("device events: %d handled, %d jobs opened, %d merged, %d storms, %d refused, "
+                 "%d with an unknown failure mode", len(rows), len(created), len(merged), len(storms), len(failed),
+                 unknown_modes)
     return EventSummary(len(rows), tuple(created), tuple(merged), tuple(storms), tuple(failed))
 
 

@@ -109,7 +109,7 @@ def open_due_jobs(conn: psycopg.Connection, now: datetime) -> list[jobs.Job]:
             due, mark = nxt
             job = jobs.create_job(conn, jobs.JobRequest(
                 source=JobSource.PREVENTIVE_SCHEDULE, type=JobType.PREVENTIVE, device_id=device_id,
-                failure_mode=f"pm:{plan.code}", priority=plan.priority, required_skills=frozenset({plan.skill}),
+                failure_mode=f"{jobs.PM_PREFIX}{plan.code}", priority=plan.priority, required_skills=frozenset({plan.skill}),
                 required_parts=(), estimated_duration_s=plan.duration_s,
                 explanation=f"{plan.name} due {due.isoformat()}",
                 evidence={"plan": plan.code, "due_at": due.isoformat(), "run_hours": run_hours},

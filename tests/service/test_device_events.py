@@ -122,3 +122,16 @@ def test_event_that_cannot_open_a_job_is_counted_not_fatal(db: psycopg.Connectio
     summary = jobs.process_device_events(db, T0)
     assert (summary.handled, summary.failed, len(summary.created)) == (2, (bad,), 1)
     assert db.execute("SELECT count(*) FROM device_events WHERE handled_at IS NULL").fetchone()[0] == 0
+
+
+def test_a_fault_with_an_unknown_or_malformed_mode_still_opens_a_job_naming_none(db: psycopg.Connection,
+                                                                                world: World) -> None:
+    device_event(db, world.device.id, "E7", "fault", payload='{"mode": ["x"]}')
+    device_event(db, factories.device(db, "pump-0009", site_id=world.site.id).id, "E7", "fault",
+                 payload='{"mode": "not_a_mode"}')
+    summary = jobs.process_device_events(db, T0)
+    opened = jobs.open_jobs(db)
+    assert len(summary.created) == 2 and summary.failed == ()
+    assert [j.failure_mode for j in opened] == [None, None]
+    assert sorted(j.explanation.split(" at ")[0] for j in opened) == [
+        "device fault E7 (unknown mode 'not_a_mode')", "device fault E7 (unknown mode ['x'])"]

@@ -190,3 +190,10 @@ def test_concurrent_duplicate_creation_merges_into_one_job(db_url: str, caplog: 
     assert results[1].id == results[0].id
     assert results[1].priority == Priority.HIGH
     assert "concurrent open job" in caplog.text  # the second insert met the unique index and merged
+
+
+def test_a_failure_mode_the_devices_model_lacks_is_refused(db: psycopg.Connection, world: World) -> None:
+    with pytest.raises(ServiceError) as err:
+        jobs.create_job(db, customer_request(world, failure_mode="nonsense"), actor="callcentre", now=T0)
+    assert err.value.field == "failure_mode"
+    assert "has no failure mode 'nonsense' (it has bearing_wear, motor_fault)" in str(err.value)

@@ -181,3 +181,12 @@ def test_concurrent_edit_waits_then_conflicts(db_url: str) -> None:
     assert isinstance(outcome[0], ConflictError)
     with psycopg.connect(db_url) as check:
         assert jobs.get_job(check, job.id).status == S.CANCELLED
+
+
+def test_a_finding_mode_the_devices_model_lacks_is_refused(rolled_back: psycopg.Connection) -> None:
+    world = make_world(rolled_back)
+    job = job_in(rolled_back, world, S.ON_SITE)
+    with pytest.raises(ServiceError) as err:
+        jobs.transition(rolled_back, job.id, S.COMPLETED, expected_version=job.version, actor="t", now=T0,
+                        finding="fault_confirmed", finding_mode="not_a_mode")
+    assert err.value.field == "finding_mode"
