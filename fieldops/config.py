@@ -10,6 +10,7 @@ from pathlib import Path
 PREFIX = "FIELDOPS_"
 UNSAFE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development-only-secret"})
 DEV_SECRET = "development-only-secret"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
