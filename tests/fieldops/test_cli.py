@@ -29,3 +29,74 @@ def test_positive_float_refuses_numbers_above_its_bound():
 def test_int_between_refuses_numbers_outside_its_range(text):
     with pytest.raises(argparse.ArgumentTypeError):
         int_between(1, 10)(text)
+
+
+def _refused(argv, capsys) -> str:
+    """Run ``fieldops ARGV``, expect argparse to refuse it (exit 2), return stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["jobs", "process-events", "--follow", "--interval-s", "0"],
+    ["jobs", "process-events", "--follow", "--interval-s", "-1"],
+    ["jobs", "process-events", "--follow", "--interval-s", "nan"],
+    ["dispatch", "loop", "--interval", "-1"],
+    ["dispatch", "loop", "--interval", "nan"],
+    ["dispatch", "loop", "--time-limit", "-1"],
+    ["dispatch", "loop", "--position-every", "0"],
+    ["simulate", "technicians", "--position-every-s", "0"],
+    ["simulate", "fleet", "--report-every-s", "0"],
+])
+def test_loop_intervals_must_be_finite_and_positive(argv, capsys):
+    assert argv[-2] in _refused(argv, capsys)
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "1e9"])
+def test_plan_search_time_limit_must_be_a_positive_bounded_number(limit, capsys):
+    assert "--time-limit" in _refused(["dispatch", "plan", "--time-limit", limit], capsys)
+
+
+@pytest.mark.parametrize("days", ["0", "-5", "1000000"])
+def test_kpi_period_must_be_at_least_a_day_and_bounded(days, capsys):
+    assert "--days" in _refused(["jobs", "kpis", "--days", days], capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "backfill", "--days", "0"],
+    ["simulate", "backfill", "--days", "nan"],
+    ["simulate", "backfill", "--days", "1e9"],
+    ["simulate", "backfill", "--resolution-s", "0"],
+    ["simulate", "backfill", "--warning-h", "0"],
+    ["simulate", "backfill", "--warning-h", "nan"],
+    ["simulate", "backfill", "--devices", "-2"],
+    ["simulate", "seed-data", "--devices", "0"],
+    ["simulate", "fleet", "--batch", "0"],
+    ["simulate", "fleet", "--window", "0"],
+    ["simulate", "fleet", "--devices", "0"],
+])
+def test_simulator_sizes_must_be_positive_and_bounded(argv, capsys):
+    assert argv[-2] in _refused(argv, capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["jobs", "show", "99999999999"],
+    ["jobs", "list", "--site-id", "0"],
+    ["dispatch", "override", "lock", "-4"],
+])
+def test_ids_outside_the_integer_columns_are_refused(argv, capsys):
+    _refused(argv, capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["up", "--speed", "nan"],
+    ["up", "--speed", "0"],
+    ["up", "--history-days", "-1"],
+    ["up", "--devices", "0"],
+    ["up", "--reading-interval-s", "0"],
+    ["up", "--web-port", "99999"],
+])
+def test_demo_options_are_checked_before_anything_starts(argv, capsys):
+    assert argv[-2] in _refused(argv, capsys)
