@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from fieldops.config import LOG_LEVELS, ConfigError, load_settings
+from fieldops.db import DatabaseUnavailable
 from fieldops.logs import setup as setup_logging
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(high: float = math.inf) -> Callable[[str], float]:
-    """An argparse type: a finite number above 0 and at most ``high`` (nan and inf are refused)."""
+def positive_float(high: float = math.inf, low: float = 0.0) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, at least ``low`` and at most ``high`` (nan and inf
+    are refused)."""
 
     def parse(text: str) -> float:
         try:
@@ -59,6 +61,8 @@ def positive_float(high: float = math.inf) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
         if value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high:g}, not {text}")
         return value
@@ -94,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except DatabaseUnavailable as exc:
+        sys.stderr.write(f"fieldops: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":
