@@ -16,6 +16,7 @@ from fieldops.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+MIN_TIME_LIMIT_S = 0.5  # below this the routing solver may not find even a first plan
 MAX_TIME_LIMIT_S = 3600.0
 
 
@@ -23,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("dispatch", help="plan technicians, routes and parts")
     dsub = d.add_subparsers(dest="dispatch_command", required=True)
     plan = dsub.add_parser("plan", help="plan once and commit")
-    plan.add_argument("--time-limit", type=positive_float(MAX_TIME_LIMIT_S), default=10.0, help="search seconds")
+    plan.add_argument("--time-limit", type=positive_float(MAX_TIME_LIMIT_S, low=MIN_TIME_LIMIT_S), default=10.0, help="search seconds")
     plan.set_defaults(func=cmd_plan)
     loop = dsub.add_parser("loop", help="re-plan on events and periodically")
-    loop.add_argument("--time-limit", type=positive_float(MAX_TIME_LIMIT_S), default=5.0, help="search seconds per re-plan")
+    loop.add_argument("--time-limit", type=positive_float(MAX_TIME_LIMIT_S, low=MIN_TIME_LIMIT_S), default=5.0, help="search seconds per re-plan")
     loop.add_argument("--interval", type=positive_float(), default=300.0, help="seconds between periodic re-plans")
     loop.add_argument("--position-every", type=positive_float(), default=60.0,
                       help="seconds at least between re-plans caused by technicians' positions alone")
