@@ -5,6 +5,7 @@ import argparse
 import pytest
 
 from fieldops.cli import int_between, main, positive_float
+from tests.conftest import _with_dbname
 
 
 def test_unknown_log_level_option_is_refused(capsys):
@@ -100,3 +101,27 @@ def test_ids_outside_the_integer_columns_are_refused(argv, capsys):
 ])
 def test_demo_options_are_checked_before_anything_starts(argv, capsys):
     assert argv[-2] in _refused(argv, capsys)
+
+
+def _unreachable(monkeypatch, capsys, url, argv) -> str:
+    """Run ``fieldops ARGV`` against database ``url``; expect exit 2 and return stderr's one line."""
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", url)
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.parametrize("argv", [["db", "status"], ["db", "migrate"], ["jobs", "list"], ["dispatch", "plan"]])
+def test_malformed_database_url_is_one_clear_line(argv, monkeypatch, capsys):
+    line = _unreachable(monkeypatch, capsys, "garbage", argv)
+    assert line.startswith("fieldops: cannot connect to the database: ") and "garbage" in line
+
+
+def test_unreachable_database_server_is_one_clear_line(monkeypatch, capsys):
+    line = _unreachable(monkeypatch, capsys, "postgresql://127.0.0.1:1/fieldops", ["db", "status"])
+    assert line.startswith("fieldops: cannot connect to the database: ") and "refused" in line
+
+
+def test_missing_database_is_one_clear_line(pg_admin_url, monkeypatch, capsys):
+    line = _unreachable(monkeypatch, capsys, _with_dbname(pg_admin_url, "no_such_db"), ["jobs", "kpis"])
+    assert line.startswith("fieldops: cannot connect to the database: ") and "no_such_db" in line
