@@ -17,6 +17,7 @@ from collections.abc import Callable
 from fieldops.config import LOG_LEVELS, ConfigError, load_settings
 from fieldops.db import DatabaseUnavailable
 from fieldops.logs import setup as setup_logging
+from fieldops.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except DatabaseUnavailable as exc:
         sys.stderr.write(f"fieldops: {exc}\n")
+        return 2
+    except ServiceError as exc:  # a request the service layer refused: the user's mistake, not a defect
+        sys.stderr.write(f"fieldops {args.command}: {exc}\n")
         return 2
 
 

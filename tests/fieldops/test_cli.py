@@ -55,7 +55,7 @@ def test_loop_intervals_must_be_finite_and_positive(argv, capsys):
     assert argv[-2] in _refused(argv, capsys)
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "nan", "1e9"])
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "0.01", "1e9"])
 def test_plan_search_time_limit_must_be_a_positive_bounded_number(limit, capsys):
     assert "--time-limit" in _refused(["dispatch", "plan", "--time-limit", limit], capsys)
 
@@ -125,3 +125,26 @@ def test_unreachable_database_server_is_one_clear_line(monkeypatch, capsys):
 def test_missing_database_is_one_clear_line(pg_admin_url, monkeypatch, capsys):
     line = _unreachable(monkeypatch, capsys, _with_dbname(pg_admin_url, "no_such_db"), ["jobs", "kpis"])
     assert line.startswith("fieldops: cannot connect to the database: ") and "no_such_db" in line
+
+
+def _reorder_raising(monkeypatch, db_url, exc):
+    from fieldops.service import parts
+
+    def refuse(conn):
+        raise exc
+
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setattr(parts, "reorder_suggestions", refuse)
+    return main(["jobs", "reorder"])
+
+
+def test_a_refused_service_request_is_reported_with_exit_2(db_url, monkeypatch, capsys):
+    from fieldops.service.errors import ServiceError
+
+    assert _reorder_raising(monkeypatch, db_url, ServiceError("sku", "unknown part")) == 2
+    assert capsys.readouterr().err == "fieldops jobs: sku: unknown part\n"
+
+
+def test_an_unexpected_error_still_shows_its_traceback(db_url, monkeypatch):
+    with pytest.raises(ZeroDivisionError):
+        _reorder_raising(monkeypatch, db_url, ZeroDivisionError("a defect"))
