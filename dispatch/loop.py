@@ -24,6 +24,7 @@ from dispatch.solver import solve
 from dispatch.store import active_routes, commit_plan, load_problem
 from dispatch.travel import TravelProvider
 from fieldops import events
+from fieldops.db.pool import connect
 from fieldops.service.errors import ConflictError, TransitionError
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ def run_loop(conninfo: str, now: Callable[[], datetime], params: Params, provide
              max_runs: int | None = None) -> int:
     """Re-plan on relevant events (positions alone at most every ``position_every_s``) and every
     ``interval_s``; returns the number of plans made."""
-    listener = psycopg.connect(conninfo, autocommit=True)
-    work = psycopg.connect(conninfo)
+    listener = connect(conninfo, autocommit=True)
+    work = connect(conninfo)
     runs = 0
     try:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(events.CHANNEL)))

@@ -10,10 +10,14 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import math
 import sys
+from collections.abc import Callable
 
-from fieldops.config import ConfigError, load_settings
+from fieldops.config import LOG_LEVELS, ConfigError, load_settings
+from fieldops.db import DatabaseUnavailable
 from fieldops.logs import setup as setup_logging
+from fieldops.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +33,51 @@ COMMAND_PACKAGES = (
 )
 
 
+MAX_DB_ID = 2**31 - 1  # integer identity columns
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+def positive_float(high: float = math.inf, low: float = 0.0) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, at least ``low`` and at most ``high`` (nan and inf
+    are refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, not {text}")
+        return value
+
+    return parse
+
+
+db_id = int_between(1, MAX_DB_ID)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldops", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=None, help="override FIELDOPS_LOG_LEVEL")
+    parser.add_argument("--log-level", default=None, type=str.upper, choices=LOG_LEVELS,
+                        help="override FIELDOPS_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for package in COMMAND_PACKAGES:
         name = f"{package}.commands"
@@ -53,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except DatabaseUnavailable as exc:
+        sys.stderr.write(f"fieldops: {exc}\n")
+        return 2
+    except ServiceError as exc:  # a request the service layer refused: the user's mistake, not a defect
+        sys.stderr.write(f"fieldops {args.command}: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

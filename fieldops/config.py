@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -10,6 +11,11 @@ from pathlib import Path
 PREFIX = "FIELDOPS_"
 UNSAFE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development-only-secret"})
 DEV_SECRET = "development-only-secret"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_CLOCK_SPEED = 1_000_000.0
+MAX_RETENTION_DAYS = 36_500
+MAX_PARTITIONS_AHEAD_DAYS = 366
+ANCHOR_YEARS = range(1970, 3000)  # far from datetime's limits, which "now" arithmetic would overflow
 
 
 class ConfigError(ValueError):
@@ -108,12 +114,40 @@ def validate(settings: Settings) -> None:
             f"{PREFIX}SECRET_KEY: refusing an unsafe secret outside development; "
             "set at least 32 random characters (python -c 'import secrets; print(secrets.token_hex(32))')"
         )
-    if settings.clock_speed <= 0:
-        raise ConfigError(f"{PREFIX}CLOCK_SPEED: must be positive")
+    if not (math.isfinite(settings.clock_speed) and 0 < settings.clock_speed <= MAX_CLOCK_SPEED):
+        raise ConfigError(f"{PREFIX}CLOCK_SPEED: must be a positive number up to {MAX_CLOCK_SPEED:g}, "
+                          f"not {settings.clock_speed}")
+    _check_clock_anchor(settings.clock_anchor)
     if settings.db_pool_min < 0 or settings.db_pool_max < max(1, settings.db_pool_min):
         raise ConfigError(f"{PREFIX}DB_POOL_MAX: must be >= DB_POOL_MIN and >= 1")
-    if settings.telemetry_retention_days < 1:
-        raise ConfigError(f"{PREFIX}TELEMETRY_RETENTION_DAYS: must be at least 1")
+    _check_range("telemetry_retention_days", settings.telemetry_retention_days, 1, MAX_RETENTION_DAYS)
+    _check_range("telemetry_compress_after_days", settings.telemetry_compress_after_days, 1, MAX_RETENTION_DAYS)
+    _check_range("partitions_ahead_days", settings.partitions_ahead_days, 0, MAX_PARTITIONS_AHEAD_DAYS)
+    _check_range("mqtt_port", settings.mqtt_port, 1, 65535)
+    _check_range("web_port", settings.web_port, 1, 65535)
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"{PREFIX}LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}")
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{PREFIX}{name.upper()}: must be from {low} to {high}, not {value}")
+
+
+def _check_clock_anchor(anchor: str) -> None:
+    """The anchor must be ``<real ISO>[/<simulated ISO>]`` with UTC offsets, in a sane year."""
+    if not anchor:
+        return
+    from fieldops.clock import Clock
+
+    try:
+        clock = Clock.from_settings(1.0, anchor)
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}CLOCK_ANCHOR: expected <real ISO>/<simulated ISO> with UTC offsets, "
+                          f"not {anchor!r} ({exc})") from None
+    if any(t.year not in ANCHOR_YEARS for t in (clock.real_anchor, clock.sim_anchor)):
+        raise ConfigError(f"{PREFIX}CLOCK_ANCHOR: times must lie in the years {ANCHOR_YEARS.start} to "
+                          f"{ANCHOR_YEARS.stop - 1}, not {anchor!r}")
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import psycopg
 
+from fieldops.db.pool import connect
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "fieldops_events"
@@ -97,7 +99,7 @@ def listen(conninfo: str, timeout_s: float = 1.0) -> Iterator[int | None]:
 
     Uses its own autocommit connection; stop by closing the generator.
     """
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {CHANNEL}")
         while True:
             got = False

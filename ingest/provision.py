@@ -52,12 +52,20 @@ def provision(
         if not valid_serial(serial):
             raise ValueError(f"serial: {serial!r} is not a valid device serial (letters, digits, _.:-)")
     existing = repo.device_refs(conn, serials)
+    missing = [serial for serial in serials if serial not in existing]
+    if missing:
+        if model_code is None or site_id is None or installed_at is None:
+            raise ValueError(f"device {missing[0]} does not exist: give model, site and installed_at")
+        if model_code not in catalog.device_models(conn):
+            raise LookupError(f"model: no device model {model_code!r}")
+        try:
+            catalog.get_site(conn, site_id)
+        except catalog.NotFound:
+            raise LookupError(f"site_id: no site {site_id}") from None
     have_hash = set(repo.password_hashes(conn)) if not rotate else set()
     passwords: dict[str, str] = {}
     for serial in serials:
         if serial not in existing:
-            if model_code is None or site_id is None or installed_at is None:
-                raise ValueError(f"device {serial} does not exist: give model, site and installed_at")
             catalog.create_device(conn, serial, model_code, site_id, installed_at)
         if rotate or serial not in have_hash:
             password = new_password()
@@ -97,9 +105,25 @@ def broker_files_writer(database_url: str, services: Iterable[ServiceAccount]) -
     return write
 
 
+def read_credentials(path: Path) -> dict[str, str]:
+    """The serial -> password JSON object in ``path`` ({} if there is no such file); ValueError names
+    the file when it cannot be read or holds anything else."""
+    if not path.exists():
+        return {}
+    try:
+        known = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON file: {exc}") from None
+    if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+        raise ValueError(f"{path}: expected a JSON object of serial -> password")
+    return known
+
+
 def save_credentials(path: Path, passwords: Mapping[str, str]) -> None:
     """Merge serial -> password into a JSON file readable only by its owner (for the simulators)."""
-    known = json.loads(path.read_text()) if path.exists() else {}
+    known = read_credentials(path)
     known.update(passwords)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

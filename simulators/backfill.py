@@ -20,6 +20,7 @@ import numpy as np
 import psycopg
 
 from fieldops.db import schema
+from fieldops.db.pool import connect
 from fieldops.db.repo import catalog
 from fieldops.db.repo.telemetry import TelemetryWriter
 from simulators import store
@@ -166,7 +167,7 @@ def backfill(
     end_ts = float(int(end.timestamp()) // resolution_s * resolution_s)
     start_ts = end_ts - days * 86400.0
     grid = np.arange(start_ts + resolution_s, end_ts + 1, resolution_s, dtype=float)
-    with psycopg.connect(conninfo) as conn:
+    with connect(conninfo) as conn:
         fleet = [d for d in catalog.devices(conn) if d.model_code in MODEL_SPECS]
         fleet = fleet[:devices] if devices is not None else fleet
         contracts = dict(conn.execute(

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from fieldops.cli import int_between, positive_float
 from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -19,49 +20,55 @@ from fieldops.db.repo import catalog
 
 log = logging.getLogger(__name__)
 
+MAX_DEVICES = 1_000_000
+MAX_TECHNICIANS = 10_000
+MAX_BACKFILL_DAYS = 3650.0
+MAX_WARNING_H = 24 * 365.0
+MAX_WINDOW = 65_535  # MQTT packet identifiers (simulators.fleet.MAX_INFLIGHT)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     sim = sub.add_parser("simulate", help="simulated devices and technicians")
     ssub = sim.add_subparsers(dest="simulate_command", required=True)
 
     p = ssub.add_parser("seed-data", help="create the Munich demo world (once)")
-    p.add_argument("--devices", type=int, default=500)
-    p.add_argument("--technicians", type=int, default=20)
+    p.add_argument("--devices", type=int_between(1, MAX_DEVICES), default=500)
+    p.add_argument("--technicians", type=int_between(1, MAX_TECHNICIANS), default=20)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_seed_data)
 
     p = ssub.add_parser("backfill", help="write N days of history straight into the database")
-    p.add_argument("--days", type=float, default=30.0)
-    p.add_argument("--devices", type=int, default=None, help="first M devices (default: all)")
-    p.add_argument("--resolution-s", type=int, default=600)
+    p.add_argument("--days", type=positive_float(MAX_BACKFILL_DAYS), default=30.0)
+    p.add_argument("--devices", type=int_between(1, MAX_DEVICES), default=None, help="first M devices (default: all)")
+    p.add_argument("--resolution-s", type=int_between(1, 86_400), default=600)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--warning-h", type=float, default=72.0,
+    p.add_argument("--warning-h", type=positive_float(MAX_WARNING_H), default=72.0,
                    help="nominal length of the degradation phase before a failure (hours)")
     p.add_argument("--no-jobs", action="store_true",
                    help="record repairs only as ground truth, not as completed jobs")
     p.set_defaults(func=cmd_backfill)
 
     p = ssub.add_parser("fleet", help="run the devices live over MQTT")
-    p.add_argument("--devices", type=int, default=None, help="first M devices (default: all)")
+    p.add_argument("--devices", type=int_between(1, MAX_DEVICES), default=None, help="first M devices (default: all)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--batch", type=int, default=1, help="readings per message, like a gateway")
-    p.add_argument("--window", type=int, default=1000, help="unacknowledged QoS 1 messages per device")
-    p.add_argument("--interval-s", type=float, default=None, help="reading interval (default: per model)")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
+    p.add_argument("--batch", type=int_between(1, 10_000), default=1, help="readings per message, like a gateway")
+    p.add_argument("--window", type=int_between(1, MAX_WINDOW), default=1000, help="unacknowledged QoS 1 messages per device")
+    p.add_argument("--interval-s", type=positive_float(), default=None, help="reading interval (default: per model)")
+    p.add_argument("--duration-s", type=positive_float(), default=None, help="stop after this many real seconds")
     p.add_argument("--passwords", type=Path, default=None,
                    help="JSON serial -> password (default: derived from FIELDOPS_SECRET_KEY)")
     p.add_argument("--fault", action="append", default=[], metavar="SERIAL:MODE:HOURS[:sudden]",
                    help="make a device fail with a mode in about HOURS, after a degradation phase of "
                         "that length or suddenly (repeatable)")
-    p.add_argument("--report-every-s", type=float, default=60.0, help="real seconds between progress lines")
-    p.add_argument("--state-every-s", type=float, default=30.0,
+    p.add_argument("--report-every-s", type=positive_float(), default=60.0, help="real seconds between progress lines")
+    p.add_argument("--state-every-s", type=positive_float(), default=30.0,
                    help="real seconds between saves of the hidden state that technicians inspect")
     p.set_defaults(func=cmd_fleet)
 
     p = ssub.add_parser("technicians", help="technicians who work through today's routes")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after this many real seconds")
+    p.add_argument("--duration-s", type=positive_float(), default=None, help="stop after this many real seconds")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--position-every-s", type=float, default=5.0)
+    p.add_argument("--position-every-s", type=positive_float(), default=5.0)
     p.add_argument("--web-url", default=None,
                    help="web API to sign in to (default http://FIELDOPS_WEB_HOST:FIELDOPS_WEB_PORT)")
     p.add_argument("--in-process", action="store_true", help="call the service layer directly instead")
@@ -121,7 +128,21 @@ def cmd_fleet(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"fieldops simulate fleet: {exc}\n")
         return 2
     if args.passwords is not None:
-        passwords = json.loads(args.passwords.read_text())
+        from ingest.provision import read_credentials
+
+        if not args.passwords.is_file():
+            sys.stderr.write(f"fieldops simulate fleet: --passwords {args.passwords}: no such file\n")
+            return 2
+        try:
+            passwords = read_credentials(args.passwords)
+        except ValueError as exc:
+            sys.stderr.write(f"fieldops simulate fleet: --passwords {exc}\n")
+            return 2
+        missing = [d.serial for d in devices if d.serial not in passwords]
+        if missing:
+            sys.stderr.write(f"fieldops simulate fleet: --passwords {args.passwords}: no password for "
+                             f"{len(missing)} device(s), e.g. {', '.join(missing[:3])}\n")
+            return 2
     else:
         def passwords(serial: str) -> str:
             return device_password(settings.secret_key, serial)

@@ -26,6 +26,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fieldops.clock import Clock
+from fieldops.db.pool import connect
 from ingest.topics import Channel, topic
 from simulators import store
 from simulators.device import Block, DeviceSim
@@ -174,7 +175,7 @@ class Fleet:
     def _resume_open_faults(self) -> None:
         """Units whose failure (e.g. from the backfill) is not repaired yet start failed."""
         by_id = {u.device.id: u for u in self.units.values()}
-        with psycopg.connect(self.conninfo) as conn:
+        with connect(self.conninfo) as conn:
             for device_id, (mode, failed_at) in store.open_failures(conn, list(by_id)).items():
                 unit = by_id[device_id]
                 unit.sim.set_failed(mode, failed_at.timestamp())
@@ -348,7 +349,7 @@ class Fleet:
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None:
-            self._db = psycopg.connect(self.conninfo)
+            self._db = connect(self.conninfo)
             self._applied = store.applied_job_ids(self._db)
             self._db.commit()
         return self._db

@@ -20,11 +20,11 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import psycopg
 from geopy.distance import geodesic
 
 from fieldops import events
 from fieldops.clock import Clock
+from fieldops.db.pool import connect
 from fieldops.db.repo import catalog
 from fieldops.domain import GeoPoint, JobStatus, PartQuantity, Technician
 from fieldops.service import jobs, parts
@@ -82,7 +82,7 @@ class SimWorld:
     what is in the van, and which parts a failure mode needs (the simulator's own records)."""
 
     def __init__(self, conninfo: str) -> None:
-        self.conn = psycopg.connect(conninfo)
+        self.conn = connect(conninfo)
         self._models = catalog.device_models(self.conn)
         self._device_models = {d.id: d.model_code for d in catalog.devices(self.conn)}
         self.conn.commit()

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from fieldops.cli import db_id
 from fieldops.config import Settings
 
 if TYPE_CHECKING:
@@ -29,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description="`fieldops web-user NAME --role ROLE` creates one account; "
                           "`fieldops web-user demo --password P` creates (once) dispatcher, admin and "
                           "tech<id> for every technician, all with password P.")
-    user.add_argument("username", help="account name, or `demo` (without --role) for the demo accounts")
+    user.add_argument("username", type=account_name,
+                      help="account name, or `demo` (without --role) for the demo accounts")
     user.add_argument("--role", choices=("admin", "dispatcher", "technician"), default=None)
-    user.add_argument("--technician-id", type=int, default=None, help="required for technicians")
+    user.add_argument("--technician-id", type=db_id, default=None, help="required for technicians")
     user.add_argument("--password-env", default="FIELDOPS_NEW_PASSWORD",
                       help="environment variable holding the password (else prompted)")
     user.add_argument("--password", default=None, help="the password (demo accounts; else --password-env)")
@@ -79,6 +81,44 @@ def demo_users(conn: psycopg.Connection, password: str) -> list[str]:
     return created
 
 
+MAX_USERNAME = 100  # the users table's limit
+
+
+def account_name(text: str) -> str:
+    """An argparse type: a user name of 1 to 100 characters, not blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(text) > MAX_USERNAME:
+        raise argparse.ArgumentTypeError(f"must have at most {MAX_USERNAME} characters, not {len(text)}")
+    return text
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """--password, else the --password-env variable, else a prompt on a terminal; None without one."""
+    password = args.password or os.environ.get(args.password_env)
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        return None
+    try:
+        return getpass.getpass("password: ")
+    except EOFError:
+        return None
+
+
+def _user_problem(conn: psycopg.Connection, args: argparse.Namespace) -> str | None:
+    """Why the account cannot be created: a taken name or an unknown technician."""
+    from fieldops.db.repo import catalog
+    from web import store
+
+    if store.user_by_name(conn, args.username) is not None:
+        return f"an account named {args.username!r} already exists"
+    if args.technician_id is not None and args.technician_id not in {
+            t.id for t in catalog.technicians(conn, active_only=False)}:
+        return f"--technician-id: no technician {args.technician_id}"
+    return None
+
+
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     from fieldops.db.pool import connect
     from web import store
@@ -87,17 +127,30 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     if args.role is None and not demo:
         sys.stderr.write("fieldops web-user: --role is required (or use `web-user demo`)\n")
         return 2
-    password = args.password or os.environ.get(args.password_env) or getpass.getpass("password: ")
+    if (args.role == "technician") != (args.technician_id is not None):
+        sys.stderr.write("fieldops web-user: --technician-id is required for the technician role and "
+                         "only for it\n")
+        return 2
+    url = settings.require_database_url()
+    password = _password(args)
+    if password is None:
+        sys.stderr.write(f"fieldops web-user: no password: set {args.password_env}, give --password, or "
+                         "run on a terminal to be prompted\n")
+        return 2
     if len(password) < 8:
         sys.stderr.write("fieldops web-user: password must have at least 8 characters\n")
         return 2
     if demo:
-        with connect(settings.database_url) as conn:
+        with connect(url) as conn:
             created = demo_users(conn, password)
             conn.commit()
         log.info("demo accounts: %d created (%s)", len(created), ", ".join(created) or "all existed")
         return 0
-    with connect(settings.database_url) as conn:
+    with connect(url) as conn:
+        problem = _user_problem(conn, args)
+        if problem:
+            sys.stderr.write(f"fieldops web-user: {problem}\n")
+            return 2
         user = store.create_user(conn, args.username, password, args.role, args.technician_id)
         conn.commit()
     log.info("created %s user %s (id %d)", user.role, user.username, user.id)

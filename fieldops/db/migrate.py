@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from fieldops.config import Settings
+from fieldops.db.pool import connect
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _apply_one(conn: psycopg.Connection, migration: Migration, ctx: MigrationCon
 def migrate(conninfo: str, settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply every pending migration; return those applied. Safe to run concurrently and twice."""
     done: list[Migration] = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             have = applied(conn)

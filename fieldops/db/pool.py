@@ -11,9 +11,18 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger(__name__)
 
 
+class DatabaseUnavailable(psycopg.OperationalError):
+    """No connection could be opened (malformed URL, server unreachable, unknown database, refused
+    login); the message is one line with the reason. An OperationalError, so code that retries on
+    lost connections treats it alike."""
+
+
 def connect(conninfo: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:
-    """One connection; the caller closes it."""
-    return psycopg.connect(conninfo, autocommit=autocommit, **kwargs)
+    """One connection; the caller closes it. Raises DatabaseUnavailable when none can be opened."""
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, **kwargs)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {' '.join(str(exc).split())}") from exc
 
 
 def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops") -> ConnectionPool:

@@ -31,6 +31,7 @@ from enum import StrEnum
 import psycopg
 from psycopg import sql
 
+from fieldops.db.pool import connect
 from fieldops.domain import MAX_METRICS
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,7 @@ def refresh_rollup(conninfo: str, start: datetime, end: datetime) -> None:
     start = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     if end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) != end:
         end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         if flavor(conn) is Flavor.TIMESCALEDB:
             conn.execute("CALL refresh_continuous_aggregate('telemetry_hourly', %s, %s)", (start, end))
             return

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from fieldops.cli import MAX_DB_ID, db_id, int_between, positive_float
 from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -24,6 +25,8 @@ from fieldops.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+MAX_KPI_DAYS = 36_500
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("jobs", help="service jobs: work orders, SLAs, parts, KPIs")
@@ -32,29 +35,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     create = jsub.add_parser("create", help="open a job (or update the open duplicate)")
     target = create.add_mutually_exclusive_group(required=True)
     target.add_argument("--device", help="device serial")
-    target.add_argument("--site-id", type=int, help="site id (a job for the site, no device)")
+    target.add_argument("--site-id", type=db_id, help="site id (a job for the site, no device)")
     create.add_argument("--source", default=JobSource.CUSTOMER.value, choices=[s.value for s in JobSource])
     create.add_argument("--type", default=JobType.REPAIR.value, choices=[t.value for t in JobType])
     create.add_argument("--mode", help="failure mode code")
-    create.add_argument("--priority", type=int, default=3, help="1 critical .. 4 low")
+    create.add_argument("--priority", type=int_between(1, 4), default=3, help="1 critical .. 4 low")
     create.add_argument("--explanation", default="")
     create.add_argument("--actor", default="cli")
     create.set_defaults(func=cmd_create)
 
     listing = jsub.add_parser("list", help="open jobs, most urgent first")
-    listing.add_argument("--technician-id", type=int)
-    listing.add_argument("--site-id", type=int)
+    listing.add_argument("--technician-id", type=db_id)
+    listing.add_argument("--site-id", type=db_id)
     listing.set_defaults(func=cmd_list)
 
     show = jsub.add_parser("show", help="one job with its audit trail")
-    show.add_argument("job_id", type=int)
+    show.add_argument("job_id", type=db_id)
     show.set_defaults(func=cmd_show)
 
     move = jsub.add_parser("transition", help="move a job to another status")
-    move.add_argument("job_id", type=int)
+    move.add_argument("job_id", type=db_id)
     move.add_argument("status", choices=[s.value for s in JobStatus])
-    move.add_argument("--version", type=int, required=True, help="the version you read")
-    move.add_argument("--technician-id", type=int)
+    move.add_argument("--version", type=int_between(1, MAX_DB_ID), required=True, help="the version you read")
+    move.add_argument("--technician-id", type=db_id)
     move.add_argument("--finding", choices=jobs.FINDINGS)
     move.add_argument("--note")
     move.add_argument("--actor", default="cli")
@@ -63,11 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tick = jsub.add_parser("process-events",
                            help="device events -> jobs, preventive plans, SLA breaches, at-risk flags")
     tick.add_argument("--follow", action="store_true", help="repeat every --interval-s of service time")
-    tick.add_argument("--interval-s", type=float, default=30.0)
+    tick.add_argument("--interval-s", type=positive_float(), default=30.0,
+                      help="service seconds between passes")
     tick.set_defaults(func=cmd_process_events)
 
     k = jsub.add_parser("kpis", help="service KPIs over a period")
-    k.add_argument("--days", type=int, default=30, help="period ending now")
+    k.add_argument("--days", type=int_between(1, MAX_KPI_DAYS), default=30, help="period ending now")
     k.add_argument("--by", default="all", choices=kpis.GROUPINGS)
     k.set_defaults(func=cmd_kpis)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import psycopg
 
+from fieldops.cli import int_between, positive_float
 from fieldops.clock import Clock
-from fieldops.config import Settings
+from fieldops.config import MAX_CLOCK_SPEED, Settings
 from fieldops.db.migrate import migrate
 from fieldops.supervisor import ProcessSpec, Supervisor
 from fieldops.up import services
@@ -33,16 +34,16 @@ READING_INTERVAL_S = 600  # simulated seconds between a device's readings, histo
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="run the whole system on this machine (the demo)")
-    p.add_argument("--devices", type=int, default=500, help="devices in the seeded fleet")
-    p.add_argument("--technicians", type=int, default=20, help="technicians in the seeded region")
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
-    p.add_argument("--history-days", type=float, default=30.0, help="days of backfilled history")
-    p.add_argument("--reading-interval-s", type=int, default=READING_INTERVAL_S,
+    p.add_argument("--devices", type=int_between(1, 1_000_000), default=500, help="devices in the seeded fleet")
+    p.add_argument("--technicians", type=int_between(1, 10_000), default=20, help="technicians in the seeded region")
+    p.add_argument("--speed", type=positive_float(MAX_CLOCK_SPEED), default=60.0, help="simulated seconds per real second")
+    p.add_argument("--history-days", type=positive_float(3650), default=30.0, help="days of backfilled history")
+    p.add_argument("--reading-interval-s", type=int_between(1, 86_400), default=READING_INTERVAL_S,
                    help="simulated seconds between a device's readings, in the history and live "
                         "(one rate, so the first model scores data like what it learned from)")
     p.add_argument("--no-simulators", action="store_true", help="do not run the fleet and technicians")
     p.add_argument("--prepare-only", action="store_true", help="prepare, print the URLs, and stop")
-    p.add_argument("--web-port", type=int, default=None, help="override FIELDOPS_WEB_PORT")
+    p.add_argument("--web-port", type=int_between(1, 65535), default=None, help="override FIELDOPS_WEB_PORT")
     p.set_defaults(func=cmd_up)
 
 

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -151,3 +153,66 @@ def test_managed_broker_writer_takes_devices_from_the_database(db_url, db, plant
     users = {line.split(":")[0] for line in (tmp_path / "broker" / "passwd").read_text().splitlines()}
     assert users == {"p-1", "ingest", "operator"}
     assert "listener 18830 127.0.0.1" in config.read_text()
+
+
+def _provision_cli(db_url, monkeypatch, plant, *extra):
+    """``fieldops devices provision new-1`` (a new device at ``plant``) with ``extra`` options."""
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setenv("FIELDOPS_MQTT_PASSWORD", "ingest-pw")
+    return main(["devices", "provision", "new-1", "--model", "pump", "--site-id", str(plant.id),
+                 "--installed-at", "2025-01-01T00:00:00+00:00", *extra])
+
+
+def _device_count(db):
+    db.rollback()
+    return db.execute("SELECT count(*) FROM devices").fetchone()[0]
+
+
+@pytest.mark.parametrize("pid", ["-1", "0", "1"])
+def test_reload_pid_that_names_a_process_group_or_init_is_refused(pid, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["devices", "provision", "p-1", "--reload-pid", pid])
+    assert exit_.value.code == 2
+    assert "--reload-pid" in capsys.readouterr().err
+
+
+def test_reload_pid_of_no_process_is_refused_before_any_device_is_created(db_url, db, plant, monkeypatch, capsys):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert _provision_cli(db_url, monkeypatch, plant, "--reload-pid", str(gone.pid)) == 2
+    assert "no such process" in capsys.readouterr().err
+    assert _device_count(db) == 0
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"p-1": 7}'])
+def test_unusable_credentials_file_is_refused_before_any_device_is_created(
+        db_url, db, plant, tmp_path, monkeypatch, capsys, content):
+    creds = tmp_path / "creds.json"
+    creds.write_text(content)
+    assert _provision_cli(db_url, monkeypatch, plant, "--credentials", str(creds)) == 2
+    assert str(creds) in capsys.readouterr().err
+    assert _device_count(db) == 0
+    assert creds.read_text() == content
+
+
+def test_broker_dir_that_cannot_be_created_is_refused_before_any_device_is_created(
+        db_url, db, plant, monkeypatch, capsys):
+    assert _provision_cli(db_url, monkeypatch, plant, "--broker-dir", "/proc/nope") == 2
+    assert "--broker-dir" in capsys.readouterr().err
+    assert _device_count(db) == 0
+
+
+def test_unknown_site_is_refused_naming_it(db_url, db, plant, monkeypatch, capsys):
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    assert main(["devices", "provision", "new-1", "--model", "pump", "--site-id", "99999",
+                 "--installed-at", "2025-01-01T00:00:00+00:00"]) == 2
+    assert "no site 99999" in capsys.readouterr().err
+    assert _device_count(db) == 0
+
+
+@pytest.mark.parametrize("option", [["--chown", "abc"], ["--count", "-3"], ["--site-id", "0"]])
+def test_malformed_provision_options_are_refused(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["devices", "provision", "p-1", *option])
+    assert exit_.value.code == 2
+    assert option[0] in capsys.readouterr().err

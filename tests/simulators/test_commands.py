@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from fieldops import cli
 from fieldops.clock import utcnow
 from fieldops.config import Settings
@@ -56,3 +58,31 @@ def test_technicians_command_signs_in_to_the_web_url_with_the_demo_accounts(db, 
         close_app(app)
     db.commit()
     assert ("en_route", f"user:tech{tech.id}") in [(e.to_status, e.actor) for e in jobs.job_events(db, job.id)]
+
+
+def _fleet_with_passwords(monkeypatch, db_url, path) -> int:
+    monkeypatch.setenv("FIELDOPS_DATABASE_URL", db_url)
+    monkeypatch.setenv("FIELDOPS_ENV", "test")
+    return cli.main(["simulate", "fleet", "--passwords", str(path), "--duration-s", "0.1"])
+
+
+def test_fleet_refuses_a_missing_passwords_file(db_url, tmp_path, monkeypatch, capsys):
+    assert _fleet_with_passwords(monkeypatch, db_url, tmp_path / "none.json") == 2
+    assert "none.json: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["{oops", "[1, 2]", '{"a": 1}'])
+def test_fleet_refuses_a_passwords_file_that_is_not_a_json_object_of_passwords(
+        db_url, tmp_path, monkeypatch, capsys, content):
+    path = tmp_path / "pw.json"
+    path.write_text(content)
+    assert _fleet_with_passwords(monkeypatch, db_url, path) == 2
+    assert "--passwords" in capsys.readouterr().err
+
+
+def test_fleet_refuses_a_passwords_file_without_some_devices(db, db_url, tmp_path, monkeypatch, capsys):
+    run(monkeypatch, capsys, db_url, "simulate", "seed-data", "--devices", "2", "--technicians", "1")
+    path = tmp_path / "pw.json"
+    path.write_text("{}")
+    assert _fleet_with_passwords(monkeypatch, db_url, path) == 2
+    assert "no password for 2 device(s)" in capsys.readouterr().err
