@@ -6,16 +6,15 @@ import argparse
 import csv
 import json
 import logging
-import math
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
 
+from fieldops.cli import db_id, int_between, positive_float
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -38,20 +37,7 @@ def _modelling():
 
 
 MAX_DAYS = 36_500.0  # a century of history is more than any export holds
-
-
-def _positive(kind: type, upper: float = math.inf) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` above 0 (and at most ``upper``)."""
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if not (math.isfinite(value) and 0 < value <= upper):
-            limit = "" if upper == math.inf else f" and at most {upper:g}"
-            raise argparse.ArgumentTypeError(f"{text!r}: must be above 0{limit}")
-        return value
-    return parse
+MAX_COUNT = 1_000_000  # devices per batch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,18 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--telemetry", type=Path, help="readings CSV: device_id,ts,<numeric metrics>...")
     t.add_argument("--failures", type=Path, help="failures CSV: device_id,ts[,mode]")
     t.add_argument("--out", type=Path, help="where to write the model (CSV mode)")
-    t.add_argument("--horizon", type=_positive(float), help="failure horizon (hours; ts units for numeric CSV ts)")
-    t.add_argument("--days", type=_positive(float, MAX_DAYS), default=90.0, help="database mode: days of history")
-    t.add_argument("--every", type=_positive(int), default=2, help="database mode: sample every N hours")
+    t.add_argument("--horizon", type=positive_float(), help="failure horizon (hours; ts units for numeric CSV ts)")
+    t.add_argument("--days", type=positive_float(MAX_DAYS), default=90.0, help="database mode: days of history")
+    t.add_argument("--every", type=int_between(1, 24 * 7), default=2, help="database mode: sample every N hours")
     t.add_argument("--estimators", nargs="+", choices=ESTIMATORS, help="candidates to compare")
     t.set_defaults(func=cmd_train)
 
     e = ps.add_parser("evaluate", help="evaluate a model on held-out devices, write plots")
-    e.add_argument("--version", type=_positive(int), help="registry version (default: the active model)")
+    e.add_argument("--version", type=db_id, help="registry version (default: the active model)")
     e.add_argument("--model", type=Path, help="a model file (CSV mode, with --telemetry and --failures)")
     e.add_argument("--telemetry", type=Path)
     e.add_argument("--failures", type=Path)
-    e.add_argument("--days", type=_positive(float, MAX_DAYS), default=90.0)
+    e.add_argument("--days", type=positive_float(MAX_DAYS), default=90.0)
     e.set_defaults(func=cmd_evaluate)
 
     for name, helptext in (("score", "print device_id,p_fail"), ("rul", "print device_id,rul")):
@@ -83,10 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.set_defaults(func=cmd_score, column="p_fail" if name == "score" else "rul")
 
     loop = ps.add_parser("score-loop", help="score the fleet periodically, open proactive jobs")
-    loop.add_argument("--interval", type=_positive(float), default=600.0, help="seconds between passes")
+    loop.add_argument("--interval", type=positive_float(), default=600.0, help="seconds between passes")
     loop.add_argument("--once", action="store_true", help="one pass, then exit")
-    loop.add_argument("--batch", type=_positive(int), help="devices per batch (default: the scorer's)")
-    loop.add_argument("--threads", type=_positive(int),
+    loop.add_argument("--batch", type=int_between(1, MAX_COUNT), help="devices per batch (default: the scorer's)")
+    loop.add_argument("--threads", type=int_between(1, 64),
                       help="batches scored at a time, features and models (default: the scorer's)")
     loop.set_defaults(func=cmd_score_loop, process_name="scorer")
 
