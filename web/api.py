@@ -17,6 +17,7 @@ from fieldops.service import parts as parts_service
 from web import store
 from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
 from web.context import db, state
+from web.inputs import text_problem
 from web.openapi import document
 from web.security import new_tracking_token
 
@@ -68,6 +69,8 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
         return jsonify(payload), status
     if not 8 <= len(key) <= 200:
         raise ApiError(400, "must be 8 to 200 characters", "Idempotency-Key")
+    if text_problem(key):
+        raise ApiError(400, text_problem(key), "Idempotency-Key")
     stored = store.claim_idempotency_key(conn, g.user.id, key, request.path)
     if stored is not None:
         status, payload = stored

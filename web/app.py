@@ -19,6 +19,7 @@ from web import store
 from web.access import ApiError, check_csrf, csrf_token
 from web.context import EXTENSION, WebState, db, state
 from web.hub import Hub
+from web.inputs import check_request
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(
 
     app.before_request(_load_user)
     app.before_request(check_csrf)
+    app.before_request(check_request)
     app.context_processor(lambda: {"csrf_token": csrf_token, "user": g.get("user"),
                                    "map_tile_url": state().settings.map_tile_url})
     app.register_error_handler(ApiError, lambda exc: exc.response())

@@ -1,0 +1,61 @@
+"""Bad input gets a clear 4xx answer, never a 500: text the database cannot store, deep JSON."""
+
+from __future__ import annotations
+
+from fieldops.service import jobs
+from tests.web.conftest import NOON, csrf_of
+
+
+def test_login_with_nul_in_user_name_is_refused_with_a_page(app, people):
+    client = app.test_client()
+    token = csrf_of(client)
+    resp = client.post("/login", data={"username": "a\x00b", "password": "x", "csrf_token": token})
+    assert resp.status_code == 400 and "username" in resp.get_data(as_text=True)
+
+
+def test_note_with_nul_is_refused_naming_note(signed_in, work):
+    client, token = signed_in("dora")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions",
+                       json={"to_status": "dispatched", "note": "a\x00b"}, headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400
+    assert resp.get_json() == {"error": "must not contain NUL characters", "field": "note"}
+
+
+def test_note_with_lone_surrogate_is_refused_naming_note(signed_in, work):
+    client, token = signed_in("dora")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions",
+                       data='{"to_status": "dispatched", "note": "\\ud800"}', content_type="application/json",
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "note"
+
+
+def test_nul_nested_inside_a_list_is_refused_naming_its_top_level_field(signed_in, work, db):
+    for status in ("en_route", "on_site"):
+        jobs.transition(db, work.ada_job_id, status, expected_version=None, actor="t", now=NOON)
+    db.commit()
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions",
+                       json={"to_status": "completed", "finding": "fault_confirmed",
+                             "parts_used": [{"sku": "a\x00", "quantity": 1}]},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "parts_used"
+
+
+def test_query_argument_with_nul_is_refused_naming_it(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/jobs?status=%00")
+    assert resp.status_code == 400 and resp.get_json()["field"] == "status"
+
+
+def test_deeply_nested_json_body_is_refused_naming_body(signed_in, people):
+    client, token = signed_in("ada")
+    resp = client.post("/api/positions", data="[" * 100_000, content_type="application/json",
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "body"
+
+
+def test_idempotency_key_with_nul_is_refused_naming_it(signed_in, people):
+    client, token = signed_in("ada")
+    resp = client.post("/api/positions", json={"lat": 48.1, "lon": 11.5},
+                       headers={"X-CSRF-Token": token, "Idempotency-Key": "key-\x00-0001"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "Idempotency-Key"
