@@ -17,7 +17,7 @@ from fieldops.service import parts as parts_service
 from web import store
 from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
 from web.context import db, state
-from web.inputs import text_problem
+from web.inputs import PG_INT_MAX, text_problem
 from web.openapi import document
 from web.security import new_tracking_token
 
@@ -119,19 +119,19 @@ def list_jobs() -> Any:
     statuses = request.args.getlist("status") or None
     technician_id = g.user.technician_id if g.user.role == "technician" else None
     if g.user.role != "technician" and request.args.get("technician_id"):
-        technician_id = int_arg("technician_id", 0, 1, 2**31 - 1)
+        technician_id = int_arg("technician_id", 0, 1, PG_INT_MAX)
     with db() as conn:
         return jsonify(store.jobs_view(conn, technician_id=technician_id, statuses=statuses))
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 @requires(*ALL_USERS)
 def get_job(job_id: int) -> Any:
     with db() as conn:
         return jsonify(own_job_or_403(conn, job_id))
 
 
-@bp.post("/jobs/<int:job_id>/tracking-links")
+@bp.post("/jobs/<id:job_id>/tracking-links")
 @requires(*STAFF)
 def create_tracking_link(job_id: int) -> Any:
     with db() as conn:
@@ -151,7 +151,7 @@ def technicians() -> Any:
         return jsonify(store.technician_rows(conn))
 
 
-@bp.get("/technicians/<int:technician_id>/route")
+@bp.get("/technicians/<id:technician_id>/route")
 @requires(*ALL_USERS)
 def route(technician_id: int) -> Any:
     if g.user.role == "technician" and g.user.technician_id != technician_id:
@@ -192,7 +192,7 @@ def devices() -> Any:
         return jsonify(store.device_rows(conn))
 
 
-@bp.get("/devices/<int:device_id>")
+@bp.get("/devices/<id:device_id>")
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:
@@ -204,7 +204,7 @@ def device(device_id: int) -> Any:
     return jsonify(found)
 
 
-@bp.get("/devices/<int:device_id>/telemetry")
+@bp.get("/devices/<id:device_id>/telemetry")
 @requires(*STAFF)
 def device_telemetry(device_id: int) -> Any:
     """Hourly count/mean/min/max per metric from the rollup, for the last ``hours`` hours."""
@@ -239,7 +239,8 @@ def text(data: dict[str, Any], name: str, max_len: int = MAX_NOTE) -> str | None
     return value
 
 
-def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+def integer(data: dict[str, Any], name: str, *, lo: int = 1, required: bool = True) -> int | None:
+    """The integer field ``name``, ``lo`` to ``PG_INT_MAX`` (ids by default: from 1)."""
     value = data.get(name)
     if value is None:
         if required:
@@ -247,6 +248,8 @@ def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | 
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ApiError(400, "must be an integer", name)
+    if not lo <= value <= PG_INT_MAX:
+        raise ApiError(400, f"must be between {lo} and {PG_INT_MAX}", name)
     return value
 
 
@@ -271,7 +274,7 @@ def job_json(job: jobs_service.Job) -> dict[str, Any]:
             "follow_up_job_id": job.follow_up_job_id}
 
 
-@bp.post("/jobs/<int:job_id>/transitions")
+@bp.post("/jobs/<id:job_id>/transitions")
 @requires(*ALL_USERS)
 def transition(job_id: int) -> Any:
     """Move a job to the next status (technicians: their own jobs, field steps only)."""
@@ -302,7 +305,7 @@ def transition(job_id: int) -> Any:
         return idempotent(conn, action)
 
 
-@bp.post("/jobs/<int:job_id>/pickup")
+@bp.post("/jobs/<id:job_id>/pickup")
 @requires("technician")
 def pickup(job_id: int) -> Any:
     """The technician has collected the job's parts reserved at a warehouse (``location_id``)."""
@@ -340,7 +343,7 @@ def create_override() -> Any:
         raise ApiError(400, f"must be one of {', '.join(OVERRIDE_ACTIONS)}", "action")
     job_id = integer(data, "job_id")
     technician_id = integer(data, "technician_id", required=action_name in ("assign", "move"))
-    position = integer(data, "position", required=action_name == "move")
+    position = integer(data, "position", lo=0, required=action_name == "move")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise ApiError(400, "must be true or false", "force")
@@ -477,7 +480,7 @@ def plan_apply() -> Any:
         return idempotent(conn, action)
 
 
-@bp.get("/devices/<int:device_id>/jobs")
+@bp.get("/devices/<id:device_id>/jobs")
 @requires(*STAFF)
 def device_jobs(device_id: int) -> Any:
     """The device's maintenance history (every job, newest first)."""
@@ -514,7 +517,7 @@ def predictions() -> Any:
         return jsonify(store.latest_predictions(conn, limit))
 
 
-@bp.get("/devices/<int:device_id>/predictions")
+@bp.get("/devices/<id:device_id>/predictions")
 @requires(*STAFF)
 def device_predictions(device_id: int) -> Any:
     """The device's risk history with explanations, newest first."""

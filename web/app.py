@@ -19,7 +19,7 @@ from web import store
 from web.access import ApiError, check_csrf, csrf_token
 from web.context import EXTENSION, WebState, db, state
 from web.hub import Hub
-from web.inputs import check_request
+from web.inputs import IdConverter, check_request
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def create_app(
     if hub is not None:
         hub.start()
 
+    app.url_map.converters["id"] = IdConverter
     for module in (auth, technician, dispatcher, tracking, api, live):
         app.register_blueprint(module.bp)
 

@@ -59,3 +59,34 @@ def test_idempotency_key_with_nul_is_refused_naming_it(signed_in, people):
     resp = client.post("/api/positions", json={"lat": 48.1, "lon": 11.5},
                        headers={"X-CSRF-Token": token, "Idempotency-Key": "key-\x00-0001"})
     assert resp.status_code == 400 and resp.get_json()["field"] == "Idempotency-Key"
+
+
+def test_device_id_beyond_the_integer_range_is_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/devices/99999999999999")
+    assert resp.status_code == 404 and "error" in resp.get_json()
+
+
+def test_route_of_technician_id_beyond_the_integer_range_is_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    assert client.get("/api/technicians/99999999999/route").status_code == 404
+
+
+def test_device_page_id_beyond_the_integer_range_is_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    assert client.get("/console/devices/99999999999").status_code == 404
+
+
+def test_override_position_beyond_the_integer_range_is_refused_naming_position(signed_in, work, people):
+    client, token = signed_in("dora")
+    resp = client.post("/api/overrides", json={"action": "move", "job_id": work.ada_job_id,
+                                                "technician_id": people.ada_technician_id, "position": 2**31},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "position"
+
+
+def test_pickup_location_beyond_the_integer_range_is_refused_naming_location(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/pickup", json={"location_id": 2**70},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "location_id"
