@@ -90,3 +90,26 @@ def test_pickup_location_beyond_the_integer_range_is_refused_naming_location(sig
     resp = client.post(f"/api/jobs/{work.ada_job_id}/pickup", json={"location_id": 2**70},
                        headers={"X-CSRF-Token": token})
     assert resp.status_code == 400 and resp.get_json()["field"] == "location_id"
+
+
+def _route_running(app, path, sql):
+    """A test-only API route that runs ``sql``: stands in for a check the request checks miss."""
+    from web.context import db
+
+    def view():
+        with db() as conn:
+            conn.execute(sql)
+        return {}
+
+    app.add_url_rule(path, path, view)
+
+
+def test_value_the_database_refuses_is_a_400_json_error_as_a_last_resort(app):
+    _route_running(app, "/api/overflow", "SELECT 2147483647::int + 1")
+    resp = app.test_client().get("/api/overflow")
+    assert resp.status_code == 400 and "integer out of range" in resp.get_json()["error"]
+
+
+def test_database_error_that_is_not_about_a_value_stays_a_500(app):
+    _route_running(app, "/api/broken", "SELECT no_such_column FROM jobs")
+    assert app.test_client().get("/api/broken").status_code == 500
