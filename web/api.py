@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from flask import Blueprint, g, jsonify, request, url_for
 
-from fieldops.domain import PartQuantity
+from fieldops.domain import JobStatus, PartQuantity
 from fieldops.service import jobs as jobs_service
 from fieldops.service import parts as parts_service
 from web import store
@@ -113,10 +113,17 @@ def me() -> Any:
                     "technician_id": user.technician_id})
 
 
+JOB_STATUSES = tuple(JobStatus)
+
+
 @bp.get("/jobs")
 @requires(*ALL_USERS)
 def list_jobs() -> Any:
     statuses = request.args.getlist("status") or None
+    unknown = [s for s in statuses or () if s not in JOB_STATUSES]
+    if unknown:
+        raise ApiError(400, f"unknown status {unknown[0]!r}; must be one of {', '.join(JOB_STATUSES)}",
+                       "status")
     technician_id = g.user.technician_id if g.user.role == "technician" else None
     if g.user.role != "technician" and request.args.get("technician_id"):
         technician_id = int_arg("technician_id", 0, 1, PG_INT_MAX)
@@ -158,6 +165,8 @@ def route(technician_id: int) -> Any:
         raise ApiError(403, "you may only see your own route", "technician_id")
     start, end = day_bounds()
     with db() as conn:
+        if not store.technician_exists(conn, technician_id):
+            raise ApiError(404, f"no technician {technician_id}", "technician_id")
         jobs = store.jobs_view(conn, technician_id=technician_id, day_start=start, day_end=end)
     return jsonify({"technician_id": technician_id, "day": start.date().isoformat(), "stops": jobs})
 
@@ -313,6 +322,8 @@ def pickup(job_id: int) -> Any:
     now = state().clock.now()
     with db() as conn:
         own_job_or_403(conn, job_id)
+        if not store.stock_location_exists(conn, location_id):
+            raise ApiError(404, f"no stock location {location_id}", "location_id")
 
         def action() -> tuple[int, Any]:
             moved = parts_service.collect_for_job(conn, job_id, location_id, g.user.technician_id,
@@ -485,6 +496,8 @@ def plan_apply() -> Any:
 def device_jobs(device_id: int) -> Any:
     """The device's maintenance history (every job, newest first)."""
     with db() as conn:
+        if store.device_row(conn, device_id) is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
         history = jobs_service.jobs_of_device(conn, device_id)
     return jsonify([{"id": j.id, "type": str(j.type), "status": str(j.status), "created_at": j.created_at,
                      "completed_at": j.completed_at, "finding": j.finding, "notes": j.notes}
@@ -522,6 +535,8 @@ def predictions() -> Any:
 def device_predictions(device_id: int) -> Any:
     """The device's risk history with explanations, newest first."""
     with db() as conn:
+        if store.device_row(conn, device_id) is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
         return jsonify(store.prediction_history(conn, device_id))
 
 

@@ -246,6 +246,14 @@ def jobs_view(
     return _job_dicts(rows)
 
 
+def technician_exists(conn: psycopg.Connection, technician_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM technicians WHERE id = %s", (technician_id,)).fetchone() is not None
+
+
+def stock_location_exists(conn: psycopg.Connection, location_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM stock_locations WHERE id = %s", (location_id,)).fetchone() is not None
+
+
 def technician_first_name(conn: psycopg.Connection, technician_id: int | None) -> str | None:
     if technician_id is None:
         return None

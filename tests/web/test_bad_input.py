@@ -113,3 +113,35 @@ def test_value_the_database_refuses_is_a_400_json_error_as_a_last_resort(app):
 def test_database_error_that_is_not_about_a_value_stays_a_500(app):
     _route_running(app, "/api/broken", "SELECT no_such_column FROM jobs")
     assert app.test_client().get("/api/broken").status_code == 500
+
+
+def test_unknown_job_status_filter_is_refused_naming_the_allowed_ones(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/jobs?status=bogus")
+    assert resp.status_code == 400 and resp.get_json()["field"] == "status"
+    assert "en_route" in resp.get_json()["error"]
+
+
+def test_pickup_at_unknown_location_is_not_found(signed_in, work):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/pickup", json={"location_id": 999},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 404 and resp.get_json()["field"] == "location_id"
+
+
+def test_jobs_of_unknown_device_are_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/devices/999/jobs")
+    assert resp.status_code == 404 and resp.get_json()["field"] == "device_id"
+
+
+def test_predictions_of_unknown_device_are_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/devices/999/predictions")
+    assert resp.status_code == 404 and resp.get_json()["field"] == "device_id"
+
+
+def test_route_of_unknown_technician_is_not_found(signed_in, work):
+    client, _ = signed_in("dora")
+    resp = client.get("/api/technicians/999/route")
+    assert resp.status_code == 404 and resp.get_json()["field"] == "technician_id"
