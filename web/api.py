@@ -78,8 +78,9 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
         response.headers["Idempotent-Replay"] = "true"
         return response, status
     status, payload = action()
-    store.finish_idempotency_key(conn, g.user.id, key, status, payload)
-    return jsonify(payload), status
+    response = jsonify(payload)
+    store.finish_idempotency_key(conn, g.user.id, key, status, response.get_data(as_text=True))
+    return response, status
 
 
 def own_job_or_403(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:

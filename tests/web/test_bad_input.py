@@ -145,3 +145,12 @@ def test_route_of_unknown_technician_is_not_found(signed_in, work):
     client, _ = signed_in("dora")
     resp = client.get("/api/technicians/999/route")
     assert resp.status_code == 404 and resp.get_json()["field"] == "technician_id"
+
+
+def test_idempotent_replay_gives_times_in_the_same_iso_format_as_the_first_answer(signed_in, people):
+    client, token = signed_in("ada")
+    headers = {"X-CSRF-Token": token, "Idempotency-Key": "position-key-0001"}
+    first = client.post("/api/positions", json={"lat": 48.1, "lon": 11.5}, headers=headers)
+    replay = client.post("/api/positions", json={"lat": 48.1, "lon": 11.5}, headers=headers)
+    assert replay.headers["Idempotent-Replay"] == "true"
+    assert replay.get_json()["at"] == first.get_json()["at"]
