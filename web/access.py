@@ -44,13 +44,13 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             if PUBLIC not in roles:
                 user = g.get("user")
                 if user is None:
-                    if _wants_json():
+                    if wants_json():
                         raise ApiError(401, "sign in first")
                     from flask import redirect, url_for
 
                     return redirect(url_for("auth.login", next=request.path))
                 if user.role not in roles:
-                    if _wants_json():
+                    if wants_json():
                         raise ApiError(403, "not allowed for your role")
                     abort(403)
             return view(*args, **kwargs)
@@ -61,7 +61,8 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorate
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
+    """True for the JSON API and the event stream, whose errors are JSON rather than pages."""
     return request.path.startswith("/api/") or request.path.startswith("/events")
 
 
@@ -78,6 +79,6 @@ def check_csrf() -> None:
         return
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
     if not same_token(sent, session.get("csrf")):
-        if _wants_json():
+        if wants_json():
             raise ApiError(403, "missing or wrong CSRF token", "X-CSRF-Token")
         abort(403, description="missing or wrong CSRF token; reload the page and try again")

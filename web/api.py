@@ -11,12 +11,13 @@ from typing import Any
 import psycopg
 from flask import Blueprint, g, jsonify, request, url_for
 
-from fieldops.domain import PartQuantity
+from fieldops.domain import JobStatus, PartQuantity
 from fieldops.service import jobs as jobs_service
 from fieldops.service import parts as parts_service
 from web import store
 from web.access import ALL_USERS, PUBLIC, STAFF, ApiError, requires
 from web.context import db, state
+from web.inputs import PG_INT_MAX, text_problem
 from web.openapi import document
 from web.security import new_tracking_token
 
@@ -68,6 +69,8 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
         return jsonify(payload), status
     if not 8 <= len(key) <= 200:
         raise ApiError(400, "must be 8 to 200 characters", "Idempotency-Key")
+    if text_problem(key):
+        raise ApiError(400, text_problem(key), "Idempotency-Key")
     stored = store.claim_idempotency_key(conn, g.user.id, key, request.path)
     if stored is not None:
         status, payload = stored
@@ -75,8 +78,9 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
         response.headers["Idempotent-Replay"] = "true"
         return response, status
     status, payload = action()
-    store.finish_idempotency_key(conn, g.user.id, key, status, payload)
-    return jsonify(payload), status
+    response = jsonify(payload)
+    store.finish_idempotency_key(conn, g.user.id, key, status, response.get_data(as_text=True))
+    return response, status
 
 
 def own_job_or_403(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
@@ -110,25 +114,32 @@ def me() -> Any:
                     "technician_id": user.technician_id})
 
 
+JOB_STATUSES = tuple(JobStatus)
+
+
 @bp.get("/jobs")
 @requires(*ALL_USERS)
 def list_jobs() -> Any:
     statuses = request.args.getlist("status") or None
+    unknown = [s for s in statuses or () if s not in JOB_STATUSES]
+    if unknown:
+        raise ApiError(400, f"unknown status {unknown[0]!r}; must be one of {', '.join(JOB_STATUSES)}",
+                       "status")
     technician_id = g.user.technician_id if g.user.role == "technician" else None
     if g.user.role != "technician" and request.args.get("technician_id"):
-        technician_id = int_arg("technician_id", 0, 1, 2**31 - 1)
+        technician_id = int_arg("technician_id", 0, 1, PG_INT_MAX)
     with db() as conn:
         return jsonify(store.jobs_view(conn, technician_id=technician_id, statuses=statuses))
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 @requires(*ALL_USERS)
 def get_job(job_id: int) -> Any:
     with db() as conn:
         return jsonify(own_job_or_403(conn, job_id))
 
 
-@bp.post("/jobs/<int:job_id>/tracking-links")
+@bp.post("/jobs/<id:job_id>/tracking-links")
 @requires(*STAFF)
 def create_tracking_link(job_id: int) -> Any:
     with db() as conn:
@@ -148,13 +159,15 @@ def technicians() -> Any:
         return jsonify(store.technician_rows(conn))
 
 
-@bp.get("/technicians/<int:technician_id>/route")
+@bp.get("/technicians/<id:technician_id>/route")
 @requires(*ALL_USERS)
 def route(technician_id: int) -> Any:
     if g.user.role == "technician" and g.user.technician_id != technician_id:
         raise ApiError(403, "you may only see your own route", "technician_id")
     start, end = day_bounds()
     with db() as conn:
+        if not store.technician_exists(conn, technician_id):
+            raise ApiError(404, f"no technician {technician_id}", "technician_id")
         jobs = store.jobs_view(conn, technician_id=technician_id, day_start=start, day_end=end)
     return jsonify({"technician_id": technician_id, "day": start.date().isoformat(), "stops": jobs})
 
@@ -189,7 +202,7 @@ def devices() -> Any:
         return jsonify(store.device_rows(conn))
 
 
-@bp.get("/devices/<int:device_id>")
+@bp.get("/devices/<id:device_id>")
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:
@@ -201,7 +214,7 @@ def device(device_id: int) -> Any:
     return jsonify(found)
 
 
-@bp.get("/devices/<int:device_id>/telemetry")
+@bp.get("/devices/<id:device_id>/telemetry")
 @requires(*STAFF)
 def device_telemetry(device_id: int) -> Any:
     """Hourly count/mean/min/max per metric from the rollup, for the last ``hours`` hours."""
@@ -236,7 +249,8 @@ def text(data: dict[str, Any], name: str, max_len: int = MAX_NOTE) -> str | None
     return value
 
 
-def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+def integer(data: dict[str, Any], name: str, *, lo: int = 1, required: bool = True) -> int | None:
+    """The integer field ``name``, ``lo`` to ``PG_INT_MAX`` (ids by default: from 1)."""
     value = data.get(name)
     if value is None:
         if required:
@@ -244,6 +258,8 @@ def integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | 
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ApiError(400, "must be an integer", name)
+    if not lo <= value <= PG_INT_MAX:
+        raise ApiError(400, f"must be between {lo} and {PG_INT_MAX}", name)
     return value
 
 
@@ -268,7 +284,7 @@ def job_json(job: jobs_service.Job) -> dict[str, Any]:
             "follow_up_job_id": job.follow_up_job_id}
 
 
-@bp.post("/jobs/<int:job_id>/transitions")
+@bp.post("/jobs/<id:job_id>/transitions")
 @requires(*ALL_USERS)
 def transition(job_id: int) -> Any:
     """Move a job to the next status (technicians: their own jobs, field steps only)."""
@@ -299,7 +315,7 @@ def transition(job_id: int) -> Any:
         return idempotent(conn, action)
 
 
-@bp.post("/jobs/<int:job_id>/pickup")
+@bp.post("/jobs/<id:job_id>/pickup")
 @requires("technician")
 def pickup(job_id: int) -> Any:
     """The technician has collected the job's parts reserved at a warehouse (``location_id``)."""
@@ -307,6 +323,8 @@ def pickup(job_id: int) -> Any:
     now = state().clock.now()
     with db() as conn:
         own_job_or_403(conn, job_id)
+        if not store.stock_location_exists(conn, location_id):
+            raise ApiError(404, f"no stock location {location_id}", "location_id")
 
         def action() -> tuple[int, Any]:
             moved = parts_service.collect_for_job(conn, job_id, location_id, g.user.technician_id,
@@ -337,7 +355,7 @@ def create_override() -> Any:
         raise ApiError(400, f"must be one of {', '.join(OVERRIDE_ACTIONS)}", "action")
     job_id = integer(data, "job_id")
     technician_id = integer(data, "technician_id", required=action_name in ("assign", "move"))
-    position = integer(data, "position", required=action_name == "move")
+    position = integer(data, "position", lo=0, required=action_name == "move")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise ApiError(400, "must be true or false", "force")
@@ -474,11 +492,13 @@ def plan_apply() -> Any:
         return idempotent(conn, action)
 
 
-@bp.get("/devices/<int:device_id>/jobs")
+@bp.get("/devices/<id:device_id>/jobs")
 @requires(*STAFF)
 def device_jobs(device_id: int) -> Any:
     """The device's maintenance history (every job, newest first)."""
     with db() as conn:
+        if store.device_row(conn, device_id) is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
         history = jobs_service.jobs_of_device(conn, device_id)
     return jsonify([{"id": j.id, "type": str(j.type), "status": str(j.status), "created_at": j.created_at,
                      "completed_at": j.completed_at, "finding": j.finding, "notes": j.notes}
@@ -511,11 +531,13 @@ def predictions() -> Any:
         return jsonify(store.latest_predictions(conn, limit))
 
 
-@bp.get("/devices/<int:device_id>/predictions")
+@bp.get("/devices/<id:device_id>/predictions")
 @requires(*STAFF)
 def device_predictions(device_id: int) -> Any:
     """The device's risk history with explanations, newest first."""
     with db() as conn:
+        if store.device_row(conn, device_id) is None:
+            raise ApiError(404, f"no device {device_id}", "device_id")
         return jsonify(store.prediction_history(conn, device_id))
 
 

@@ -13,12 +13,14 @@ from psycopg_pool import ConnectionPool
 
 from fieldops.clock import Clock
 from fieldops.config import Settings
+from fieldops.db.errors import DataError
 from fieldops.db.pool import make_pool
 from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
 from web import store
-from web.access import ApiError, check_csrf, csrf_token
+from web.access import ApiError, check_csrf, csrf_token, wants_json
 from web.context import EXTENSION, WebState, db, state
 from web.hub import Hub
+from web.inputs import IdConverter, check_request
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,18 @@ def create_app(
     if hub is not None:
         hub.start()
 
+    app.url_map.converters["id"] = IdConverter
     for module in (auth, technician, dispatcher, tracking, api, live):
         app.register_blueprint(module.bp)
 
     app.before_request(_load_user)
     app.before_request(check_csrf)
+    app.before_request(check_request)
     app.context_processor(lambda: {"csrf_token": csrf_token, "user": g.get("user"),
                                    "map_tile_url": state().settings.map_tile_url})
     app.register_error_handler(ApiError, lambda exc: exc.response())
     app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(DataError, _data_error)
     for code in (400, 403, 404, 405, 413, 429):
         app.register_error_handler(code, _http_error)
     app.after_request(_security_headers)
@@ -112,10 +117,23 @@ def _service_error(exc: ServiceError) -> Any:
     return ApiError(status, message, exc.field).response()
 
 
+def _data_error(exc: DataError) -> Any:
+    """Last resort for a value PostgreSQL refused (SQLSTATE class 22): a 400, not a 500.
+
+    The request checks should have caught it; the traceback is logged as an error so the missing
+    check (or a server bug computing a bad value) is seen. Other database errors stay 500s.
+    """
+    log.error("database refused a value on %s %s", request.method, request.path, exc_info=exc)
+    message = f"a value was refused by the database: {exc.diag.message_primary or exc}"
+    if wants_json():
+        return ApiError(400, message).response()
+    return render_template("error.html", code=400, message=message), 400
+
+
 def _http_error(exc: Any) -> Any:
     code = getattr(exc, "code", 500)
     message = getattr(exc, "description", "error")
-    if request.path.startswith("/api/") or request.path.startswith("/events"):
+    if wants_json():
         return jsonify({"error": message}), code
     return render_template("error.html", code=code, message=message), code
 

@@ -19,7 +19,7 @@ def console() -> Any:
     return render_template("console.html")
 
 
-@bp.get("/devices/<int:device_id>")
+@bp.get("/devices/<id:device_id>")
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:

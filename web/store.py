@@ -5,7 +5,6 @@ Functions take a connection and run in the caller's transaction; no Flask here.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,10 +114,11 @@ def claim_idempotency_key(
     return int(row[0]), row[1]
 
 
-def finish_idempotency_key(conn: psycopg.Connection, user_id: int, key: str, status: int, body: Any) -> None:
+def finish_idempotency_key(conn: psycopg.Connection, user_id: int, key: str, status: int, body_json: str) -> None:
+    """Keep the answer to ``key``: its status and its body, already encoded as the client got it."""
     conn.execute(
         "UPDATE idempotency_keys SET status_code = %s, response = %s WHERE user_id = %s AND key = %s",
-        (status, json.dumps(body, default=str), user_id, key),
+        (status, body_json, user_id, key),
     )
 
 
@@ -244,6 +244,14 @@ def jobs_view(
         {"t": technician_id, "st": statuses, "d0": day_start, "d1": day_end, "lim": limit},
     ).fetchall()
     return _job_dicts(rows)
+
+
+def technician_exists(conn: psycopg.Connection, technician_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM technicians WHERE id = %s", (technician_id,)).fetchone() is not None
+
+
+def stock_location_exists(conn: psycopg.Connection, location_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM stock_locations WHERE id = %s", (location_id,)).fetchone() is not None
 
 
 def technician_first_name(conn: psycopg.Connection, technician_id: int | None) -> str | None:

@@ -19,7 +19,7 @@ def page() -> Any:
     return render_template("technician.html", technician_id=g.user.technician_id, job_id=None)
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 @requires(*ALL_USERS)
 def job(job_id: int) -> Any:
     with db() as conn:

@@ -69,3 +69,16 @@ def test_feedback_before_the_visit_is_refused_naming_job(signed_in, work):
     client, csrf = signed_in(None)
     resp = client.post(f"/track/{token}/feedback", json={"rating": 5}, headers={"X-CSRF-Token": csrf})
     assert resp.status_code == 400 and resp.get_json()["field"] == "job_id"
+
+
+def test_feedback_comment_with_nul_is_refused_naming_comment(signed_in, work, db):
+    token = _link(signed_in, work.ada_job_id)["token"]
+    for status in ("en_route", "on_site"):
+        jobs.transition(db, work.ada_job_id, status, expected_version=None, actor="t", now=NOON)
+    jobs.transition(db, work.ada_job_id, "completed", expected_version=None, actor="t", now=NOON,
+                    finding="fault_confirmed")
+    db.commit()
+    client, csrf = signed_in(None)
+    resp = client.post(f"/track/{token}/feedback", json={"rating": 4, "comment": "a\x00"},
+                       headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "comment"
