@@ -55,6 +55,21 @@ def test_loop_intervals_must_be_finite_and_positive(argv, capsys):
     assert argv[-2] in _refused(argv, capsys)
 
 
+@pytest.mark.parametrize("argv", [
+    ["predict", "train", "--horizon", "0"],
+    ["predict", "train", "--horizon", "nan"],
+    ["predict", "train", "--days", "-3"],
+    ["predict", "train", "--days", "1e9"],
+    ["predict", "train", "--every", "0"],
+    ["predict", "evaluate", "--version", "0"],
+    ["predict", "score-loop", "--interval", "inf"],
+    ["predict", "score-loop", "--batch", "-1"],
+    ["predict", "score-loop", "--threads", "two"],
+])
+def test_prediction_numbers_that_cannot_be_meant_are_refused(argv, capsys):
+    assert argv[-2] in _refused(argv, capsys)
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "nan", "0.01", "1e9"])
 def test_plan_search_time_limit_must_be_a_positive_bounded_number(limit, capsys):
     assert "--time-limit" in _refused(["dispatch", "plan", "--time-limit", limit], capsys)

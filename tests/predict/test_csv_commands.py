@@ -35,6 +35,14 @@ def train(capsys, monkeypatch, tmp_path, readings, failures, out) -> dict:
     return json.loads(stdout)
 
 
+def refused(capsys, monkeypatch, tmp_path, readings, failures, *argv: str) -> str:
+    """Train from ``readings`` and ``failures``, expect exit 2, return stderr."""
+    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
+                       str(failures), "--out", str(tmp_path / "m.joblib"), *argv)
+    assert code == 2
+    return err
+
+
 def test_train_writes_a_model_and_reports_hold_out_metrics(trained, capsys, monkeypatch, tmp_path):
     _, readings, failures, out = trained
     metrics = train(capsys, monkeypatch, tmp_path, readings, failures, out)
@@ -94,9 +102,7 @@ def test_malformed_readings_get_a_clear_error(tmp_path, capsys, monkeypatch, con
     bad.write_text(content)
     failures = tmp_path / "failures.csv"
     failures.write_text("device_id,ts\na,1\n")
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bad), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2
+    err = refused(capsys, monkeypatch, tmp_path, bad, failures)
     assert message in err
 
 
@@ -104,9 +110,8 @@ def test_failures_of_unknown_devices_are_an_error(trained, tmp_path, capsys, mon
     _, readings, _, _ = trained
     failures = tmp_path / "failures.csv"
     failures.write_text("device_id,ts\nnobody,5\n")
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2 and "'nobody' has no readings" in err
+    err = refused(capsys, monkeypatch, tmp_path, readings, failures)
+    assert "'nobody' has no readings" in err
 
 
 def test_scoring_a_file_without_any_of_the_models_metrics_is_an_error(trained, capsys, monkeypatch, tmp_path):
@@ -157,18 +162,16 @@ def test_a_horizon_that_is_not_a_positive_number_is_refused_by_training(trained,
 def test_a_horizon_longer_than_the_histories_leaves_no_healthy_samples_and_is_refused(trained, tmp_path, capsys,
                                                                                       monkeypatch):
     _, readings, failures, _ = trained
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"), "--horizon=1e6")
-    assert code == 2 and "too few healthy samples to train: 0 samples" in err
+    err = refused(capsys, monkeypatch, tmp_path, readings, failures, "--horizon=1e6")
+    assert "too few healthy samples to train: 0 samples" in err
 
 
 def test_readings_without_a_metric_column_are_refused(trained, tmp_path, capsys, monkeypatch):
     _, _, failures, _ = trained
     bare = tmp_path / "readings.csv"
     bare.write_text("device_id,ts,note\ndev-1,1,ok\ndev-1,2,ok\n")
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bare), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2 and "readings.csv: no metric column with a number besides device_id and ts" in err
+    err = refused(capsys, monkeypatch, tmp_path, bare, failures)
+    assert "readings.csv: no metric column with a number besides device_id and ts" in err
 
 
 def test_failures_outside_the_readings_are_named_as_the_likely_cause(trained, tmp_path, capsys, monkeypatch):
@@ -177,9 +180,7 @@ def test_failures_outside_the_readings_are_named_as_the_likely_cause(trained, tm
     rows = list(csv.reader(failures.open()))
     with later.open("w", newline="") as fh:
         csv.writer(fh).writerows([rows[0], *([d, str(float(t) * 3600), m] for d, t, m in rows[1:])])
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
-                       str(later), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2
+    err = refused(capsys, monkeypatch, tmp_path, readings, later)
     assert "no training sample lies within the horizon" in err and "in the same unit?" in err
 
 
@@ -189,9 +190,8 @@ def test_failures_on_one_device_only_say_why_they_are_too_few(trained, tmp_path,
     one = tmp_path / "failures.csv"
     with one.open("w", newline="") as fh:
         csv.writer(fh).writerows([rows[0], *(r for r in rows[1:] if r[0] == rows[1][0])])
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(readings), "--failures",
-                       str(one), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2 and "training devices (a model is fitted on some devices and checked on others" in err
+    err = refused(capsys, monkeypatch, tmp_path, readings, one)
+    assert "training devices (a model is fitted on some devices and checked on others" in err
 
 
 @pytest.mark.parametrize("content", [b"hello\n", bytes(range(256)), b"device_id,ts,vib\nx,1,2\n"])
@@ -214,9 +214,8 @@ def test_numbers_out_of_any_range_are_named_with_their_line(tmp_path, capsys, mo
     bad.write_text(f"device_id,ts,x\n{row}\n")
     failures = tmp_path / "failures.csv"
     failures.write_text("device_id,ts\na,1\n")
-    code, _, err = run(capsys, monkeypatch, tmp_path, "train", "--telemetry", str(bad), "--failures",
-                       str(failures), "--out", str(tmp_path / "m.joblib"))
-    assert code == 2 and message in err
+    err = refused(capsys, monkeypatch, tmp_path, bad, failures)
+    assert message in err
 
 
 def test_an_unwritable_model_path_is_refused_before_training(trained, tmp_path, capsys, monkeypatch):

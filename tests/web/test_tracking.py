@@ -50,13 +50,16 @@ def test_position_on_the_way_is_coarse(signed_in, work, people, db):
     assert client.get(f"/track/{token}/status.json").get_json()["position"] == {"lat": 48.12, "lon": 11.54}
 
 
+def _complete(db, job_id: int) -> None:
+    for status in ("en_route", "on_site"):
+        jobs.transition(db, job_id, status, expected_version=None, actor="t", now=NOON)
+    jobs.transition(db, job_id, "completed", expected_version=None, actor="t", now=NOON, finding="fault_confirmed")
+    db.commit()
+
+
 def test_feedback_after_completion_is_stored(signed_in, work, db):
     token = _link(signed_in, work.ada_job_id)["token"]
-    for status in ("en_route", "on_site"):
-        jobs.transition(db, work.ada_job_id, status, expected_version=None, actor="t", now=NOON)
-    jobs.transition(db, work.ada_job_id, "completed", expected_version=None, actor="t", now=NOON,
-                    finding="fault_confirmed")
-    db.commit()
+    _complete(db, work.ada_job_id)
     client, csrf = signed_in(None)
     resp = client.post(f"/track/{token}/feedback", json={"rating": 5, "comment": "quick"},
                        headers={"X-CSRF-Token": csrf})
@@ -73,11 +76,7 @@ def test_feedback_before_the_visit_is_refused_naming_job(signed_in, work):
 
 def test_feedback_comment_with_nul_is_refused_naming_comment(signed_in, work, db):
     token = _link(signed_in, work.ada_job_id)["token"]
-    for status in ("en_route", "on_site"):
-        jobs.transition(db, work.ada_job_id, status, expected_version=None, actor="t", now=NOON)
-    jobs.transition(db, work.ada_job_id, "completed", expected_version=None, actor="t", now=NOON,
-                    finding="fault_confirmed")
-    db.commit()
+    _complete(db, work.ada_job_id)
     client, csrf = signed_in(None)
     resp = client.post(f"/track/{token}/feedback", json={"rating": 4, "comment": "a\x00"},
                        headers={"X-CSRF-Token": csrf})
