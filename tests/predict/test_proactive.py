@@ -365,10 +365,24 @@ def test_the_score_loop_command_scores_a_pass_in_batches_on_two_threads(db, scor
     assert json.loads(capsys.readouterr().out)["devices"] == 2
 
 
-def test_the_score_loop_command_fails_the_pass_on_an_empty_batch(db, scorer_cli, capsys):
+def test_the_score_loop_command_refuses_an_empty_batch(db, scorer_cli, capsys):
     from fieldops.cli import main
 
-    assert main(["predict", "score-loop", "--once", "--batch", "0"]) == 1
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "score-loop", "--once", "--batch", "0"])
+    assert exit_.value.code == 2 and "argument --batch" in capsys.readouterr().err
+    assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+
+
+def test_the_score_loop_command_fails_a_pass_that_raises_and_stores_nothing(db, scorer_cli, monkeypatch):
+    from fieldops.cli import main
+    from predict import scorer
+
+    def broken(*args, **kwargs):
+        raise ValueError("a batch the model cannot score")
+
+    monkeypatch.setattr(scorer, "score_pass", broken)
+    assert main(["predict", "score-loop", "--once"]) == 1
     assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
 
 
