@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fieldops.service import jobs
 from tests.web.conftest import NOON, csrf_of
 
@@ -129,22 +131,15 @@ def test_pickup_at_unknown_location_is_not_found(signed_in, work):
     assert resp.status_code == 404 and resp.get_json()["field"] == "location_id"
 
 
-def test_jobs_of_unknown_device_are_not_found(signed_in, work):
+@pytest.mark.parametrize(("path", "field"), [
+    ("/api/devices/999/jobs", "device_id"),
+    ("/api/devices/999/predictions", "device_id"),
+    ("/api/technicians/999/route", "technician_id"),
+])
+def test_what_belongs_to_an_unknown_device_or_technician_is_not_found(signed_in, work, path, field):
     client, _ = signed_in("dora")
-    resp = client.get("/api/devices/999/jobs")
-    assert resp.status_code == 404 and resp.get_json()["field"] == "device_id"
-
-
-def test_predictions_of_unknown_device_are_not_found(signed_in, work):
-    client, _ = signed_in("dora")
-    resp = client.get("/api/devices/999/predictions")
-    assert resp.status_code == 404 and resp.get_json()["field"] == "device_id"
-
-
-def test_route_of_unknown_technician_is_not_found(signed_in, work):
-    client, _ = signed_in("dora")
-    resp = client.get("/api/technicians/999/route")
-    assert resp.status_code == 404 and resp.get_json()["field"] == "technician_id"
+    resp = client.get(path)
+    assert resp.status_code == 404 and resp.get_json()["field"] == field
 
 
 def test_idempotent_replay_gives_times_in_the_same_iso_format_as_the_first_answer(signed_in, people):
