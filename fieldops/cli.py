@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from fieldops.config import LOG_LEVELS, ConfigError, load_settings
-from fieldops.db import DatabaseUnavailable
+from fieldops.db import MAX_ID, DatabaseUnavailable
 from fieldops.logs import setup as setup_logging
 from fieldops.service.errors import ServiceError
 
@@ -33,7 +33,8 @@ COMMAND_PACKAGES = (
 )
 
 
-MAX_DB_ID = 2**31 - 1  # integer identity columns
+MAX_DB_ID = MAX_ID  # integer identity columns
+MAX_DAYS = 36_500  # day counts on the command line: a century is more than any history holds
 
 
 def int_between(low: int, high: int) -> Callable[[str], int]:

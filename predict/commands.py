@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from fieldops.cli import db_id, int_between, positive_float
+from fieldops.cli import MAX_DAYS, db_id, int_between, positive_float
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -36,7 +36,6 @@ def _modelling():
     return model, pipeline, registry, scorer
 
 
-MAX_DAYS = 36_500.0  # a century of history is more than any export holds
 MAX_COUNT = 1_000_000  # devices per batch
 
 

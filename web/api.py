@@ -69,8 +69,9 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
         return jsonify(payload), status
     if not 8 <= len(key) <= 200:
         raise ApiError(400, "must be 8 to 200 characters", "Idempotency-Key")
-    if text_problem(key):
-        raise ApiError(400, text_problem(key), "Idempotency-Key")
+    problem = text_problem(key)
+    if problem:
+        raise ApiError(400, problem, "Idempotency-Key")
     stored = store.claim_idempotency_key(conn, g.user.id, key, request.path)
     if stored is not None:
         status, payload = stored
@@ -81,6 +82,14 @@ def idempotent(conn: psycopg.Connection, action: Callable[[], tuple[int, Any]]) 
     response = jsonify(payload)
     store.finish_idempotency_key(conn, g.user.id, key, status, response.get_data(as_text=True))
     return response, status
+
+
+def device_or_404(conn: psycopg.Connection, device_id: int) -> dict[str, Any]:
+    """The device's row; ApiError 404 naming ``device_id`` when there is none."""
+    found = store.device_row(conn, device_id)
+    if found is None:
+        raise ApiError(404, f"no device {device_id}", "device_id")
+    return found
 
 
 def own_job_or_403(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
@@ -206,9 +215,7 @@ def devices() -> Any:
 @requires(*STAFF)
 def device(device_id: int) -> Any:
     with db() as conn:
-        found = store.device_row(conn, device_id)
-        if found is None:
-            raise ApiError(404, f"no device {device_id}", "device_id")
+        found = device_or_404(conn, device_id)
         found["metrics"] = store.device_metrics(conn, device_id)
         found["events"] = store.device_events(conn, device_id)
     return jsonify(found)
@@ -225,8 +232,7 @@ def device_telemetry(device_id: int) -> Any:
     metric_index = int_arg("metric", 0, 0, 7) if metric is not None else None
     end = state().clock.now()
     with db() as conn:
-        if store.device_row(conn, device_id) is None:
-            raise ApiError(404, f"no device {device_id}", "device_id")
+        device_or_404(conn, device_id)
         stats = hourly_stats(conn, [device_id], end - timedelta(hours=hours), end, metric_index)
     return jsonify([{"bucket": s.bucket, "metric_index": s.metric_index, "n": s.n, "mean": s.mean,
                      "min": s.min, "max": s.max} for s in stats])
@@ -497,8 +503,7 @@ def plan_apply() -> Any:
 def device_jobs(device_id: int) -> Any:
     """The device's maintenance history (every job, newest first)."""
     with db() as conn:
-        if store.device_row(conn, device_id) is None:
-            raise ApiError(404, f"no device {device_id}", "device_id")
+        device_or_404(conn, device_id)
         history = jobs_service.jobs_of_device(conn, device_id)
     return jsonify([{"id": j.id, "type": str(j.type), "status": str(j.status), "created_at": j.created_at,
                      "completed_at": j.completed_at, "finding": j.finding, "notes": j.notes}
@@ -536,8 +541,7 @@ def predictions() -> Any:
 def device_predictions(device_id: int) -> Any:
     """The device's risk history with explanations, newest first."""
     with db() as conn:
-        if store.device_row(conn, device_id) is None:
-            raise ApiError(404, f"no device {device_id}", "device_id")
+        device_or_404(conn, device_id)
         return jsonify(store.prediction_history(conn, device_id))
 
 

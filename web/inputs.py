@@ -13,9 +13,10 @@ from typing import Any
 from flask import abort, request
 from werkzeug.routing import IntegerConverter, Map
 
+from fieldops.db import MAX_ID
 from web.access import ApiError, wants_json
 
-PG_INT_MAX = 2**31 - 1  # the largest PostgreSQL ``integer``: jobs, devices, technicians, locations
+PG_INT_MAX = MAX_ID  # the largest PostgreSQL ``integer``: jobs, devices, technicians, locations
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -2,4 +2,6 @@
 
 from fieldops.db.pool import DatabaseUnavailable, connect, make_pool
 
-__all__ = ["DatabaseUnavailable", "connect", "make_pool"]
+MAX_ID = 2**31 - 1  # the largest value of an ``integer`` id column (jobs, devices, technicians, ...)
+
+__all__ = ["MAX_ID", "DatabaseUnavailable", "connect", "make_pool"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from fieldops.cli import MAX_DB_ID, db_id, int_between, positive_float
+from fieldops.cli import MAX_DAYS, MAX_DB_ID, db_id, int_between, positive_float
 from fieldops.clock import service_clock
 from fieldops.config import Settings
 from fieldops.db import connect
@@ -24,9 +24,6 @@ from fieldops.service import jobs, kpis, parts, preventive, sla
 from fieldops.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
-
-MAX_KPI_DAYS = 36_500
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("jobs", help="service jobs: work orders, SLAs, parts, KPIs")
@@ -71,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tick.set_defaults(func=cmd_process_events)
 
     k = jsub.add_parser("kpis", help="service KPIs over a period")
-    k.add_argument("--days", type=int_between(1, MAX_KPI_DAYS), default=30, help="period ending now")
+    k.add_argument("--days", type=int_between(1, MAX_DAYS), default=30, help="period ending now")
     k.add_argument("--by", default="all", choices=kpis.GROUPINGS)
     k.set_defaults(func=cmd_kpis)
 
