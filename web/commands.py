@@ -107,15 +107,22 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def _user_problem(conn: psycopg.Connection, args: argparse.Namespace) -> str | None:
-    """Why the account cannot be created: a taken name or an unknown technician."""
+    """Why the account cannot be created: a taken name, an unknown technician or one who has an
+    account already."""
     from fieldops.db.repo import catalog
     from web import store
 
     if store.user_by_name(conn, args.username) is not None:
         return f"an account named {args.username!r} already exists"
-    if args.technician_id is not None and args.technician_id not in {
-            t.id for t in catalog.technicians(conn, active_only=False)}:
+    if args.technician_id is None:
+        return None
+    names = {t.id: t.name for t in catalog.technicians(conn, active_only=False)}
+    if args.technician_id not in names:
         return f"--technician-id: no technician {args.technician_id}"
+    existing = store.user_by_technician(conn, args.technician_id)
+    if existing is not None:
+        return (f"--technician-id: technician {args.technician_id} ({names[args.technician_id]}) already has "
+                f"an account: {existing.username!r} (one account per technician)")
     return None
 
 

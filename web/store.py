@@ -52,6 +52,13 @@ def user_by_name(conn: psycopg.Connection, username: str) -> User | None:
     return User(*row) if row else None
 
 
+def user_by_technician(conn: psycopg.Connection, technician_id: int) -> User | None:
+    """The account of a technician (there is at most one)."""
+    row = conn.execute("SELECT id, username, role, technician_id, password_hash, active FROM users "
+                       "WHERE technician_id = %s", (technician_id,)).fetchone()
+    return User(*row) if row else None
+
+
 def user_by_id(conn: psycopg.Connection, user_id: int) -> User | None:
     row = conn.execute("SELECT id, username, role, technician_id, password_hash, active FROM users WHERE id = %s", (user_id,)).fetchone()
     return User(*row) if row else None

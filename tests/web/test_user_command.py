@@ -56,3 +56,12 @@ def test_unset_password_variable_without_a_terminal_is_refused(db_url, monkeypat
     err = _refused(monkeypatch, db_url, capsys, "dora", "--role", "dispatcher", "--password-env", "NO_SUCH_VAR",
                    password=None)
     assert "NO_SUCH_VAR" in err
+
+
+def test_second_account_for_a_technician_is_refused_naming_the_technician(db, db_url, monkeypatch, capsys):
+    ada = factories.technician(db, "Ada")
+    db.commit()
+    first = ("tina", "--role", "technician", "--technician-id", str(ada.id))
+    assert web_user(monkeypatch, db_url, *first, password="long-enough-pw") == 0
+    err = _refused(monkeypatch, db_url, capsys, "tina2", "--role", "technician", "--technician-id", str(ada.id))
+    assert f"technician {ada.id} (Ada) already has an account: 'tina'" in err
