@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # a setting the command needs is missing
+        sys.stderr.write(f"fieldops: configuration error: {exc}\n")
+        return 2
     except DatabaseUnavailable as exc:
         sys.stderr.write(f"fieldops: {exc}\n")
         return 2

@@ -67,9 +67,10 @@ class Settings:
         return Path(self.data_dir)
 
     def require_database_url(self) -> str:
-        """The database URL, or exit with a message naming the variable (for commands)."""
+        """The database URL; ConfigError naming the variable when it is not set (for commands)."""
         if not self.database_url:
-            raise SystemExit(f"fieldops: {PREFIX}DATABASE_URL is not set")
+            raise ConfigError(f"{PREFIX}DATABASE_URL is not set: give a PostgreSQL URL "
+                              "(or run the whole system with `fieldops up`)")
         return self.database_url
 
     def with_(self, **changes: object) -> Settings:

@@ -163,3 +163,11 @@ def test_a_refused_service_request_is_reported_with_exit_2(db_url, monkeypatch, 
 def test_an_unexpected_error_still_shows_its_traceback(db_url, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         _reorder_raising(monkeypatch, db_url, ZeroDivisionError("a defect"))
+
+
+@pytest.mark.parametrize("argv", [["db", "status"], ["jobs", "list"], ["web-user", "demo", "--password", "long-enough"]])
+def test_missing_database_url_is_a_configuration_error_with_exit_2(argv, monkeypatch, capsys):
+    monkeypatch.delenv("FIELDOPS_DATABASE_URL", raising=False)
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("fieldops: configuration error: FIELDOPS_DATABASE_URL is not set")
