@@ -22,7 +22,11 @@ def connect(conninfo: str, *, autocommit: bool = False, **kwargs: object) -> psy
     try:
         return psycopg.connect(conninfo, autocommit=autocommit, **kwargs)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {' '.join(str(exc).split())}") from exc
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: psycopg.Error) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot connect to the database: {' '.join(str(exc).split())}")
 
 
 def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops") -> ConnectionPool:
@@ -41,14 +45,18 @@ def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str
 
 
 def wait_ready(conninfo: str, timeout_s: float = 30.0) -> None:
-    """Block until the server accepts connections, or raise the last error after ``timeout_s``."""
+    """Block until the server accepts connections. Raises DatabaseUnavailable at once for a malformed
+    URL, else with the last reason after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            with connect(conninfo, connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
             return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
+        except psycopg.OperationalError as exc:
+            malformed = isinstance(exc, DatabaseUnavailable) and not isinstance(exc.__cause__, psycopg.OperationalError)
+            if malformed or time.monotonic() > deadline:
+                if isinstance(exc, DatabaseUnavailable):
+                    raise
+                raise _unavailable(exc) from exc
             time.sleep(0.1)

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-
 from fieldops.cli import int_between, positive_float
 from fieldops.clock import Clock
 from fieldops.config import MAX_CLOCK_SPEED, Settings
+from fieldops.db import connect
 from fieldops.db.migrate import migrate
 from fieldops.supervisor import ProcessSpec, Supervisor
 from fieldops.up import services
@@ -84,7 +83,7 @@ def _demo_start(now: datetime) -> datetime:
 
 
 def _count(url: str, query: str) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         return int(conn.execute(query).fetchone()[0])
 
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
-
 from fieldops.config import Settings
-from fieldops.db.pool import wait_ready
+from fieldops.db.pool import connect, wait_ready
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker, wait_port
 from fieldops.runtime.postgres import LocalPostgres, free_port
 
@@ -71,7 +69,7 @@ def settle_shutdown_offline(db_url: str, now: datetime, code: str = "offline") -
     run brings them back online, so those events are the demo's own shutdown, not field problems
     to open inspection jobs (and site alarm storms) for.
     """
-    with psycopg.connect(db_url) as conn:
+    with connect(db_url) as conn:
         settled = conn.execute("UPDATE device_events SET handled_at = %s WHERE handled_at IS NULL AND code = %s",
                                (now, code)).rowcount
         conn.commit()
@@ -101,7 +99,7 @@ def start_postgres(settings: Settings) -> ManagedPostgres:
         except RuntimeError:
             (cluster.data_dir / "postmaster.pid").unlink(missing_ok=True)
     cluster.start(timeout_s=60)
-    with psycopg.connect(cluster.url, autocommit=True) as admin:
+    with connect(cluster.url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             admin.execute(f'CREATE DATABASE "{DB_NAME}"')
     return ManagedPostgres(cluster, cluster.url_for(DB_NAME))

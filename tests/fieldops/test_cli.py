@@ -171,3 +171,9 @@ def test_missing_database_url_is_a_configuration_error_with_exit_2(argv, monkeyp
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("fieldops: configuration error: FIELDOPS_DATABASE_URL is not set")
+
+
+def test_up_with_a_malformed_database_url_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FIELDOPS_DATA_DIR", str(tmp_path))
+    line = _unreachable(monkeypatch, capsys, "garbage", ["up", "--prepare-only"])
+    assert line.startswith("fieldops: cannot connect to the database: ") and "garbage" in line

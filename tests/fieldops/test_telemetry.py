@@ -1,8 +1,10 @@
+import secrets
 from datetime import timedelta
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from fieldops.db import schema
+from fieldops.db import DatabaseUnavailable, schema
 from fieldops.db.repo import telemetry
 from tests import factories
 from tests.factories import T0
@@ -173,3 +175,34 @@ def test_timestamps_given_in_microseconds_store_the_same_rows(db, pump):
 def test_timestamps_in_microseconds_must_match_the_rows_one_to_one(db, pump):
     with pytest.raises(ValueError, match="ts_us"):
         telemetry.TelemetryWriter(db).write(_rows(pump.id, 3), [0, 1])
+
+
+@pytest.fixture
+def locked_out(db_url, pg_admin_url):
+    """A connection of a role that may no longer log in (new connections are refused)."""
+    import psycopg
+
+    from tests.conftest import _with_dbname
+
+    role = f"locked_out_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    params = conninfo_to_dict(db_url)
+    try:
+        with psycopg.connect(make_conninfo(**{**params, "user": role})) as conn:
+            with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+                admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
+            yield conn
+    finally:
+        with psycopg.connect(_with_dbname(pg_admin_url, params["dbname"]), autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_partition_ddl_that_cannot_connect_raises_database_unavailable(locked_out):
+    if schema.flavor(locked_out) is schema.Flavor.TIMESCALEDB:
+        pytest.skip("TimescaleDB creates chunks itself")
+    device = factories.device(locked_out)
+    writer = telemetry.TelemetryWriter(locked_out)
+    with pytest.raises(DatabaseUnavailable, match="^cannot connect to the database: "):
+        writer.write(_rows(device.id, 1, start=T0 + timedelta(days=3000)))

@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 
 from fieldops.db import schema
+from fieldops.db.pool import connect
 from fieldops.domain import Reading
 
 Row = tuple[int, datetime, int | None, Sequence[float | None]]  # device_id, ts, seq, vals
@@ -305,7 +306,7 @@ class TelemetryWriter:
 
     def _ensure(self, days: set[int]) -> None:
         # Partition DDL runs on its own connection so that it commits independently of the batch.
-        with psycopg.connect(self.conn.info.dsn, password=self.conn.info.password, autocommit=True) as ddl:
+        with connect(self.conn.info.dsn, password=self.conn.info.password, autocommit=True) as ddl:
             # CREATE TABLE IF NOT EXISTS still fails (DuplicateTable) when two writers meet a new
             # day at once, which would refuse a whole batch: one writer at a time creates them.
             ddl.execute("SELECT pg_advisory_lock(%s)", (PARTITION_LOCK_KEY,))
