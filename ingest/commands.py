@@ -17,7 +17,7 @@ from pathlib import Path
 from fieldops.cli import db_id, int_between
 from fieldops.config import Settings
 from fieldops.db import connect
-from fieldops.runtime.mosquitto import broker_user, share_with_broker
+from fieldops.runtime.mosquitto import broker_user, is_mosquitto, share_with_broker
 from ingest.consumer import Consumer, ConsumerConfig
 from ingest.metrics import serve
 from ingest.provision import (
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--broker-dir", type=Path, help="write mosquitto.conf, passwd and acl here")
     pr.add_argument("--bind", default="127.0.0.1", help="listener address ('' = all interfaces)")
     pr.add_argument("--chown", type=owner_ids, default=None, help="UID:GID to own the broker files (e.g. 1883:1883)")
-    pr.add_argument("--reload-pid", type=broker_pid, help="send SIGHUP to this broker process afterwards")
+    pr.add_argument("--reload-pid", type=broker_pid, help="send SIGHUP to this mosquitto process afterwards")
     pr.set_defaults(func=cmd_provision)
 
 
@@ -139,6 +139,11 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
     sys.stdout.write(json.dumps({"devices": len(serials), "new_passwords": len(passwords)}) + "\n")
     if args.reload_pid is not None:
+        problem = _not_a_broker(args.reload_pid)
+        if problem:  # the broker ended, and its pid was reused, while the devices were provisioned
+            sys.stderr.write(f"fieldops devices provision: done, but not reloading the broker: {problem}; "
+                             "reload it yourself\n")
+            return 1
         try:
             os.kill(args.reload_pid, signal.SIGHUP)
         except OSError as exc:
@@ -190,12 +195,25 @@ def _preflight(args: argparse.Namespace, settings: Settings) -> str | None:
         if problem:
             return f"--broker-dir {args.broker_dir}: {problem}"
     if args.reload_pid is not None:
-        try:
-            os.kill(args.reload_pid, 0)
-        except ProcessLookupError:
-            return f"--reload-pid {args.reload_pid}: no such process"
-        except PermissionError:
-            return f"--reload-pid {args.reload_pid}: not allowed to signal that process"
+        problem = _not_a_broker(args.reload_pid)
+        if problem:
+            return f"--reload-pid {args.reload_pid}: {problem}"
+    return None
+
+
+def _not_a_broker(pid: int) -> str | None:
+    """Why process ``pid`` must not get the broker's SIGHUP (which ends most other programs), or None."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "no such process"
+    except PermissionError:
+        return "not allowed to signal that process"
+    try:
+        if not is_mosquitto(pid):
+            return f"process {pid} is not mosquitto"
+    except OSError as exc:
+        return f"cannot tell whether process {pid} is mosquitto: {exc.strerror or exc}"
     return None
 
 

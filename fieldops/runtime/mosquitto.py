@@ -52,6 +52,15 @@ def share_with_broker(path: Path) -> None:
             os.chmod(parent, mode | 0o001)
 
 
+def is_mosquitto(pid: int) -> bool:
+    """Whether process ``pid`` runs Mosquitto: its name or program (argv[0]) in /proc (Linux) says
+    so. Raises OSError when /proc has no such process or cannot be read."""
+    proc = Path("/proc") / str(pid)
+    name = (proc / "comm").read_text().strip()
+    program = Path((proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")).name
+    return "mosquitto" in name or "mosquitto" in program
+
+
 def wait_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:

@@ -184,6 +184,34 @@ def test_reload_pid_of_no_process_is_refused_before_any_device_is_created(db_url
     assert _device_count(db) == 0
 
 
+def test_reload_pid_of_a_process_that_is_not_mosquitto_is_refused_before_any_device_is_created(
+        db_url, db, plant, monkeypatch, capsys):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        assert _provision_cli(db_url, monkeypatch, plant, "--reload-pid", str(sleeper.pid)) == 2
+        assert "not mosquitto" in capsys.readouterr().err
+        assert _device_count(db) == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_reload_pid_of_a_process_that_is_not_mosquitto_is_not_signalled(db_url, plant, monkeypatch):
+    sleeper = subprocess.Popen(["sleep", "60"])  # SIGHUP would end it
+    try:
+        _provision_cli(db_url, monkeypatch, plant, "--reload-pid", str(sleeper.pid))
+        with pytest.raises(subprocess.TimeoutExpired):
+            sleeper.wait(timeout=0.5)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_reload_pid_of_the_broker_reloads_it(db_url, plant, mqtt_broker, monkeypatch):
+    assert _provision_cli(db_url, monkeypatch, plant, "--reload-pid", str(mqtt_broker.process.pid)) == 0
+    assert mqtt_broker.process.running
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"p-1": 7}'])
 def test_unusable_credentials_file_is_refused_before_any_device_is_created(
         db_url, db, plant, tmp_path, monkeypatch, capsys, content):
