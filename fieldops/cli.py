@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fieldops.config import LOG_LEVELS, ConfigError, load_settings
 from fieldops.db import MAX_ID, DatabaseUnavailable
@@ -73,6 +74,23 @@ def positive_float(high: float = math.inf, low: float = 0.0) -> Callable[[str], 
 
 
 db_id = int_between(1, MAX_DB_ID)
+
+UTC_EXAMPLE = "2026-01-01T00:00:00+00:00"
+
+
+def aware_datetime(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with a UTC offset (or Z), returned in UTC. A time without
+    one is refused: it would be read in whatever zone the database session happens to use."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. {UTC_EXAMPLE})") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"give a UTC offset, e.g. {UTC_EXAMPLE}, not {text!r}")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

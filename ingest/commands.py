@@ -11,10 +11,9 @@ import signal
 import socket
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 
-from fieldops.cli import db_id, int_between
+from fieldops.cli import UTC_EXAMPLE, aware_datetime, db_id, int_between
 from fieldops.config import Settings
 from fieldops.db import connect
 from fieldops.runtime.mosquitto import broker_user, is_mosquitto, share_with_broker
@@ -57,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--prefix", default="dev-")
     pr.add_argument("--model", help="device model code for new devices")
     pr.add_argument("--site-id", type=db_id, help="site of new devices")
-    pr.add_argument("--installed-at", type=datetime.fromisoformat, help="ISO time with offset")
+    pr.add_argument("--installed-at", type=aware_datetime, help=f"ISO time with a UTC offset, e.g. {UTC_EXAMPLE}")
     pr.add_argument("--rotate", action="store_true", help="new passwords for devices that have one")
     pr.add_argument("--credentials", type=Path, help="merge serial -> password into this JSON file (0600)")
     pr.add_argument("--broker-dir", type=Path, help="write mosquitto.conf, passwd and acl here")

@@ -1,10 +1,11 @@
 """The ``fieldops`` entry point: argument types shared by the commands, and how errors are reported."""
 
 import argparse
+from datetime import UTC, datetime
 
 import pytest
 
-from fieldops.cli import int_between, main, positive_float
+from fieldops.cli import aware_datetime, int_between, main, positive_float
 from tests.conftest import _with_dbname
 
 
@@ -30,6 +31,26 @@ def test_positive_float_refuses_numbers_above_its_bound():
 def test_int_between_refuses_numbers_outside_its_range(text):
     with pytest.raises(argparse.ArgumentTypeError):
         int_between(1, 10)(text)
+
+
+def test_aware_datetime_refuses_a_time_without_utc_offset():
+    with pytest.raises(argparse.ArgumentTypeError, match=r"give a UTC offset, e\.g\. 2026-01-01T00:00:00\+00:00"):
+        aware_datetime("2025-01-01T00:00:00")
+
+
+def test_aware_datetime_gives_the_time_in_utc():
+    assert aware_datetime("2025-01-01T02:00:00+02:00") == datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_aware_datetime_refuses_what_is_no_time_in_utc(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        aware_datetime(text)
+
+
+def test_installed_at_without_utc_offset_is_refused(capsys):
+    err = _refused(["devices", "provision", "p-1", "--installed-at", "2025-01-01T00:00:00"], capsys)
+    assert "--installed-at" in err and "UTC offset" in err
 
 
 def _refused(argv, capsys) -> str:
