@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool
 
 from fieldops.clock import Clock
 from fieldops.config import Settings
-from fieldops.db.errors import DataError
+from fieldops.db.errors import DataError, OperationalError, is_unavailable
 from fieldops.db.pool import make_pool
 from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
 from web import store
@@ -23,6 +23,9 @@ from web.hub import Hub
 from web.inputs import IdConverter, check_request
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5  # what a 503 asks the client to wait: the pool reconnects in the background
+UNAVAILABLE = "database unavailable, retry shortly"
 
 
 class IsoJSONProvider(DefaultJSONProvider):
@@ -82,6 +85,7 @@ def create_app(
     app.register_error_handler(ApiError, lambda exc: exc.response())
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(DataError, _data_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
     for code in (400, 403, 404, 405, 413, 429):
         app.register_error_handler(code, _http_error)
     app.after_request(_security_headers)
@@ -128,6 +132,22 @@ def _data_error(exc: DataError) -> Any:
     if wants_json():
         return ApiError(400, message).response()
     return render_template("error.html", code=400, message=message), 400
+
+
+def _database_unavailable(exc: OperationalError) -> Any:
+    """No usable connection (pool timed out, server unreachable or gone): 503 with Retry-After.
+
+    Logged once per request as a warning without a traceback, so an outage does not flood the log.
+    Other operational errors (a cancelled statement, a lock timeout) are re-raised: Flask's 500.
+    """
+    if not is_unavailable(exc):
+        raise exc
+    log.warning("database unavailable on %s %s: %s: %s", request.method, request.path,
+                type(exc).__name__, " ".join(str(exc).split()))
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if wants_json():
+        return jsonify({"error": UNAVAILABLE}), 503, headers
+    return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
 
 
 def _http_error(exc: Any) -> Any:

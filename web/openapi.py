@@ -10,6 +10,10 @@ from flask import current_app
 ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
 
+UNAVAILABLE = {"description": "Database unavailable; retry after Retry-After seconds",
+               "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+               "content": {"application/json": {"schema": ERROR}}}
+
 REQUEST_BODIES: dict[str, dict[str, Any]] = {
     "api.post_position": {
         "type": "object", "required": ["lat", "lon"],
@@ -76,6 +80,7 @@ def document() -> dict[str, Any]:
                     "200": {"description": "OK"},
                     "4XX": {"description": "Error naming the field",
                             "content": {"application/json": {"schema": ERROR}}},
+                    "503": UNAVAILABLE,
                 },
             }
             if method == "POST":
