@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, g, jsonify, render_template, request, session
 from flask.json.provider import DefaultJSONProvider
 from psycopg_pool import ConnectionPool
+from werkzeug.exceptions import HTTPException
 
 from fieldops.clock import Clock
 from fieldops.config import Settings
@@ -150,12 +151,15 @@ def _database_unavailable(exc: OperationalError) -> Any:
     return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
 
 
-def _http_error(exc: Any) -> Any:
-    code = getattr(exc, "code", 500)
-    message = getattr(exc, "description", "error")
+def _http_error(exc: HTTPException) -> Any:
+    """An HTTP error as the API's JSON error on API paths and as a page elsewhere, keeping the
+    exception's headers (``Allow`` on a 405) but not its content type."""
+    code = exc.code or 500
+    message = exc.description or "error"
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     if wants_json():
-        return jsonify({"error": message}), code
-    return render_template("error.html", code=code, message=message), code
+        return jsonify({"error": message}), code, headers
+    return render_template("error.html", code=code, message=message), code, headers
 
 
 def _security_headers(response: Any) -> Any:
