@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import current_app
 
+from fieldops.db import MAX_ID
+
 ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
 
@@ -25,7 +27,10 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
         "properties": {
             "to_status": {"type": "string",
                           "enum": ["en_route", "on_site", "completed", "unresolved", "dispatched"]},
-            "expected_version": {"type": "integer"},
+            "expected_version": {
+                "type": "integer", "minimum": 1, "maximum": MAX_ID,
+                "description": "the version read from the job (versions start at 1; a lower one is "
+                               "a 400); a stale one is refused with 409 naming version"},
             "lat": {"type": "number"}, "lon": {"type": "number"},
             "note": {"type": "string"},
             "finding": {"type": "string", "enum": ["fault_confirmed", "no_fault_found", "other"]},
