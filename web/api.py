@@ -269,6 +269,16 @@ def integer(data: dict[str, Any], name: str, *, lo: int = 1, required: bool = Tr
     return value
 
 
+def expected_version(data: dict[str, Any]) -> int | None:
+    """The job version the client read, if sent. Versions start at 1, so 0 or less can never match:
+    that is refused as bad input (400), not answered as a stale version (409)."""
+    value = data.get("expected_version")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise ApiError(400, "versions start at 1: send the version read from the job",
+                       "expected_version")
+    return integer(data, "expected_version", required=False)
+
+
 def parts_list(data: dict[str, Any]) -> list[PartQuantity]:
     raw = data.get("parts_used") or []
     if not isinstance(raw, list):
@@ -300,7 +310,7 @@ def transition(job_id: int) -> Any:
         raise ApiError(400, "is required", "to_status")
     if g.user.role == "technician" and to_status not in TECHNICIAN_TARGETS:
         raise ApiError(403, f"technicians may set {', '.join(sorted(TECHNICIAN_TARGETS))}", "to_status")
-    expected = integer(data, "expected_version", required=False)
+    expected = expected_version(data)
     lat = number(data, "lat", -90, 90, required=False)
     lon = number(data, "lon", -180, 180, required=False)
     note = text(data, "note")

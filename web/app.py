@@ -10,10 +10,11 @@ from typing import Any
 from flask import Flask, g, jsonify, render_template, request, session
 from flask.json.provider import DefaultJSONProvider
 from psycopg_pool import ConnectionPool
+from werkzeug.exceptions import HTTPException
 
 from fieldops.clock import Clock
 from fieldops.config import Settings
-from fieldops.db.errors import DataError
+from fieldops.db.errors import DataError, OperationalError, is_unavailable
 from fieldops.db.pool import make_pool
 from fieldops.service.errors import ConflictError, NotFoundError, ServiceError, TransitionError
 from web import store
@@ -23,6 +24,9 @@ from web.hub import Hub
 from web.inputs import IdConverter, check_request
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5  # what a 503 asks the client to wait: the pool reconnects in the background
+UNAVAILABLE = "database unavailable, retry shortly"
 
 
 class IsoJSONProvider(DefaultJSONProvider):
@@ -82,6 +86,7 @@ def create_app(
     app.register_error_handler(ApiError, lambda exc: exc.response())
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(DataError, _data_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
     for code in (400, 403, 404, 405, 413, 429):
         app.register_error_handler(code, _http_error)
     app.after_request(_security_headers)
@@ -130,12 +135,31 @@ def _data_error(exc: DataError) -> Any:
     return render_template("error.html", code=400, message=message), 400
 
 
-def _http_error(exc: Any) -> Any:
-    code = getattr(exc, "code", 500)
-    message = getattr(exc, "description", "error")
+def _database_unavailable(exc: OperationalError) -> Any:
+    """No usable connection (pool timed out, server unreachable or gone): 503 with Retry-After.
+
+    Logged once per request as a warning without a traceback, so an outage does not flood the log.
+    Other operational errors (a cancelled statement, a lock timeout) are re-raised: Flask's 500.
+    """
+    if not is_unavailable(exc):
+        raise exc
+    log.warning("database unavailable on %s %s: %s: %s", request.method, request.path,
+                type(exc).__name__, " ".join(str(exc).split()))
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
     if wants_json():
-        return jsonify({"error": message}), code
-    return render_template("error.html", code=code, message=message), code
+        return jsonify({"error": UNAVAILABLE}), 503, headers
+    return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
+
+
+def _http_error(exc: HTTPException) -> Any:
+    """An HTTP error as the API's JSON error on API paths and as a page elsewhere, keeping the
+    exception's headers (``Allow`` on a 405) but not its content type."""
+    code = exc.code or 500
+    message = exc.description or "error"
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    if wants_json():
+        return jsonify({"error": message}), code, headers
+    return render_template("error.html", code=code, message=message), code, headers
 
 
 def _security_headers(response: Any) -> Any:

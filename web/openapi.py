@@ -7,8 +7,14 @@ from typing import Any
 
 from flask import current_app
 
+from fieldops.db import MAX_ID
+
 ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
+
+UNAVAILABLE = {"description": "Database unavailable; retry after Retry-After seconds",
+               "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+               "content": {"application/json": {"schema": ERROR}}}
 
 REQUEST_BODIES: dict[str, dict[str, Any]] = {
     "api.post_position": {
@@ -21,7 +27,10 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
         "properties": {
             "to_status": {"type": "string",
                           "enum": ["en_route", "on_site", "completed", "unresolved", "dispatched"]},
-            "expected_version": {"type": "integer"},
+            "expected_version": {
+                "type": "integer", "minimum": 1, "maximum": MAX_ID,
+                "description": "the version read from the job (versions start at 1; a lower one is "
+                               "a 400); a stale one is refused with 409 naming version"},
             "lat": {"type": "number"}, "lon": {"type": "number"},
             "note": {"type": "string"},
             "finding": {"type": "string", "enum": ["fault_confirmed", "no_fault_found", "other"]},
@@ -76,6 +85,7 @@ def document() -> dict[str, Any]:
                     "200": {"description": "OK"},
                     "4XX": {"description": "Error naming the field",
                             "content": {"application/json": {"schema": ERROR}}},
+                    "503": UNAVAILABLE,
                 },
             }
             if method == "POST":

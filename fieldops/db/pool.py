@@ -29,13 +29,17 @@ def _unavailable(exc: psycopg.Error) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to the database: {' '.join(str(exc).split())}")
 
 
-def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops") -> ConnectionPool:
-    """An opened pool whose connections are checked before use."""
+def make_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops", timeout_s: float = 30.0,
+) -> ConnectionPool:
+    """An opened pool whose connections are checked before use; a caller waits up to ``timeout_s``
+    for one, then gets PoolTimeout."""
     pool = ConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         name=name,
+        timeout=timeout_s,
         open=False,
         check=ConnectionPool.check_connection,
         kwargs={"application_name": name},

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from fieldops.db.repo import catalog
 from fieldops.domain import GeoPoint, StockKind
 from fieldops.service import jobs, parts
@@ -59,6 +61,22 @@ def test_stale_expected_version_is_a_conflict_on_version(signed_in, work):
                        json={"to_status": "en_route", "expected_version": 1}, headers={"X-CSRF-Token": token})
     assert resp.status_code == 409
     assert resp.get_json()["field"] == "version"
+
+
+@pytest.mark.parametrize("version", [0, -1])
+def test_expected_version_below_1_is_bad_input_saying_versions_start_at_1(signed_in, work, version):
+    client, token = signed_in("ada")
+    resp = client.post(f"/api/jobs/{work.ada_job_id}/transitions",
+                       json={"to_status": "en_route", "expected_version": version},
+                       headers={"X-CSRF-Token": token})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "expected_version"
+    assert "versions start at 1" in resp.get_json()["error"]
+
+
+def test_openapi_documents_that_versions_start_at_1(app):
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/jobs/{job_id}/transitions"]["post"]["requestBody"]["content"]["application/json"]
+    assert schema["schema"]["properties"]["expected_version"]["minimum"] == 1
 
 
 def test_technician_may_not_cancel(signed_in, work):

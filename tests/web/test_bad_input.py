@@ -66,7 +66,7 @@ def test_idempotency_key_with_nul_is_refused_naming_it(signed_in, people):
 def test_device_id_beyond_the_integer_range_is_not_found(signed_in, work):
     client, _ = signed_in("dora")
     resp = client.get("/api/devices/99999999999999")
-    assert resp.status_code == 404 and "error" in resp.get_json()
+    assert resp.status_code == 404 and set(resp.get_json()) == {"error"}
 
 
 def test_route_of_technician_id_beyond_the_integer_range_is_not_found(signed_in, work):
@@ -74,9 +74,10 @@ def test_route_of_technician_id_beyond_the_integer_range_is_not_found(signed_in,
     assert client.get("/api/technicians/99999999999/route").status_code == 404
 
 
-def test_device_page_id_beyond_the_integer_range_is_not_found(signed_in, work):
+def test_device_page_id_beyond_the_integer_range_is_an_html_not_found_page(signed_in, work):
     client, _ = signed_in("dora")
-    assert client.get("/console/devices/99999999999").status_code == 404
+    resp = client.get("/console/devices/99999999999")
+    assert resp.status_code == 404 and resp.mimetype == "text/html"
 
 
 def test_override_position_beyond_the_integer_range_is_refused_naming_position(signed_in, work, people):
@@ -149,3 +150,16 @@ def test_idempotent_replay_gives_times_in_the_same_iso_format_as_the_first_answe
     replay = client.post("/api/positions", json={"lat": 48.1, "lon": 11.5}, headers=headers)
     assert replay.headers["Idempotent-Replay"] == "true"
     assert replay.get_json()["at"] == first.get_json()["at"]
+
+
+def test_method_not_allowed_on_an_api_path_is_a_json_error(signed_in, people):
+    client, token = signed_in("dora")
+    resp = client.delete("/api/jobs", headers={"X-CSRF-Token": token})
+    assert resp.status_code == 405 and set(resp.get_json()) == {"error"}
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/console/"])
+def test_method_not_allowed_names_the_allowed_methods(signed_in, people, path):
+    client, token = signed_in("dora")
+    resp = client.delete(path, headers={"X-CSRF-Token": token})
+    assert resp.status_code == 405 and "GET" in resp.headers.get("Allow", "")
