@@ -261,6 +261,13 @@ class Window:
         self._fleet, self._ids, self._h0, self._h1 = fleet, list(device_ids), h0, h1
         return fleet
 
+    def reported_since(self, since: datetime) -> np.ndarray:
+        """Per device of the last fleet, whether it has a reading in an hour starting at or after
+        ``since`` (what :func:`active_device_ids` asks of the rollup)."""
+        values = self._fleet.grid.values
+        first = max(int(np.ceil(hours(since))) - self._h0, 0)
+        return ~np.isnan(values[:, first:]).all(axis=(1, 2))
+
     def _advance(self, conn: psycopg.Connection, old: Fleet, start: datetime, now: datetime,
                  h0: int, h1: int) -> Fleet:
         g, t = old.grid, h1 - h0
@@ -337,6 +344,11 @@ def readings_per_hour(conn: psycopg.Connection, start: datetime, end: datetime) 
     row = conn.execute("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM telemetry_hourly "
                        "WHERE bucket >= %s AND bucket < %s", (start, end)).fetchone()
     return None if row is None or row[0] is None else float(row[0])
+
+
+def device_ids(conn: psycopg.Connection) -> list[int]:
+    """Every device, in id order."""
+    return [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id").fetchall()]
 
 
 def active_device_ids(conn: psycopg.Connection, since: datetime) -> list[int]:

@@ -138,11 +138,12 @@ class Scores:
                            self.modes[r], self.explanations[r], self.contracts[r]) for r in rows]
 
 
-def scores(fleet: data.Fleet, model: FailureModel) -> Scores:
-    """Features, model and explanations for every device of ``fleet`` with a step to score."""
+def scores(fleet: data.Fleet, model: FailureModel, active: np.ndarray | None = None) -> Scores:
+    """Features, model and explanations for every device of ``fleet`` with a step to score (and,
+    with the mask ``active``, only those it marks)."""
     grid = fleet.grid
     step = grid.last_steps()
-    dev = np.flatnonzero(step >= 0)
+    dev = np.flatnonzero((step >= 0) if active is None else (step >= 0) & active)
     with threadpool_limits(1):  # the scorer overlaps batches on its own threads
         x = F.compute(grid, model.spec, dev, step[dev])
         p, rul, modes = model.score(x)
@@ -232,6 +233,10 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
     """Score every device that reported within the last two days; one transaction per batch.
     ``windows`` (kept by the caller across passes) holds each batch's rolling window.
 
+    Batches are cut from every device, and each batch's read tells which of them reported: a
+    separate query for the active devices (one index probe per device) would hold up the first
+    batch.
+
     All database work (reading a batch, opening its jobs, storing its predictions) runs in order
     on one thread, the features and models of up to ``compute_threads`` batches at a time on
     others: later batches are read and earlier ones stored while batches are scored (numpy,
@@ -240,20 +245,22 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
     if batch < 1 or compute_threads < 1:
         raise ValueError(f"batch ({batch}) and compute_threads ({compute_threads}) must be at least 1")
     started = time.perf_counter()
-    ids = data.active_device_ids(conn, now - timedelta(hours=ACTIVE_WITHIN_H))
+    ids = data.device_ids(conn)
+    since = now - timedelta(hours=ACTIVE_WITHIN_H)
     windows = {} if windows is None else windows
     starts = range(0, len(ids), batch)
 
-    def read(a: int) -> data.Fleet:
+    def read(a: int) -> tuple[data.Fleet, np.ndarray]:
         window = windows.setdefault((a, model.spec.history, model.spec.n_slots), window_for(model))
-        return window.fleet(conn, now, ids[a:a + batch])
+        fleet = window.fleet(conn, now, ids[a:a + batch])
+        return fleet, window.reported_since(since)
 
-    def write(scored: Scores) -> tuple[int, int]:
+    def write(scored: Scores) -> tuple[int, int, int]:
         risky = np.flatnonzero(scored.p_fail >= model.threshold)
         job_ids = open_jobs(conn, scored.predictions(risky), model.threshold, now) if open_proactive else {}
         store(conn, scored, version, now, job_ids)
         conn.commit()
-        return len(risky), len(job_ids)
+        return len(scored.device_ids), len(risky), len(job_ids)
 
     # One BLAS/OpenMP thread for the whole pass: the BLAS limit is process-wide, so each batch's
     # own limit in ``scores`` (needed there: OpenMP's is per thread) restores 1 when it ends.
@@ -264,7 +271,8 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
         computing: deque = deque()
         writes = []
         while reads:
-            computing.append(cpu.submit(scores, reads.popleft().result(), model))
+            fleet, active = reads.popleft().result()
+            computing.append(cpu.submit(scores, fleet, model, active))
             if queued < len(starts):  # read ahead as far as the compute threads can take
                 reads.append(db.submit(read, starts[queued]))
                 queued += 1
@@ -272,7 +280,7 @@ def score_pass(conn: psycopg.Connection, model: FailureModel, version: int, now:
                 writes.append(db.submit(write, computing.popleft().result()))
         writes += [db.submit(write, c.result()) for c in computing]  # the last ones, in order
         done = [w.result() for w in writes]
-    result = Pass(len(ids), sum(d[0] for d in done), sum(d[1] for d in done), time.perf_counter() - started)
+    result = Pass(*(sum(d[k] for d in done) for k in range(3)), time.perf_counter() - started)
     log.info("scored %d devices in %.2f s: %d above threshold, %d proactive jobs",
              result.devices, result.seconds, result.alerts, result.jobs)
     return result

@@ -150,6 +150,22 @@ def test_a_scoring_pass_stores_predictions_and_opens_each_job_once(db):
     assert [(j[2], j[3]) for j in prediction_jobs(db)] == [("prediction", "bearing_wear")] * 2
 
 
+@pytest.mark.parametrize("rolling", [False, True])
+def test_a_pass_scores_only_the_devices_with_a_reading_in_the_last_two_days(db, rolling):
+    from predict import registry
+
+    model = two_reporting_pumps_and_a_model(db)  # their last readings: T0 - 10 min
+    factories.device(db, serial="never-reported")
+    db.commit()
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    windows = {} if rolling else None  # kept across passes: the second reads only new hours
+    hours = [p.devices for p in (scorer.score_pass(db, model, version, T0 + timedelta(hours=h), open_proactive=False,
+                                                   windows=windows) for h in (47, 48.5))]
+    assert hours == [2, 0]
+    scored = {r[0] for r in db.execute("SELECT device_id FROM predictions").fetchall()}
+    assert scored == {r[0] for r in db.execute("SELECT id FROM devices WHERE serial LIKE 'pump-%'").fetchall()}
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scores_alone(db, threads):
     from sklearn.dummy import DummyClassifier
