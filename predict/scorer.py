@@ -144,6 +144,9 @@ def scores(fleet: data.Fleet, model: FailureModel, active: np.ndarray | None = N
     grid = fleet.grid
     step = grid.last_steps()
     dev = np.flatnonzero((step >= 0) if active is None else (step >= 0) & active)
+    if not len(dev):  # e.g. a batch of devices that all went silent: estimators refuse no rows
+        none = np.empty(0, dtype=object)
+        return Scores(grid.device_ids[dev], np.empty(0), np.empty(0), none, none, [])
     with threadpool_limits(1):  # the scorer overlaps batches on its own threads
         x = F.compute(grid, model.spec, dev, step[dev])
         p, rul, modes = model.score(x)

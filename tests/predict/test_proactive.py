@@ -190,6 +190,27 @@ def test_a_pass_reading_the_next_batch_while_scoring_stores_what_each_batch_scor
     assert [d for d, _ in stored] == sorted(d.id for d in pumps)
 
 
+def test_a_batch_whose_devices_all_went_silent_scores_nothing_and_the_pass_goes_on(db):
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from predict import features as F
+    from predict import registry
+    from predict.model import FailureModel
+
+    silent = factories.device(db, serial="silent")  # the first batch: no readings at all
+    db.commit()
+    pumps = reporting_pumps(db, 2)
+    spec = F.FeatureSpec(n_slots=3, n_counts=3)
+    x = np.array([[1.0], [5.0]])  # scikit-learn's estimators refuse an empty batch
+    model = FailureModel(spec, LogisticRegression().fit(x, [0, 1]), LinearRegression().fit(x, [1.0, 5.0]),
+                         None, [], threshold=2.0, horizon=72.0, rul_cap=144.0, estimator="linear",
+                         columns=np.array([F.feature_names(spec).index("m1:mean_6")]))
+    version, _ = registry.register(db, model, params={}, train_start=None, train_end=None)
+    assert scorer.score_pass(db, model, version, T0, batch=1).devices == 2
+    stored = {r[0] for r in db.execute("SELECT device_id FROM predictions").fetchall()}
+    assert stored == {p.id for p in pumps} and silent.id not in stored
+
+
 @pytest.mark.parametrize("arg", [{"batch": 0}, {"compute_threads": 0}])
 def test_a_pass_refuses_empty_batches_or_no_compute_thread(db, arg):
     model = two_reporting_pumps_and_a_model(db)
