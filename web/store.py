@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from fieldops import events
+from fieldops.service.errors import ServiceError
 from web.security import hash_password, token_digest
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 ROLES = ("admin", "dispatcher", "technician")
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_MAX_FAILURES = 5
+
+
+class AccountExists(ServiceError):
+    """The name, or the technician, has an account already (usernames and technicians have one each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +41,26 @@ def create_user(
     conn: psycopg.Connection, username: str, password: str, role: str, technician_id: int | None = None,
     *, password_hash: str | None = None,
 ) -> User:
-    """Add an account; ``password_hash`` (an encoded scrypt hash) skips hashing ``password``."""
+    """Add an account; ``password_hash`` (an encoded scrypt hash) skips hashing ``password``.
+
+    Raises AccountExists when the name or the technician has an account already (the caller's
+    transaction is then aborted).
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    row = conn.execute(
-        "INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
-        "RETURNING id, username, role, technician_id, password_hash, active",
-        (username, password_hash or hash_password(password), role, technician_id),
-    ).fetchone()
+    try:
+        row = conn.execute(
+            "INSERT INTO users (username, password_hash, role, technician_id) VALUES (%s, %s, %s, %s) "
+            "RETURNING id, username, role, technician_id, password_hash, active",
+            (username, password_hash or hash_password(password), role, technician_id),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == "users_technician_id_key":
+            raise AccountExists("technician_id", f"technician {technician_id} already has an account "
+                                "(one account per technician)") from exc
+        if exc.diag.constraint_name == "users_username_key":
+            raise AccountExists("username", f"an account named {username!r} already exists") from exc
+        raise
     return User(*row)
 
 

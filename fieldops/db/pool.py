@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import psycopg
@@ -48,9 +49,21 @@ def make_pool(
     return pool
 
 
+# Refusals at login that waiting cannot cure: unknown database (3D000), unknown role or login not
+# allowed (28000), failed authentication (28P01, 28000), and libpq's own "no password supplied".
+# libpq hands a failed login over as text without its SQLSTATE, so the server's (English) message
+# is matched; a server with translated messages falls back to waiting out the timeout.
+_FINAL_REFUSAL = re.compile(
+    r'FATAL:\s+(database ".*" does not exist|role ".*" does not exist|role ".*" is not permitted to log in'
+    r"|.*authentication failed for user|no pg_hba\.conf entry|pg_hba\.conf rejects connection)"
+    r"|fe_sendauth: no password supplied"
+)
+
+
 def wait_ready(conninfo: str, timeout_s: float = 30.0) -> None:
-    """Block until the server accepts connections. Raises DatabaseUnavailable at once for a malformed
-    URL, else with the last reason after ``timeout_s``."""
+    """Block until the server accepts connections. Raises DatabaseUnavailable at once when waiting
+    cannot help (malformed URL, unknown database or role, refused login), else with the last reason
+    after ``timeout_s`` (server unreachable, starting up, too many connections)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -58,9 +71,15 @@ def wait_ready(conninfo: str, timeout_s: float = 30.0) -> None:
                 conn.execute("SELECT 1")
             return
         except psycopg.OperationalError as exc:
-            malformed = isinstance(exc, DatabaseUnavailable) and not isinstance(exc.__cause__, psycopg.OperationalError)
-            if malformed or time.monotonic() > deadline:
+            if _waiting_cannot_help(exc) or time.monotonic() > deadline:
                 if isinstance(exc, DatabaseUnavailable):
                     raise
                 raise _unavailable(exc) from exc
             time.sleep(0.1)
+
+
+def _waiting_cannot_help(exc: psycopg.OperationalError) -> bool:
+    reason = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+    if not isinstance(reason, psycopg.OperationalError):
+        return True  # psycopg refused the URL itself, before trying to connect
+    return _FINAL_REFUSAL.search(str(reason)) is not None

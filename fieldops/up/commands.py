@@ -10,18 +10,23 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fieldops.cli import int_between, positive_float
 from fieldops.clock import Clock
 from fieldops.config import MAX_CLOCK_SPEED, Settings
 from fieldops.db import connect
 from fieldops.db.migrate import migrate
+from fieldops.db.repo import prepared
 from fieldops.supervisor import ProcessSpec, Supervisor
 from fieldops.up import services
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +87,10 @@ def _demo_start(now: datetime) -> datetime:
     return now.replace(hour=6, minute=30, second=0, microsecond=0)
 
 
-def _count(url: str, query: str) -> int:
+def _holds(url: str, check: Callable[[psycopg.Connection], bool]) -> bool:
+    """``check`` (a function of ``fieldops.db.repo.prepared``) on a connection of its own."""
     with connect(url) as conn:
-        return int(conn.execute(query).fetchone()[0])
+        return check(conn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,7 @@ def live_fleet_args(world: World) -> list[str]:
 
 
 def seed_if_empty(db_url: str, env: Mapping[str, str], world: World) -> None:
-    if _count(db_url, "SELECT count(*) FROM devices") == 0:
+    if not _holds(db_url, prepared.has_devices):
         _run_step(f"seeding a region with {world.devices} devices and {world.technicians} technicians",
                   _fieldops("simulate", "seed-data", "--devices", str(world.devices),
                             "--technicians", str(world.technicians)), env)
@@ -154,12 +160,12 @@ def seed_if_empty(db_url: str, env: Mapping[str, str], world: World) -> None:
 
 def prepare_history(db_url: str, env: Mapping[str, str], world: World, demo_password: str) -> None:
     """Backfill and a first model unless present, then the demo accounts (the broker must be up)."""
-    if _count(db_url, "SELECT count(*) FROM (SELECT 1 FROM telemetry LIMIT 1) t") == 0:
+    if not _holds(db_url, prepared.has_telemetry):
         _run_step(f"backfilling {world.history_days:g} days of history",
                   _fieldops("simulate", "backfill", "--days", str(world.history_days),
                             "--resolution-s", str(world.history_resolution_s),
                             "--warning-h", f"{world.warning_h:g}"), env)
-    if _count(db_url, "SELECT count(*) FROM model_registry WHERE active") == 0:
+    if not _holds(db_url, prepared.has_active_model):
         _run_step("training the first failure model",
                   _fieldops("predict", "train", "--days", str(world.history_days),
                             "--horizon", f"{world.horizon_h:g}", "--estimators", "random_forest"),

@@ -1,12 +1,17 @@
 """The ``fieldops`` entry point: argument types shared by the commands, and how errors are reported."""
 
 import argparse
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from fieldops.cli import aware_datetime, int_between, main, positive_float
 from tests.conftest import _with_dbname
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_unknown_log_level_option_is_refused(capsys):
@@ -198,3 +203,21 @@ def test_up_with_a_malformed_database_url_is_one_clear_line(tmp_path, monkeypatc
     monkeypatch.setenv("FIELDOPS_DATA_DIR", str(tmp_path))
     line = _unreachable(monkeypatch, capsys, "garbage", ["up", "--prepare-only"])
     assert line.startswith("fieldops: cannot connect to the database: ") and "garbage" in line
+
+
+def _python_m_fieldops(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m fieldops ARGV`` in a child process, importing this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "fieldops", *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_python_m_fieldops_shows_the_help():
+    done = _python_m_fieldops("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: fieldops")
+
+
+def test_python_m_fieldops_passes_the_exit_code_through():
+    done = _python_m_fieldops("web-user", "dora")  # no --role: main returns 2 before touching a database
+    assert done.returncode == 2
+    assert "--role is required" in done.stderr

@@ -6,6 +6,7 @@ import pytest
 
 from tests import factories
 from tests.web.test_server import web_user
+from web import commands, store
 
 
 def _refused_at_parse(monkeypatch, db_url, capsys, *argv) -> str:
@@ -65,3 +66,28 @@ def test_second_account_for_a_technician_is_refused_naming_the_technician(db, db
     assert web_user(monkeypatch, db_url, *first, password="long-enough-pw") == 0
     err = _refused(monkeypatch, db_url, capsys, "tina2", "--role", "technician", "--technician-id", str(ada.id))
     assert f"technician {ada.id} (Ada) already has an account: 'tina'" in err
+
+
+def test_store_refuses_a_second_account_for_a_technician_with_a_clear_error(db):
+    ada = factories.technician(db, "Ada")
+    store.create_user(db, "tina", "long-enough-pw", "technician", ada.id)
+    with pytest.raises(store.AccountExists, match=f"technician {ada.id} already has an account"):
+        store.create_user(db, "tina2", "long-enough-pw", "technician", ada.id)
+
+
+def test_store_refuses_a_taken_name_with_a_clear_error(db):
+    store.create_user(db, "dora", "long-enough-pw", "dispatcher")
+    with pytest.raises(store.AccountExists, match="an account named 'dora' already exists"):
+        store.create_user(db, "dora", "long-enough-pw", "admin")
+
+
+def test_account_made_after_the_check_is_refused_with_exit_2(db, db_url, monkeypatch, capsys):
+    ada = factories.technician(db, "Ada")
+    db.commit()
+    argv = ("--role", "technician", "--technician-id", str(ada.id))
+    assert web_user(monkeypatch, db_url, "tina", *argv, password="long-enough-pw") == 0
+    capsys.readouterr()
+    monkeypatch.setattr(commands, "_user_problem", lambda conn, args: None)  # as if the check ran first
+    err = _refused(monkeypatch, db_url, capsys, "tina2", *argv)
+    assert err == (f"fieldops web-user: technician_id: technician {ada.id} already has an account "
+                   "(one account per technician)\n")
