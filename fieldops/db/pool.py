@@ -7,6 +7,7 @@ import re
 import time
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
@@ -83,3 +84,12 @@ def _waiting_cannot_help(exc: psycopg.OperationalError) -> bool:
     if not isinstance(reason, psycopg.OperationalError):
         return True  # psycopg refused the URL itself, before trying to connect
     return _FINAL_REFUSAL.search(str(reason)) is not None
+
+
+def ensure_database(admin_url: str, name: str) -> bool:
+    """Create database ``name`` through ``admin_url`` unless it exists; True when it was created."""
+    with connect(admin_url, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None:
+            return False
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True

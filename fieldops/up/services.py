@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from fieldops.config import Settings
-from fieldops.db.pool import connect, wait_ready
+from fieldops.db.pool import connect, ensure_database, wait_ready
+from fieldops.db.repo import prepared
 from fieldops.runtime.mosquitto import LocalMosquitto, broker_user, share_with_broker, wait_port
 from fieldops.runtime.postgres import LocalPostgres, free_port
 
@@ -70,8 +71,7 @@ def settle_shutdown_offline(db_url: str, now: datetime, code: str = "offline") -
     to open inspection jobs (and site alarm storms) for.
     """
     with connect(db_url) as conn:
-        settled = conn.execute("UPDATE device_events SET handled_at = %s WHERE handled_at IS NULL AND code = %s",
-                               (now, code)).rowcount
+        settled = prepared.settle_unhandled_events(conn, code, now)
         conn.commit()
     return settled
 
@@ -99,9 +99,7 @@ def start_postgres(settings: Settings) -> ManagedPostgres:
         except RuntimeError:
             (cluster.data_dir / "postmaster.pid").unlink(missing_ok=True)
     cluster.start(timeout_s=60)
-    with connect(cluster.url, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
-            admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+    ensure_database(cluster.url, DB_NAME)
     return ManagedPostgres(cluster, cluster.url_for(DB_NAME))
 
 

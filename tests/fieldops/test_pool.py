@@ -53,3 +53,17 @@ def test_too_many_connections_is_waited_out(pg_admin_url):
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_ensure_database_creates_a_database_whose_name_needs_quoting_once(pg_admin_url):
+    from fieldops.db.pool import ensure_database
+
+    name = f"Field ops-{secrets.token_hex(3)}"
+    try:
+        assert ensure_database(pg_admin_url, name) is True
+        assert ensure_database(pg_admin_url, name) is False
+        with psycopg.connect(_with(pg_admin_url, dbname=name)) as conn:
+            assert conn.execute("SELECT current_database()").fetchone()[0] == name
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))

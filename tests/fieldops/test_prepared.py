@@ -34,3 +34,19 @@ def test_an_inactive_model_is_not_an_active_model(db):
 def test_an_active_model_is_an_active_model(db):
     _model(db, active=True)
     assert prepared.has_active_model(db)
+
+
+def test_settling_marks_only_unhandled_events_of_the_code_handled(db):
+    from datetime import timedelta
+
+    from fieldops.db.repo import prepared
+    from tests import factories
+    from tests.factories import T0
+
+    dev = factories.device(db)
+    for k, (code, handled) in enumerate((("offline", None), ("offline", T0), ("E42", None))):
+        db.execute("INSERT INTO device_events (device_id, ts, severity, code, handled_at) VALUES (%s, %s, 'fault', %s, %s)",
+                   (dev.id, T0 - timedelta(minutes=k), code, handled))
+    assert prepared.settle_unhandled_events(db, "offline", T0 + timedelta(hours=1)) == 1
+    rows = db.execute("SELECT code, handled_at FROM device_events ORDER BY id").fetchall()
+    assert rows == [("offline", T0 + timedelta(hours=1)), ("offline", T0), ("E42", None)]
