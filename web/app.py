@@ -65,7 +65,8 @@ def create_app(
     )
     if pool is None:
         pool = make_pool(settings.database_url, min_size=settings.db_pool_min,
-                         max_size=settings.db_pool_max, name="fieldops-web")
+                         max_size=settings.db_pool_max, name="fieldops-web",
+                         timeout_s=settings.web_pool_timeout_s)
     hub = Hub(pool, settings.database_url) if start_hub else None
     app.extensions[EXTENSION] = WebState(
         settings=settings, pool=pool,

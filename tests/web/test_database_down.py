@@ -72,6 +72,14 @@ def stopped_cluster_app(tmp_path):
     cluster.stop("immediate")
 
 
+def test_app_pool_waits_for_a_connection_as_long_as_the_setting_says(web_settings):
+    app = create_app(web_settings.with_(web_pool_timeout_s=2.5), start_hub=False, clock=clock())
+    try:
+        assert app.extensions[EXTENSION].pool.timeout == 2.5
+    finally:
+        close_app(app)
+
+
 def test_page_answers_503_when_the_database_server_is_stopped(stopped_cluster_app):
     resp = stopped_cluster_app.test_client().get("/track/some-token")
     assert resp.status_code == 503 and "Retry-After" in resp.headers
