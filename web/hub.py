@@ -5,6 +5,8 @@ offers each event to every subscriber; each subscriber's filter decides what it 
 
 It follows the events' commit order (``commit_seq``, see :mod:`fieldops.events`), not their ids:
 a transaction that took a lower id and commits late still comes after everything read before.
+It starts without a database: where it begins following is fixed by whichever first reaches the
+database, the listener or a stream (:meth:`Hub.begin`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from psycopg_pool import ConnectionPool
 
 from fieldops import events
 from fieldops.events import Event
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +66,32 @@ class Hub:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_seq = 0
+        self._last_seq: int | None = None  # commit position followed from; None until begun
+        self._begun = threading.Event()
+        self._begin_lock = threading.Lock()
 
     def start(self) -> Hub:
-        with self._pool.connection() as conn:
-            self._last_seq = events.last_commit_seq(conn)
+        """Start the listener thread; it connects (and reconnects) on its own."""
         self._thread = threading.Thread(target=self._run, name="fieldops-sse-hub", daemon=True)
         self._thread.start()
         return self
+
+    def begin(self, conn: psycopg.Connection) -> None:
+        """Fix the commit position the hub follows from, once: the newest one when first called.
+
+        The listener calls it when it first reaches the database; a stream calls it before reading
+        its own starting point on ``conn``, so the hub never starts after a stream it feeds.
+        """
+        if self._begun.is_set():
+            return
+        with self._begin_lock:
+            if self._last_seq is None:
+                self._last_seq = events.last_commit_seq(conn)
+                self._begun.set()
+
+    def wait_begun(self, timeout_s: float) -> bool:
+        """Wait until the hub follows the events (see :meth:`begin`); False after ``timeout_s``."""
+        return self._begun.wait(timeout_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -113,6 +137,7 @@ class Hub:
     def _dispatch_new(self) -> None:
         while True:
             with self._pool.connection() as conn:
+                self.begin(conn)
                 batch = events.committed_since(conn, self._last_seq, BATCH)
             if batch:
                 self._last_seq = batch[-1].commit_seq

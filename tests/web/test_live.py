@@ -187,3 +187,22 @@ def test_uncommitted_event_has_no_commit_position_yet(db_url, db):
         seen = open_tx.execute("SELECT commit_seq FROM events").fetchone()[0]
         open_tx.rollback()
     assert seen is None
+
+
+def test_hub_begun_by_a_stream_delivers_what_commits_before_its_listener_starts(db_url, db):
+    from fieldops.db import make_pool
+    from web.hub import Hub
+
+    pool = make_pool(db_url, max_size=2, name="hub-test")
+    hub = Hub(pool, db_url, poll_s=0.2)
+    try:
+        sub = hub.subscribe(lambda event: event)
+        with pool.connection() as conn:
+            hub.begin(conn)  # as a stream does before reading its starting point
+        published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        db.commit()
+        hub.start()
+        assert sub.queue.get(timeout=5).id == published
+    finally:
+        hub.stop()
+        pool.close()
