@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from psycopg_pool import ConnectionPool
 
 from fieldops import events
+from fieldops.db.errors import is_unavailable
 from fieldops.events import Event
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 Filter = Callable[[Event], Event | None]
 QUEUE_SIZE = 1000
 BATCH = 500
+RECONNECT_FIRST_S = 0.5  # the listener's first wait after a failure, doubled on each further one
+RECONNECT_MAX_S = 5.0
 
 
 @dataclass(eq=False)
@@ -121,18 +125,44 @@ class Hub:
             return len(self._subs)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for _note in events.listen(self._conninfo, timeout_s=self._poll_s):
+        """Listen and dispatch until stopped. A failure is logged once, a lost database as a warning
+        without traceback, anything else with it (and again if the kind of failure changes); the
+        listener reconnects after RECONNECT_FIRST_S, doubling up to RECONNECT_MAX_S, and logs when
+        it reads events again. Should the thread end otherwise, that is logged as critical."""
+        failed_at: float | None = None
+        logged_outage: bool | None = None  # the kind of failure last logged in this spell
+        wait_s = RECONNECT_FIRST_S
+        try:
+            while not self._stop.is_set():
+                try:
+                    for _note in events.listen(self._conninfo, timeout_s=self._poll_s):
+                        if self._stop.is_set():
+                            return
+                        # Also poll on timeouts: a NOTIFY sent while reconnecting is not lost.
+                        self._dispatch_new()
+                        if failed_at is not None:
+                            log.info("event listener reading events again after %.1f s",
+                                     time.monotonic() - failed_at)
+                            failed_at, logged_outage, wait_s = None, None, RECONNECT_FIRST_S
+                except Exception as exc:
                     if self._stop.is_set():
                         return
-                    # Also poll on timeouts: a NOTIFY sent while reconnecting is not lost.
-                    self._dispatch_new()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("event listener failed; reconnecting")
-                self._stop.wait(1.0)
+                    if failed_at is None:
+                        failed_at = time.monotonic()
+                    outage = is_unavailable(exc)
+                    if outage == logged_outage:
+                        log.debug("event listener still failing: %s", exc)
+                    elif outage:
+                        log.warning("event listener lost the database, reconnecting: %s: %s",
+                                    type(exc).__name__, " ".join(str(exc).split()))
+                    else:
+                        log.exception("event listener failed; retrying")
+                    logged_outage = outage
+                    self._stop.wait(wait_s)
+                    wait_s = min(2 * wait_s, RECONNECT_MAX_S)
+        finally:
+            if not self._stop.is_set():
+                log.critical("event listener thread ended: this process sends no more live updates")
 
     def _dispatch_new(self) -> None:
         while True:
