@@ -15,6 +15,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_CLOCK_SPEED = 1_000_000.0
 MAX_RETENTION_DAYS = 36_500
 MAX_PARTITIONS_AHEAD_DAYS = 366
+MAX_WEB_POOL_TIMEOUT_S = 300.0  # a request waiting longer for a connection has lost its client anyway
 ANCHOR_YEARS = range(1970, 3000)  # far from datetime's limits, which "now" arithmetic would overflow
 
 
@@ -32,6 +33,9 @@ class Settings:
     )
     db_pool_min: int = field(default=1, metadata={"doc": "connection pool minimum size"})
     db_pool_max: int = field(default=10, metadata={"doc": "connection pool maximum size"})
+    web_pool_timeout_s: float = field(
+        default=10.0, metadata={"doc": "seconds a web request waits for a database connection before its 503"}
+    )
     telemetry_retention_days: int = field(
         default=365, metadata={"doc": "raw telemetry older than this is dropped"}
     )
@@ -121,6 +125,10 @@ def validate(settings: Settings) -> None:
     _check_clock_anchor(settings.clock_anchor)
     if settings.db_pool_min < 0 or settings.db_pool_max < max(1, settings.db_pool_min):
         raise ConfigError(f"{PREFIX}DB_POOL_MAX: must be >= DB_POOL_MIN and >= 1")
+    pool_timeout = settings.web_pool_timeout_s
+    if not (math.isfinite(pool_timeout) and 0 < pool_timeout <= MAX_WEB_POOL_TIMEOUT_S):
+        raise ConfigError(f"{PREFIX}WEB_POOL_TIMEOUT_S: must be a positive number of seconds up to "
+                          f"{MAX_WEB_POOL_TIMEOUT_S:g}, not {pool_timeout}")
     _check_range("telemetry_retention_days", settings.telemetry_retention_days, 1, MAX_RETENTION_DAYS)
     _check_range("telemetry_compress_after_days", settings.telemetry_compress_after_days, 1, MAX_RETENTION_DAYS)
     _check_range("partitions_ahead_days", settings.partitions_ahead_days, 0, MAX_PARTITIONS_AHEAD_DAYS)

@@ -95,12 +95,14 @@ def last_id(conn: psycopg.Connection) -> int:
 
 
 def listen(conninfo: str, timeout_s: float = 1.0) -> Iterator[int | None]:
-    """Yield event ids as they are notified; yields None every ``timeout_s`` without one.
+    """Yield event ids as they are notified; yields None once listening (to catch up on what
+    committed before) and then every ``timeout_s`` without a notification.
 
     Uses its own autocommit connection; stop by closing the generator.
     """
     with connect(conninfo, autocommit=True) as conn:
         conn.execute(f"LISTEN {CHANNEL}")
+        yield None
         while True:
             got = False
             for note in conn.notifies(timeout=timeout_s, stop_after=1):

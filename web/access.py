@@ -62,8 +62,10 @@ def requires(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def wants_json() -> bool:
-    """True for the JSON API and the event stream, whose errors are JSON rather than pages."""
-    return request.path.startswith("/api/") or request.path.startswith("/events")
+    """True for the JSON API (``/api`` and below) and the event stream, whose errors are JSON rather
+    than pages."""
+    path = request.path
+    return path == "/api" or path.startswith("/api/") or path.startswith("/events")
 
 
 def csrf_token() -> str:

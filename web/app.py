@@ -48,7 +48,11 @@ def create_app(
     clock: Clock | None = None,
     start_hub: bool = True,
 ) -> Flask:
-    """Build the app for ``settings``; opens a pool unless one is given and starts the SSE hub."""
+    """Build the app for ``settings``; opens a pool unless one is given and starts the SSE hub.
+
+    Needs no database: the pool connects in the background (requests answer 503 until it has a
+    connection), so the app starts while the server is down and works once it is back.
+    """
     from web import api, auth, dispatcher, live, technician, tracking
 
     app = Flask(__name__)
@@ -65,7 +69,8 @@ def create_app(
     )
     if pool is None:
         pool = make_pool(settings.database_url, min_size=settings.db_pool_min,
-                         max_size=settings.db_pool_max, name="fieldops-web")
+                         max_size=settings.db_pool_max, name="fieldops-web",
+                         timeout_s=settings.web_pool_timeout_s, wait=False)
     hub = Hub(pool, settings.database_url) if start_hub else None
     app.extensions[EXTENSION] = WebState(
         settings=settings, pool=pool,

@@ -111,6 +111,7 @@ def stream(visible: Filter) -> Response:
     after = _last_event_id()
     sub = hub.subscribe(visible)
     with db() as conn:
+        hub.begin(conn)  # before reading our start: the hub must not start after it
         newest = events.last_commit_seq(conn)
         if after is not None and after > newest:
             after = None  # an id this database never gave out (it was rebuilt): start afresh

@@ -33,9 +33,15 @@ def _unavailable(exc: psycopg.Error) -> DatabaseUnavailable:
 
 def make_pool(
     conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "fieldops", timeout_s: float = 30.0,
+    wait: bool = True,
 ) -> ConnectionPool:
     """An opened pool whose connections are checked before use; a caller waits up to ``timeout_s``
-    for one, then gets PoolTimeout."""
+    for one, then gets PoolTimeout.
+
+    With ``wait`` the pool's first ``min_size`` connections are opened before it is returned
+    (PoolTimeout after 30 s); without, it is returned at once and connects in the background,
+    retrying while the server is unreachable.
+    """
     pool = ConnectionPool(
         conninfo,
         min_size=min_size,
@@ -46,7 +52,7 @@ def make_pool(
         check=ConnectionPool.check_connection,
         kwargs={"application_name": name},
     )
-    pool.open(wait=True, timeout=30)
+    pool.open(wait=wait, timeout=30)
     return pool
 
 

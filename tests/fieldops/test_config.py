@@ -85,3 +85,9 @@ def test_unknown_log_level_is_refused():
 def test_port_outside_tcp_range_is_refused(variable, port):
     with pytest.raises(ConfigError, match=variable):
         load_settings({variable: port})
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-1", "301"])
+def test_web_pool_timeout_must_be_positive_finite_and_bounded(seconds):
+    with pytest.raises(ConfigError, match="FIELDOPS_WEB_POOL_TIMEOUT_S"):
+        load_settings({"FIELDOPS_WEB_POOL_TIMEOUT_S": seconds})

@@ -50,7 +50,9 @@ def app(web_settings: Settings) -> Iterator[Flask]:
 
 @pytest.fixture
 def live_app(web_settings: Settings) -> Iterator[Flask]:
+    """The app with its live-update listener, which already follows the events."""
     app = create_app(web_settings, clock=clock())
+    assert app.extensions[EXTENSION].hub.wait_begun(10)
     yield app
     close_promptly(app)
 

@@ -163,3 +163,8 @@ def test_method_not_allowed_names_the_allowed_methods(signed_in, people, path):
     client, token = signed_in("dora")
     resp = client.delete(path, headers={"X-CSRF-Token": token})
     assert resp.status_code == 405 and "GET" in resp.headers.get("Allow", "")
+
+
+def test_bare_api_path_is_a_json_not_found(app):
+    resp = app.test_client().get("/api")
+    assert resp.status_code == 404 and set(resp.get_json()) == {"error"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -72,9 +73,48 @@ def stopped_cluster_app(tmp_path):
     cluster.stop("immediate")
 
 
+def test_app_pool_waits_for_a_connection_as_long_as_the_setting_says(web_settings):
+    app = create_app(web_settings.with_(web_pool_timeout_s=2.5), start_hub=False, clock=clock())
+    try:
+        assert app.extensions[EXTENSION].pool.timeout == 2.5
+    finally:
+        close_app(app)
+
+
 def test_page_answers_503_when_the_database_server_is_stopped(stopped_cluster_app):
     resp = stopped_cluster_app.test_client().get("/track/some-token")
     assert resp.status_code == 503 and "Retry-After" in resp.headers
+
+
+@pytest.fixture
+def cluster_not_running(tmp_path):
+    """A private cluster, initialised but not started."""
+    cluster = LocalPostgres(tmp_path / "pg", fast_unsafe=True)
+    cluster.init()
+    yield cluster
+    cluster.stop("immediate")
+
+
+def _first_status_other_than(client, path, status, timeout_s=30.0):
+    """Ask for ``path`` until the answer is not ``status`` (for at most ``timeout_s``); its status."""
+    deadline = time.monotonic() + timeout_s
+    while (got := client.get(path).status_code) == status and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
+
+
+def test_app_starts_while_the_database_is_down_and_serves_once_it_is_up(cluster_not_running):
+    settings = Settings(env="test", database_url=cluster_not_running.url, secret_key="t" * 40,
+                        web_pool_timeout_s=0.5)
+    app = create_app(settings, clock=clock())
+    try:
+        _route_running(app, "/api/ping", "SELECT 1")
+        client = app.test_client()
+        assert client.get("/api/ping").status_code == 503
+        cluster_not_running.start()
+        assert _first_status_other_than(client, "/api/ping", 503) == 200
+    finally:
+        close_app(app)
 
 
 def _route_running(app, path, sql):

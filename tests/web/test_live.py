@@ -187,3 +187,93 @@ def test_uncommitted_event_has_no_commit_position_yet(db_url, db):
         seen = open_tx.execute("SELECT commit_seq FROM events").fetchone()[0]
         open_tx.rollback()
     assert seen is None
+
+
+def test_hub_begun_by_a_stream_delivers_what_commits_before_its_listener_starts(db_url, db):
+    from fieldops.db import make_pool
+    from web.hub import Hub
+
+    pool = make_pool(db_url, max_size=2, name="hub-test")
+    hub = Hub(pool, db_url, poll_s=0.2)
+    try:
+        sub = hub.subscribe(lambda event: event)
+        with pool.connection() as conn:
+            hub.begin(conn)  # as a stream does before reading its starting point
+        published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        db.commit()
+        hub.start()
+        assert sub.queue.get(timeout=5).id == published
+    finally:
+        hub.stop()
+        pool.close()
+
+
+def _listener_pid(db, timeout_s=10.0):
+    """The backend of the hub's LISTEN connection on this test's database (waits for it)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = db.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND query = %s", (f"LISTEN {events.CHANNEL}",)).fetchone()
+        db.rollback()
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, "no LISTEN connection"
+            return row[0]
+        time.sleep(0.05)
+
+
+def test_hub_delivers_again_after_its_listen_connection_is_terminated(live_app, db):
+    sub = live_app.extensions["fieldops"].hub.subscribe(lambda event: event)
+    db.execute("SELECT pg_terminate_backend(%s)", (_listener_pid(db),))
+    published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+    db.commit()
+    assert sub.queue.get(timeout=5).id == published
+
+
+def test_hub_logs_a_database_outage_once_however_many_reconnects_fail(live_app, pg_admin_url, db,
+                                                                     caplog):
+    import logging
+    import time
+
+    import psycopg
+
+    from web.hub import RECONNECT_FIRST_S
+
+    sub = live_app.extensions["fieldops"].hub.subscribe(lambda event: event)
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    listener = _listener_pid(db)
+    with caplog.at_level(logging.DEBUG, logger="web.hub"), \
+            psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(%s)", (listener,))
+            time.sleep(RECONNECT_FIRST_S * 5)  # reconnects refused after 0.5 and 1.5 s
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        published = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        db.commit()
+        assert sub.queue.get(timeout=10).id == published
+    hub_records = [r for r in caplog.records if r.name == "web.hub"]
+    assert [(r.levelno, r.exc_info) for r in hub_records if r.levelno >= logging.WARNING] == [
+        (logging.WARNING, None)]
+    assert len([r for r in hub_records if r.levelno == logging.DEBUG]) >= 2, "reconnects were refused"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_hub_thread_ending_unexpectedly_is_logged_as_critical(live_app, db, caplog):
+    import logging
+    import time
+
+    def leaves(event):
+        raise SystemExit  # not an Exception: the listener's retry does not catch it
+
+    live_app.extensions["fieldops"].hub.subscribe(leaves)
+    with caplog.at_level(logging.INFO, logger="web.hub"):
+        events.publish(db, events.JOB_STATUS, {"to": "en_route"}, job_id=1)
+        db.commit()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(r.levelno == logging.CRITICAL
+                                                      for r in caplog.records):
+            time.sleep(0.05)
+    assert [r.name for r in caplog.records if r.levelno == logging.CRITICAL] == ["web.hub"]
