@@ -134,6 +134,19 @@ def people(db: psycopg.Connection) -> People:
     return People(ada.id, bob.id)
 
 
+def route_running(app: Flask, path: str, sql: str) -> None:
+    """A test-only API route that runs ``sql`` on a pooled connection: stands in for a check the
+    request checks miss, or a database that fails mid-request."""
+    from web.context import db
+
+    def view():
+        with db() as conn:
+            conn.execute(sql)
+        return {}
+
+    app.add_url_rule(path, path, view)
+
+
 def csrf_of(client: FlaskClient) -> str:
     page = client.get("/login").get_data(as_text=True)
     return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fieldops.service import jobs
-from tests.web.conftest import NOON, csrf_of
+from tests.web.conftest import NOON, csrf_of, route_running
 
 
 def test_login_with_nul_in_user_name_is_refused_with_a_page(app, people):
@@ -95,26 +95,14 @@ def test_pickup_location_beyond_the_integer_range_is_refused_naming_location(sig
     assert resp.status_code == 400 and resp.get_json()["field"] == "location_id"
 
 
-def _route_running(app, path, sql):
-    """A test-only API route that runs ``sql``: stands in for a check the request checks miss."""
-    from web.context import db
-
-    def view():
-        with db() as conn:
-            conn.execute(sql)
-        return {}
-
-    app.add_url_rule(path, path, view)
-
-
 def test_value_the_database_refuses_is_a_400_json_error_as_a_last_resort(app):
-    _route_running(app, "/api/overflow", "SELECT 2147483647::int + 1")
+    route_running(app, "/api/overflow", "SELECT 2147483647::int + 1")
     resp = app.test_client().get("/api/overflow")
     assert resp.status_code == 400 and "integer out of range" in resp.get_json()["error"]
 
 
 def test_database_error_that_is_not_about_a_value_stays_a_500(app):
-    _route_running(app, "/api/broken", "SELECT no_such_column FROM jobs")
+    route_running(app, "/api/broken", "SELECT no_such_column FROM jobs")
     assert app.test_client().get("/api/broken").status_code == 500
 
 

@@ -10,9 +10,9 @@ import pytest
 from fieldops.config import Settings
 from fieldops.db import make_pool
 from fieldops.runtime.postgres import LocalPostgres
-from tests.web.conftest import clock, login
+from tests.web.conftest import clock, login, route_running
 from web.app import close_app, create_app
-from web.context import EXTENSION, db
+from web.context import EXTENSION
 
 UNAVAILABLE = {"error": "database unavailable, retry shortly"}
 
@@ -108,7 +108,7 @@ def test_app_starts_while_the_database_is_down_and_serves_once_it_is_up(cluster_
                         web_pool_timeout_s=0.5)
     app = create_app(settings, clock=clock())
     try:
-        _route_running(app, "/api/ping", "SELECT 1")
+        route_running(app, "/api/ping", "SELECT 1")
         client = app.test_client()
         assert client.get("/api/ping").status_code == 503
         cluster_not_running.start()
@@ -117,25 +117,14 @@ def test_app_starts_while_the_database_is_down_and_serves_once_it_is_up(cluster_
         close_app(app)
 
 
-def _route_running(app, path, sql):
-    """A test-only API route that runs ``sql`` on a pooled connection."""
-
-    def view():
-        with db() as conn:
-            conn.execute(sql)
-        return {}
-
-    app.add_url_rule(path, path, view)
-
-
 def test_connection_lost_while_in_use_answers_503(app):
-    _route_running(app, "/api/lost", "SELECT pg_terminate_backend(pg_backend_pid())")
+    route_running(app, "/api/lost", "SELECT pg_terminate_backend(pg_backend_pid())")
     resp = app.test_client().get("/api/lost")
     assert (resp.status_code, resp.get_json()) == (503, UNAVAILABLE)
 
 
 def test_cancelled_statement_is_not_mistaken_for_an_outage(app):
-    _route_running(app, "/api/slow", "SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)")
+    route_running(app, "/api/slow", "SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)")
     assert app.test_client().get("/api/slow").status_code == 500
 
 
