@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -203,6 +204,37 @@ def test_console_map_follows_a_technicians_position_live(browser, base_url, live
     marker = f"#map path.technician-{people.ada_technician_id}"
     console.locator(marker).wait_for()
     console.wait_for_load_state("networkidle")
+    before = console.locator(marker).get_attribute("d")
+    phone = live_app.test_client()
+    token = login(phone, "ada")
+    phone.post("/api/positions", json={"lat": 48.18, "lon": 11.62}, headers={"X-CSRF-Token": token})
+    console.wait_for_function("([sel, d]) => document.querySelector(sel).getAttribute('d') !== d",
+                              arg=[marker, before])
+
+
+def test_console_live_updates_resume_after_the_event_stream_answered_503(browser, base_url, live_app, work, people):
+    from flask import request
+
+    from tests.web.conftest import login
+
+    streams = []
+
+    @live_app.before_request
+    def database_down_for_the_first_two_streams():
+        if request.path == "/events":
+            streams.append(request.args.get("last_event_id"))
+            if len(streams) <= 2:
+                return {"error": "database unavailable, retry shortly"}, 503, {"Retry-After": "5"}
+        return None
+
+    console = sign_in(browser, base_url, "dora", DESKTOP)
+    marker = f"#map path.technician-{people.ada_technician_id}"
+    console.locator(marker).wait_for()
+    hub = live_app.extensions["fieldops"].hub
+    deadline = time.monotonic() + 20  # the page waits 1 s, then 2 s, before its third try
+    while hub.subscriber_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(streams) == 3 and hub.subscriber_count() == 1
     before = console.locator(marker).get_attribute("d")
     phone = live_app.test_client()
     token = login(phone, "ada")

@@ -61,12 +61,32 @@ const fo = (() => {
   window.addEventListener("online", () => queue.flush());
   setInterval(() => queue.flush(), 15000);
 
+  // Live updates over server-sent events. The browser reconnects by itself after a dropped
+  // connection, but gives up for good on an error answer (a 503 while the database is down): then
+  // the stream is opened again after a wait (1 s, doubling up to 30 s), from the last event seen,
+  // so what was committed meanwhile still arrives.
+  const LIVE_KINDS = ["job.created", "job.updated", "job.status", "plan.changed", "technician.position",
+                      "device.status", "device.fault", "prediction", "dispatch.override"];
+
   function live(url, onEvent) {
-    const source = new EventSource(url, { withCredentials: true });
-    const kinds = ["job.created", "job.updated", "job.status", "plan.changed", "technician.position",
-                   "device.status", "device.fault", "prediction", "dispatch.override"];
-    kinds.forEach((k) => source.addEventListener(k, (ev) => onEvent(JSON.parse(ev.data))));
-    return source;
+    let lastId = "", waitMs = 1000, source = null, closed = false;
+    function open() {
+      if (closed) return;
+      const from = lastId ? (url.includes("?") ? "&" : "?") + "last_event_id=" + encodeURIComponent(lastId) : "";
+      source = new EventSource(url + from, { withCredentials: true });
+      source.addEventListener("open", () => { waitMs = 1000; });
+      source.addEventListener("error", () => {
+        if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
+        setTimeout(open, waitMs);
+        waitMs = Math.min(2 * waitMs, 30000);
+      });
+      LIVE_KINDS.forEach((k) => source.addEventListener(k, (ev) => {
+        if (ev.lastEventId) lastId = ev.lastEventId;
+        onEvent(JSON.parse(ev.data));
+      }));
+    }
+    open();
+    return { close: () => { closed = true; source.close(); } };
   }
 
   function makeMap(el, center) {
