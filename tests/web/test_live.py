@@ -76,9 +76,14 @@ def _seq(db, event_id: int) -> int:
     return db.execute("SELECT commit_seq FROM events WHERE id = %s", (event_id,)).fetchone()[0]
 
 
-def _collect(port, cookie, out: queue.Queue, last_event_id=None, *, whole=False) -> threading.Thread:
-    """Put each streamed message's id (or the whole message) on ``out``."""
-    resp = open_stream("127.0.0.1", port, "/events", cookie=cookie, last_event_id=last_event_id, timeout_s=10)
+def _collect(port, cookie, out: queue.Queue, last_event_id=None, *, whole=False, in_query=False) -> threading.Thread:
+    """Put each streamed message's id (or the whole message) on ``out``; ``last_event_id`` goes in
+    the Last-Event-ID header, or with ``in_query`` in the query (as the pages reopen a stream)."""
+    if in_query and last_event_id is not None:
+        path, last_event_id = f"/events?last_event_id={last_event_id}", None
+    else:
+        path = "/events"
+    resp = open_stream("127.0.0.1", port, path, cookie=cookie, last_event_id=last_event_id, timeout_s=10)
 
     def run():
         for message in messages(resp):
@@ -97,12 +102,13 @@ def test_stream_delivers_notified_event_to_dispatcher(server, live_app, people, 
     assert got.get(timeout=5) == _seq(db, published)
 
 
-def test_stream_resumes_after_last_event_id(server, live_app, people, db):
+@pytest.mark.parametrize("in_query", [False, True], ids=["header", "query"])
+def test_stream_resumes_after_last_event_id(server, live_app, people, db, in_query):
     first = events.publish(db, events.JOB_STATUS, {"to": "en_route"}, technician_id=1, job_id=1)
     second = events.publish(db, events.JOB_STATUS, {"to": "on_site"}, technician_id=1, job_id=1)
     db.commit()
     got: queue.Queue = queue.Queue()
-    _collect(server, _cookie(live_app, "dora"), got, last_event_id=_seq(db, first))
+    _collect(server, _cookie(live_app, "dora"), got, last_event_id=_seq(db, first), in_query=in_query)
     assert got.get(timeout=5) == _seq(db, second)
 
 
