@@ -134,10 +134,7 @@ def _data_error(exc: DataError) -> Any:
     check (or a server bug computing a bad value) is seen. Other database errors stay 500s.
     """
     log.error("database refused a value on %s %s", request.method, request.path, exc_info=exc)
-    message = f"a value was refused by the database: {exc.diag.message_primary or exc}"
-    if wants_json():
-        return ApiError(400, message).response()
-    return render_template("error.html", code=400, message=message), 400
+    return _error(400, f"a value was refused by the database: {exc.diag.message_primary or exc}")
 
 
 def _database_unavailable(exc: OperationalError) -> Any:
@@ -150,21 +147,21 @@ def _database_unavailable(exc: OperationalError) -> Any:
         raise exc
     log.warning("database unavailable on %s %s: %s: %s", request.method, request.path,
                 type(exc).__name__, " ".join(str(exc).split()))
-    headers = {"Retry-After": str(RETRY_AFTER_S)}
-    if wants_json():
-        return jsonify({"error": UNAVAILABLE}), 503, headers
-    return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
+    return _error(503, UNAVAILABLE, [("Retry-After", str(RETRY_AFTER_S))])
 
 
 def _http_error(exc: HTTPException) -> Any:
     """An HTTP error as the API's JSON error on API paths and as a page elsewhere, keeping the
     exception's headers (``Allow`` on a 405) but not its content type."""
-    code = exc.code or 500
-    message = exc.description or "error"
     headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    return _error(exc.code or 500, exc.description or "error", headers)
+
+
+def _error(code: int, message: str, headers: list[tuple[str, str]] | None = None) -> Any:
+    """The API's JSON error on API paths, the error page elsewhere."""
     if wants_json():
-        return jsonify({"error": message}), code, headers
-    return render_template("error.html", code=code, message=message), code, headers
+        return jsonify({"error": message}), code, headers or []
+    return render_template("error.html", code=code, message=message), code, headers or []
 
 
 def _security_headers(response: Any) -> Any:
